@@ -1,0 +1,3 @@
+from slovo.cli import main
+
+raise SystemExit(main())

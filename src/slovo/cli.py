@@ -1,0 +1,65 @@
+"""The `slovo` command line: one subcommand per stage of the flow.
+
+Each subcommand lives in `slovo.commands.<name>` with two functions, `add_arguments(parser)` and
+`run(args) -> int`. Those modules import torch and friends inside `run`, so `slovo --help` is fast.
+User errors (`SlovoError`) become one line on stderr and a non-zero exit, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from slovo import __version__
+from slovo.errors import SlovoError
+
+COMMANDS = {
+    "prepare": "read text sources, train or reuse a tokenizer, write token shards",
+    "train": "train a model under a time/step/token budget (or --resume a run)",
+    "eval": "loss, perplexity and bits per byte of a run on a dataset or text source",
+    "generate": "sample text from a run",
+    "export": "write a run as a transformers-loadable model folder",
+    "sweep": "run a hyperparameter sweep (wandb sweep YAML, Optuna engine)",
+    "runs": "table of the runs in a folder",
+    "report": "self-contained HTML report comparing runs",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slovo", description="Train small GPT-style language models from scratch under a wall-clock budget."
+    )
+    parser.add_argument("--version", action="version", version=f"slovo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"slovo.commands.{name}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except SlovoError as e:
+        print(f"slovo {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"slovo {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `slovo runs | head`: the reader went away; that is not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,11 @@
+"""`slovo export`: not built yet."""
+
+from slovo.errors import SlovoError
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args) -> int:
+    raise SlovoError("'slovo export' is not built yet")

@@ -1,0 +1,11 @@
+"""`slovo sweep`: not built yet."""
+
+from slovo.errors import SlovoError
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args) -> int:
+    raise SlovoError("'slovo sweep' is not built yet")

@@ -1,0 +1,499 @@
+"""One typed config tree for a training run.
+
+The schema lives here and nowhere else: each section is a dataclass whose fields carry a comment
+saying what they mean. A run config is a preset YAML (``configs/<name>.yaml``) or a user YAML,
+plus dotted overrides (``--set optim.lr=1e-3``), validated field by field with errors that name
+the offending key, and saved resolved into the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from slovo.errors import SlovoError
+
+PRESETS_DIR = Path(__file__).parent / "configs"
+DEFAULT_PROMPT = "В начале было слово"
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the decoder-only transformer (maps one-to-one onto transformers' Llama)."""
+
+    vocab_size: int = 0  # 0 = take it from the dataset's tokenizer
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # attention heads (query heads)
+    n_kv_head: int = 0  # key/value heads for grouped-query attention; 0 = same as n_head
+    n_embd: int = 256  # residual stream width
+    intermediate_size: int = 0  # SwiGLU hidden width; 0 = 8/3 * n_embd rounded up to a multiple of 64
+    seq_len: int = 256  # context length in tokens
+    rope_theta: float = 10000.0  # rotary embedding base
+    norm_eps: float = 1e-5  # RMSNorm epsilon
+    tie_embeddings: bool = True  # share input embedding and output head weights
+    init_std: float = 0.02  # std of the normal init; residual projections get init_std / sqrt(2 * n_layer)
+
+
+@dataclass
+class TrainConfig:
+    """Batching, device and reproducibility."""
+
+    per_device_train_batch_size: int = 8  # sequences per micro-batch (HF Trainer's name)
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    seed: int = 1337  # seeds the weights, the data order and sampling
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto = bf16 autocast on CUDA, fp32 elsewhere
+    compile: Literal["auto", "true", "false"] = "auto"  # torch.compile the model; auto = on for CUDA only
+    num_threads: int = 0  # CPU threads for torch; 0 = leave torch's default
+    log_every: int = 10  # optimizer steps between train/loss records in metrics.jsonl
+
+
+@dataclass
+class OptimConfig:
+    """The optimizer. AdamW with decoupled weight decay; other names may be added later."""
+
+    name: Literal["adamw"] = "adamw"
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.1  # applied to matrices only, never to norms
+    decay_embeddings: bool = False  # also decay the embedding table
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule: warmup, then a shape, keyed on progress in [0, 1].
+
+    Progress is training time / time budget when a time budget is set (so a cooldown ends at the
+    deadline whatever the throughput), else steps / max_steps or tokens / max_tokens.
+    """
+
+    name: Literal["constant", "step_drop", "triangular", "cosine", "wsd"] = "wsd"
+    warmup: float = 0.02  # below 1: a fraction of progress; 1 or more: a number of optimizer steps
+    min_lr_ratio: float = 0.0  # floor as a fraction of the peak lr (cosine, wsd, triangular's low point)
+    # step_drop: multiply the lr by drop_factor at each listed step and/or progress point
+    drop_steps: list[int] = field(default_factory=list)  # optimizer steps at which to drop
+    drop_at: list[float] = field(default_factory=list)  # progress points at which to drop
+    drop_factor: float = 0.1  # lr multiplier applied at every drop
+    # triangular: lr goes min -> peak -> min once per cycle
+    cycle: float = 0.2  # cycle length; below 1: a fraction of progress, else optimizer steps
+    # wsd: warmup - stable - decay
+    decay_fraction: float = 0.2  # last fraction of progress spent decaying
+    decay_shape: Literal["linear", "1-sqrt", "cosine"] = "linear"
+
+
+@dataclass
+class BudgetConfig:
+    """When to stop. The first limit reached stops the run; at least one must be set."""
+
+    time: str | None = None  # training time, e.g. "300s", "30m", "1h30m"; eval/checkpoint time is not counted
+    max_steps: int = 0  # optimizer steps; 0 = no limit
+    max_tokens: int = 0  # training tokens; 0 = no limit
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation."""
+
+    every: int = 10  # evaluations per run, spread evenly over progress (plus one at the end)
+    tokens: int = 131072  # validation tokens used (the same first tokens of val for every run of a dataset)
+    batch_size: int = 0  # sequences per eval batch; 0 = per_device_train_batch_size
+
+
+@dataclass
+class CheckpointConfig:
+    """Checkpoints: periodic ones for resume, and always one at the end."""
+
+    every_seconds: float = 600.0  # training seconds between periodic checkpoints; 0 = only at the end
+    every_steps: int = 0  # optimizer steps between periodic checkpoints; 0 = by time only
+    keep_last: int = 1  # periodic checkpoints to keep besides the newest
+
+
+@dataclass
+class SampleConfig:
+    """Samples written at every eval, as the seed user judged runs."""
+
+    prompts: list[str] = field(default_factory=lambda: [DEFAULT_PROMPT])
+    max_new_tokens: int = 64
+    temperature: float = 0.8
+    top_k: int = 50
+    top_p: float = 1.0
+    seed: int = 42  # fixed so samples of different evals and runs are comparable
+    enabled: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    """Where metrics go besides the run folder's own metrics.jsonl."""
+
+    report_to: list[str] = field(default_factory=list)  # any of: wandb, tensorboard, trackio
+    wandb_mode: Literal["offline", "online"] = "offline"  # offline: `wandb sync` uploads it later
+    project: str = "slovo"  # wandb / trackio project name
+
+
+@dataclass
+class DataConfig:
+    """The dataset folder written by `slovo prepare`."""
+
+    path: str = ""
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    preset: str = ""  # the preset this config started from, for tables and reports
+
+
+# ---------------------------------------------------------------------------------------------
+# durations
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s|ms)?")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, None: 1.0}
+
+
+def parse_duration(text: str | float | int, what: str = "duration") -> float:
+    """'30m' -> 1800.0, '1h30m' -> 5400.0, '300s' / '300' / 300 -> 300.0. Negative or empty is an error."""
+    if isinstance(text, bool):
+        raise SlovoError(f"{what}: expected a duration like 300s, 30m or 1h, got {text!r}")
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        s = str(text).strip().lower().replace(" ", "")
+        if s.startswith("-"):
+            raise SlovoError(f"{what}: must not be negative, got {text!r}")
+        pos, seconds = 0, 0.0
+        while pos < len(s):
+            m = _DURATION_PART.match(s, pos)
+            if not m or m.end() == pos:
+                raise SlovoError(f"{what}: expected a duration like 300s, 30m or 1h30m, got {text!r}")
+            seconds += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+            pos = m.end()
+        if not s:
+            raise SlovoError(f"{what}: expected a duration like 300s, 30m or 1h, got an empty value")
+    if seconds < 0:
+        raise SlovoError(f"{what}: must not be negative, got {text!r}")
+    if seconds == 0:
+        raise SlovoError(f"{what}: must be more than zero, got {text!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+# ---------------------------------------------------------------------------------------------
+# building and validating a config from plain data
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotated type `tp`, converting only where lossless."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if isinstance(value, bool) and "true" in choices:  # yaml turns `true` into a bool
+            value = "true" if value else "false"
+        if value not in choices:
+            raise SlovoError(f"{key}: must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except SlovoError as e:
+                errors.append(e)
+        raise SlovoError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]  # a single value where a list is expected: `--set sample.prompts=hi`
+        if not isinstance(value, list):
+            raise SlovoError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise SlovoError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, str):
+            try:
+                value = int(float(value)) if float(value).is_integer() else value
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SlovoError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)  # yaml reads "1e-3" as a string
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SlovoError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+            raise SlovoError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported config type {tp} for {key}")
+
+
+def _unknown_key(key: str, choices: list[str]) -> SlovoError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], choices, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(choices))})"
+    return SlovoError(f"unknown config key {key!r}{hint}")
+
+
+def _build(cls: type, data: dict, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise SlovoError(f"{prefix or 'config'}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in fields:
+            raise _unknown_key(path, list(fields))
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value or {}, f"{path}.")
+        else:
+            kwargs[key] = _coerce(value, tp, path)
+    return cls(**kwargs)
+
+
+def from_dict(data: dict) -> Config:
+    """Build a Config from nested plain data (YAML), rejecting unknown keys and wrong types."""
+    return validate(_build(Config, data or {}, ""))
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'optim.lr=1e-3' -> ('optim.lr', 0.001). Values are read as YAML scalars/lists."""
+    if "=" not in text:
+        raise SlovoError(f"--set {text!r}: expected section.key=value, e.g. optim.lr=1e-3")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(data: dict, overrides: dict[str, Any] | list[str]) -> dict:
+    """Apply dotted overrides to nested plain data; unknown paths are rejected here, by name."""
+    if isinstance(overrides, list):
+        overrides = dict(parse_override(o) for o in overrides)
+    out = _merge({}, data)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        cls: Any = Config
+        node = out
+        for i, part in enumerate(parts):
+            known = {f.name: f for f in dataclasses.fields(cls)}
+            if part not in known:
+                raise _unknown_key(".".join(parts[: i + 1]), list(known))
+            tp = typing.get_type_hints(cls)[part]
+            if i == len(parts) - 1:
+                if dataclasses.is_dataclass(tp):
+                    raise SlovoError(f"{dotted}: is a section; set one of its keys, e.g. {dotted}.<key>=...")
+                node[part] = value
+            else:
+                if not dataclasses.is_dataclass(tp):
+                    raise SlovoError(f"{'.'.join(parts[: i + 1])}: is a value, not a section")
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise SlovoError(f"{'.'.join(parts[: i + 1])}: expected a mapping")
+                cls = tp
+    return out
+
+
+def known_keys() -> list[str]:
+    """Every dotted key of the schema, e.g. 'optim.lr' (for sweeps and help)."""
+    out = []
+    for sec in dataclasses.fields(Config):
+        tp = typing.get_type_hints(Config)[sec.name]
+        if dataclasses.is_dataclass(tp):
+            out += [f"{sec.name}.{f.name}" for f in dataclasses.fields(tp)]
+        else:
+            out.append(sec.name)
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise SlovoError(f"{p}: config file not found")
+    if p.is_dir():
+        raise SlovoError(f"{p}: is a folder, expected a YAML file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SlovoError(f"{p}: not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise SlovoError(f"{p}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SlovoError(f"{p}: expected a mapping of config sections at the top level")
+    return data
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise SlovoError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())}")
+    return path
+
+
+def load_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+) -> Config:
+    """Preset or YAML file, then dotted overrides, then validation."""
+    if preset and config_file:
+        raise SlovoError("give either --preset or --config, not both")
+    data: dict = {}
+    if config_file:
+        data = read_yaml(config_file)
+    elif preset:
+        data = read_yaml(preset_path(preset))
+        data.setdefault("preset", preset)
+    data = apply_overrides(data, overrides or {})
+    return from_dict(data)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    from slovo.utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
+
+
+def validate(cfg: Config) -> Config:
+    """Value checks that types alone cannot express. Raises SlovoError naming the field."""
+    m, t, o, s, b, e = cfg.model, cfg.train, cfg.optim, cfg.schedule, cfg.budget, cfg.eval
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise SlovoError(msg)
+
+    for name in ("n_layer", "n_head", "n_embd", "seq_len"):
+        need(getattr(m, name) > 0, f"model.{name}: must be positive, got {getattr(m, name)}")
+    need(m.vocab_size >= 0, f"model.vocab_size: must be positive (or 0 = from the dataset), got {m.vocab_size}")
+    need(m.n_embd % m.n_head == 0, f"model.n_embd ({m.n_embd}) must be divisible by model.n_head ({m.n_head})")
+    need((m.n_embd // m.n_head) % 2 == 0, f"model: head size n_embd/n_head = {m.n_embd // m.n_head} must be even")
+    kv = m.n_kv_head or m.n_head
+    need(kv > 0 and m.n_head % kv == 0, f"model.n_kv_head ({kv}) must divide model.n_head ({m.n_head})")
+    need(m.intermediate_size >= 0, f"model.intermediate_size: must be positive or 0, got {m.intermediate_size}")
+    need(m.init_std > 0, f"model.init_std: must be positive, got {m.init_std}")
+    need(t.per_device_train_batch_size > 0, f"train.per_device_train_batch_size: must be positive, got {t.per_device_train_batch_size}")
+    need(t.gradient_accumulation_steps > 0, f"train.gradient_accumulation_steps: must be positive, got {t.gradient_accumulation_steps}")
+    need(t.num_threads >= 0, f"train.num_threads: must be 0 or more, got {t.num_threads}")
+    need(t.log_every > 0, f"train.log_every: must be positive, got {t.log_every}")
+    need(o.lr > 0, f"optim.lr: must be positive, got {o.lr}")
+    need(o.weight_decay >= 0, f"optim.weight_decay: must be 0 or more, got {o.weight_decay}")
+    need(0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, "optim.beta1 and optim.beta2 must be in [0, 1)")
+    need(o.grad_clip >= 0, f"optim.grad_clip: must be 0 (off) or positive, got {o.grad_clip}")
+    need(s.warmup >= 0, f"schedule.warmup: must be 0 or more, got {s.warmup}")
+    need(0 <= s.min_lr_ratio <= 1, f"schedule.min_lr_ratio: must be in [0, 1], got {s.min_lr_ratio}")
+    need(s.drop_factor > 0, f"schedule.drop_factor: must be positive, got {s.drop_factor}")
+    need(all(0 < p < 1 for p in s.drop_at), f"schedule.drop_at: progress points must be in (0, 1), got {s.drop_at}")
+    need(all(x > 0 for x in s.drop_steps), f"schedule.drop_steps: steps must be positive, got {s.drop_steps}")
+    need(s.cycle > 0, f"schedule.cycle: must be positive, got {s.cycle}")
+    need(0 < s.decay_fraction <= 1, f"schedule.decay_fraction: must be in (0, 1], got {s.decay_fraction}")
+    if s.name == "step_drop":
+        need(bool(s.drop_steps or s.drop_at), "schedule.name=step_drop needs schedule.drop_steps or schedule.drop_at")
+    if b.time is not None:
+        parse_duration(b.time, "budget.time")
+    need(b.max_steps >= 0, f"budget.max_steps: must not be negative, got {b.max_steps}")
+    need(b.max_tokens >= 0, f"budget.max_tokens: must not be negative, got {b.max_tokens}")
+    need(e.every >= 0, f"eval.every: must be 0 or more, got {e.every}")
+    need(e.tokens > 0, f"eval.tokens: must be positive, got {e.tokens}")
+    need(e.batch_size >= 0, f"eval.batch_size: must be 0 or more, got {e.batch_size}")
+    need(cfg.checkpoint.every_seconds >= 0, "checkpoint.every_seconds: must be 0 or more")
+    need(cfg.checkpoint.keep_last >= 0, "checkpoint.keep_last: must be 0 or more")
+    need(cfg.checkpoint.every_steps >= 0, "checkpoint.every_steps: must be 0 or more")
+    sp = cfg.sample
+    need(sp.max_new_tokens > 0, f"sample.max_new_tokens: must be positive, got {sp.max_new_tokens}")
+    need(sp.temperature >= 0, f"sample.temperature: must be 0 or more, got {sp.temperature}")
+    need(0 < sp.top_p <= 1, f"sample.top_p: must be in (0, 1], got {sp.top_p}")
+    need(sp.top_k >= 0, f"sample.top_k: must be 0 (off) or more, got {sp.top_k}")
+    known_sinks = {"wandb", "tensorboard", "trackio", "jsonl", "none"}
+    for sink in cfg.tracking.report_to:
+        need(sink in known_sinks, f"tracking.report_to: unknown tracker {sink!r}; choose from wandb, tensorboard, trackio")
+    return cfg
+
+
+def budget_seconds(cfg: Config) -> float | None:
+    return parse_duration(cfg.budget.time, "budget.time") if cfg.budget.time is not None else None
+
+
+def require_budget(cfg: Config) -> None:
+    if cfg.budget.time is None and not cfg.budget.max_steps and not cfg.budget.max_tokens:
+        raise SlovoError("no budget: give --time (e.g. 30m), --max-steps or --max-tokens")

@@ -1,0 +1,12 @@
+"""User-facing errors.
+
+Anything the user can fix (a missing file, a bad config value, an empty corpus) is raised as
+`SlovoError`; the CLI prints its message as one line on stderr and exits non-zero, without a
+traceback. Everything else is a bug and keeps its traceback.
+"""
+
+
+class SlovoError(Exception):
+    """A problem with the user's input, stated in one line that names the file, field or value."""
+
+    exit_code = 2

@@ -1,0 +1,81 @@
+"""Learning-rate schedules as pure functions of progress (0..1) and optimizer step.
+
+`lr_factor(cfg, progress, step)` is the multiplier on the peak lr. Progress is training time /
+time budget when a time budget is set (else steps or tokens over their limit), so every shape's
+cooldown ends at the deadline. Warmup is a ramp multiplied onto the shape; it counts in steps
+when `warmup >= 1`, else in progress.
+"""
+
+from __future__ import annotations
+
+import math
+
+from slovo.config import ScheduleConfig
+
+
+def warmup_factor(cfg: ScheduleConfig, progress: float, step: int) -> float:
+    if cfg.warmup <= 0:
+        return 1.0
+    if cfg.warmup >= 1:  # a number of optimizer steps; step 0 already gets a small positive lr
+        return min(1.0, (step + 1) / (cfg.warmup + 1))
+    return min(1.0, max(progress, 0.0) / cfg.warmup)
+
+
+def _constant(cfg: ScheduleConfig, progress: float, step: int) -> float:
+    return 1.0
+
+
+def _step_drop(cfg: ScheduleConfig, progress: float, step: int) -> float:
+    """The seed user's scheduler: multiply the lr by drop_factor at each drop step / progress point passed."""
+    drops = sum(step >= s for s in cfg.drop_steps) + sum(progress >= p for p in cfg.drop_at)
+    return cfg.drop_factor**drops
+
+
+def _triangular(cfg: ScheduleConfig, progress: float, step: int) -> float:
+    """Cyclic: min -> peak -> min once per cycle (cycle in progress if < 1, else in steps)."""
+    x = progress if cfg.cycle < 1 else float(step)
+    u = (x % cfg.cycle) / cfg.cycle
+    tri = 1.0 - abs(2.0 * u - 1.0)
+    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * tri
+
+
+def _cosine(cfg: ScheduleConfig, progress: float, step: int) -> float:
+    """Cosine from peak to the floor; starts after a progress-based warmup, so it ends exactly at progress 1."""
+    start = cfg.warmup if 0 < cfg.warmup < 1 else 0.0
+    t = min(1.0, max(0.0, (progress - start) / (1.0 - start)))
+    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def decay_shape(shape: str, t: float) -> float:
+    """1 at t=0 down to 0 at t=1."""
+    t = min(1.0, max(0.0, t))
+    if shape == "linear":
+        return 1.0 - t
+    if shape == "1-sqrt":
+        return 1.0 - math.sqrt(t)
+    if shape == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    raise ValueError(f"unknown decay shape {shape!r}")
+
+
+def _wsd(cfg: ScheduleConfig, progress: float, step: int) -> float:
+    """Warmup-stable-decay: peak until 1 - decay_fraction, then decay to the floor at progress 1."""
+    decay_start = 1.0 - cfg.decay_fraction
+    if progress <= decay_start:
+        return 1.0
+    t = (progress - decay_start) / cfg.decay_fraction
+    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * decay_shape(cfg.decay_shape, t)
+
+
+SHAPES = {
+    "constant": _constant,
+    "step_drop": _step_drop,
+    "triangular": _triangular,
+    "cosine": _cosine,
+    "wsd": _wsd,
+}
+
+
+def lr_factor(cfg: ScheduleConfig, progress: float, step: int) -> float:
+    """Multiplier on the peak learning rate at this point of the run."""
+    return warmup_factor(cfg, progress, step) * SHAPES[cfg.name](cfg, progress, step)

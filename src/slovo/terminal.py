@@ -1,0 +1,134 @@
+"""What a training run shows in the terminal.
+
+A live progress bar whose length is the budget (training time spent / left, step, loss, lr,
+tokens/s), one line per eval, and at the end the run summary: final and best eval figures, the time
+ledger, the last samples, and sparklines of the curves (the "Run history" block wandb printed).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from slovo.config import format_duration
+from slovo.utils import read_jsonl
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 40) -> str:
+    """Unicode sparkline of `values`, resampled to at most `width` points."""
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return ""
+    if len(vals) > width:
+        vals = [vals[int(i * len(vals) / width)] for i in range(width)]
+    lo, hi = min(vals), max(vals)
+    span = hi - lo or 1.0
+    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1) + 0.5))] for v in vals)
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 1e5 else f"{v:.3e}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+class _Bar:
+    def __init__(self, progress: Progress | None, task, budget):
+        self.progress, self.task, self.budget = progress, task, budget
+
+    def update(self, state, clock, loss: float, lr: float) -> None:
+        if self.progress is None:
+            return
+        t = clock.train_time
+        left = (self.budget.time_s - t) if self.budget.time_s else None
+        tps = state.tokens / t if t > 0 else 0.0
+        self.progress.update(
+            self.task,
+            completed=state.progress,
+            info=(f"{format_duration(t)} / left {format_duration(max(left, 0)) if left is not None else '-'}  "
+                  f"step {state.step}  loss {loss:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s"),
+        )
+
+
+class TrainDisplay:
+    def __init__(self, quiet: bool = False, console: Console | None = None):
+        self.quiet = quiet
+        self.console = console or Console(highlight=False)
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text)
+
+    def start(self, cfg, model, device: str, tokens_per_step: int, budget, ds) -> None:
+        limits = [f"time {format_duration(budget.time_s)}" if budget.time_s else None,
+                  f"{budget.max_steps:,} steps" if budget.max_steps else None,
+                  f"{budget.max_tokens:,} tokens" if budget.max_tokens else None]
+        t = cfg.train
+        self.say(
+            f"[bold]slovo train[/] {cfg.preset or 'custom'} on {device}: {model.num_params() / 1e6:.2f}M params, "
+            f"{model.flops_per_token() / 1e6:.1f} MFLOPs/token; budget: {', '.join(x for x in limits if x)}\n"
+            f"  tokens per optimizer step: {t.per_device_train_batch_size} x {t.gradient_accumulation_steps} x "
+            f"{cfg.model.seq_len} = {tokens_per_step:,}; train split {len(ds.train):,} tokens; "
+            f"schedule {cfg.schedule.name}, lr {cfg.optim.lr:g}"
+        )
+
+    @contextmanager
+    def progress_bar(self, budget):
+        if self.quiet or not self.console.is_terminal:
+            yield _Bar(None, None, budget)
+            return
+        progress = Progress(TextColumn("[bold blue]train"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                            TextColumn("{task.fields[info]}"), console=self.console, transient=False)
+        with progress:
+            task = progress.add_task("train", total=1.0, info="")
+            yield _Bar(progress, task, budget)
+
+    def eval_line(self, state, clock, metrics: dict) -> None:
+        self.say(
+            f"eval  step {state.step:>6}  {format_duration(clock.train_time):>8}  progress {state.progress:5.1%}  "
+            f"loss {metrics['eval/loss']:.4f}  bpb {metrics['eval/bpb']:.4f}  ppl {metrics['eval/perplexity']:.1f}"
+        )
+
+    def finish(self, run_dir: Path, summary: dict, tracker=None) -> None:
+        if self.quiet:
+            return
+        records = read_jsonl(Path(run_dir) / "metrics.jsonl")
+        table = Table(title=f"run {summary.get('name')} — {summary.get('status')}", show_header=False, box=None)
+        table.add_column(style="bold")
+        table.add_column()
+        rows = [
+            ("eval loss / best", f"{_fmt(summary.get('eval/loss'))} / {_fmt(summary.get('best/eval_loss'))}"),
+            ("eval bpb / best", f"{_fmt(summary.get('eval/bpb'))} / {_fmt(summary.get('best/eval_bpb'))}"),
+            ("steps", _fmt(summary.get("train/global_step"))),
+            ("tokens", _fmt(summary.get("tokens"))),
+            ("tokens/s", _fmt(summary.get("train_tokens_per_second"), 5)),
+            ("train time", format_duration(summary.get("train_runtime") or 0)),
+            ("ledger", "  ".join(f"{k} {v:.1f}s" for k, v in (summary.get("ledger") or {}).items() if v)),
+        ]
+        for key, label in (("train/loss", "train loss"), ("eval/loss", "eval loss"),
+                           ("train/learning_rate", "learning rate"), ("train/grad_norm", "grad norm")):
+            series = [r[key] for r in records if r.get(key) is not None]
+            if series:
+                rows.append((label, f"{sparkline(series)}  {_fmt(series[0])} → {_fmt(series[-1])}"))
+        if summary.get("error"):
+            rows.append(("error", str(summary["error"])))
+        for k, v in rows:
+            table.add_row(k, v)
+        self.console.print(table)
+        for s in summary.get("last_samples") or []:
+            self.console.print(f"[bold]sample[/] [dim]{escape(s['prompt'])}[/]{escape(s['text'])}")
+        self.console.print(f"run folder: {run_dir}")
+        if tracker is not None and hasattr(tracker, "locations"):
+            for name, where in tracker.locations().items():
+                self.console.print(f"  {name}: {where}")
+        self.console.print(f"  report: slovo report {run_dir} -o {Path(run_dir) / 'report.html'}")
