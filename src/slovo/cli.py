@@ -27,8 +27,16 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus where to look), like every other slovo error."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="slovo", description="Train small GPT-style language models from scratch under a wall-clock budget."
     )
     parser.add_argument("--version", action="version", version=f"slovo {__version__}")

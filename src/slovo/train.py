@@ -224,6 +224,8 @@ def train(
     def run_eval() -> dict:
         with clock.measure("eval"):
             metrics = evaluate(train_model, windows, token_bytes, cfg.eval.batch_size or cfg.train.per_device_train_batch_size, device, autocast)
+        if not math.isfinite(metrics["eval/loss"]):
+            raise _Diverged(f"eval loss became {metrics['eval/loss']} at step {state.step} (try a lower optim.lr)")
         state.last_eval = {k: metrics[k] for k in ("eval/loss", "eval/bpb", "eval/perplexity")}
         state.best_eval_loss = min(state.best_eval_loss, metrics["eval/loss"])
         state.best_eval_bpb = min(state.best_eval_bpb, metrics["eval/bpb"])
@@ -302,8 +304,9 @@ def train(
                 state.tokens += tokens_per_step
                 state.progress = budget_mod.progress(budget, clock.train_time, state.step, state.tokens)
 
-                if not math.isfinite(step_loss):
-                    raise _Diverged(f"loss became {step_loss} at step {state.step} (try a lower optim.lr)")
+                if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
+                    bad = step_loss if not math.isfinite(step_loss) else f"finite but the grad norm {grad_norm}"
+                    raise _Diverged(f"loss became {bad} at step {state.step} (try a lower optim.lr)")
                 window_losses.append(step_loss)
                 bar.update(state, clock, step_loss, lr)
                 if state.step % cfg.train.log_every == 0:

@@ -1,0 +1,56 @@
+"""Shared fixtures: a small prepared dataset made from generated Russian-like text."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "ruslit.jsonl.gz"
+WORDS = ("в начале было слово и слово было у бога и слово было бог оно было в начале у бога "
+         "все через него начало быть и без него ничто не начало быть что начало быть").split()
+
+
+def write_corpus(path: Path, docs: int = 300, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(docs):
+            text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 200)))
+            f.write(json.dumps({"id": f"doc{i}", "text": text.capitalize() + "."}, ensure_ascii=False) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """A dataset folder (vocab ~300) written by `slovo prepare`, shared by every test of the session."""
+    from slovo.cli import main
+
+    root = tmp_path_factory.mktemp("small_dataset")
+    corpus = write_corpus(root / "corpus.jsonl")
+    out = root / "ds"
+    assert main(["prepare", "--data", str(corpus), "--out", str(out), "--vocab-size", "300",
+                 "--min-val-tokens", "2000", "--quiet"]) == 0
+    return out
+
+
+# A model and run small enough that a training test takes a second or two on a CPU.
+TINY_RUN = {
+    "model.n_layer": 1, "model.n_head": 2, "model.n_embd": 32, "model.seq_len": 32,
+    "train.per_device_train_batch_size": 4, "train.log_every": 1,
+    "eval.tokens": 1024, "eval.every": 2, "sample.max_new_tokens": 8,
+    "budget.time": None, "checkpoint.every_seconds": 0,
+}
+
+
+@pytest.fixture
+def tiny_config(small_dataset):
+    """Build a tiny-run Config on the small dataset; keyword overrides use dotted keys."""
+    from slovo.config import load_config
+
+    def make(**overrides):
+        merged = {**TINY_RUN, "data.path": str(small_dataset), **{k.replace("__", "."): v for k, v in overrides.items()}}
+        return load_config(preset="tiny", overrides=merged)
+
+    return make

@@ -1,0 +1,170 @@
+"""The training loop: budget stop, run folder contents, exact resume, extension, and CLI errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from slovo.budget import Clock
+from slovo.cli import main
+from slovo.train import train
+from slovo.utils import read_json, read_jsonl
+
+
+def _losses(run_dir):
+    return [r["train/loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if "train/loss" in r]
+
+
+class TickingTime:
+    """A fake clock that moves 0.25 s every time it is read."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        self.t += 0.25
+        return self.t
+
+
+def test_time_budget_stops_within_one_step_and_keeps_eval_off_the_clock(tiny_config, tmp_path):
+    cfg = tiny_config(**{"budget.time": "10s", "eval.every": 4})
+    summary = train(cfg, tmp_path / "run", clock=Clock(now=TickingTime()), quiet=True)
+    steps = summary["train/global_step"]
+    step_time = summary["train_runtime"] / steps
+    assert summary["stop_reason"] == "time" and summary["status"] == "finished"
+    assert 10.0 <= summary["train_runtime"] < 10.0 + 2 * step_time
+    assert summary["ledger"]["eval"] > 0 and summary["ledger"]["checkpoint"] > 0
+    assert summary["train_runtime"] == pytest.approx(summary["ledger"]["train"] + summary["ledger"]["data"], abs=1e-3)
+
+
+def test_run_folder_holds_config_metrics_samples_summary_and_checkpoint(tiny_config, tmp_path):
+    run = tmp_path / "run"
+    summary = train(tiny_config(**{"budget.max_steps": 6}), run, quiet=True)
+    for name in ("config.yaml", "run.json", "tokenizer.json", "metrics.jsonl", "samples.jsonl", "summary.json"):
+        assert (run / name).exists(), name
+    assert (run / "checkpoints" / "step_0000006" / "model.safetensors").exists()
+    records = read_jsonl(run / "metrics.jsonl")
+    train_recs = [r for r in records if "train/loss" in r]
+    eval_recs = [r for r in records if "eval/loss" in r]
+    assert len(train_recs) == 6 and len(eval_recs) == 2  # one mid-run eval (every=2) and the final one
+    for key in ("train/learning_rate", "train/grad_norm", "train/epoch", "train/global_step", "total_flos", "tokens"):
+        assert key in train_recs[-1]
+    assert eval_recs[-1]["eval/bpb"] > 0
+    on_disk = read_json(run / "summary.json")
+    assert on_disk["status"] == "finished" and on_disk["train/global_step"] == 6
+    for key in ("eval/loss", "eval/bpb", "train_runtime", "tokens", "ledger", "best/eval_bpb"):
+        assert on_disk[key] is not None, key
+    samples = read_jsonl(run / "samples.jsonl")
+    assert samples and samples[0]["prompt"] == "В начале было слово" and "train/global_step" in samples[0]
+    assert summary == on_disk
+
+
+class StopAt:
+    """Stops the run at a step: gracefully like Ctrl-C, or abruptly like a kill."""
+
+    def __init__(self, step, abrupt=False):
+        self.step, self.abrupt = step, abrupt
+
+    def on_log(self, state, metrics):
+        if state.step == self.step:
+            if self.abrupt:
+                raise KeyboardInterrupt
+            state.should_stop, state.stop_reason = True, "interrupted"
+
+
+@pytest.mark.parametrize("abrupt", [False, True], ids=["ctrl-c", "killed-between-checkpoints"])
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tiny_config, tmp_path, abrupt):
+    over = {"budget.max_steps": 12, "checkpoint.every_steps": 4, "schedule.name": "cosine", "schedule.warmup": 3}
+    straight = train(tiny_config(**over), tmp_path / "straight", quiet=True)
+
+    run = tmp_path / "broken"
+    if abrupt:
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_config(**over), run, callbacks=[StopAt(6, abrupt=True)], quiet=True)
+        assert read_json(run / "summary.json")["status"] == "interrupted"
+    else:
+        first = train(tiny_config(**over), run, callbacks=[StopAt(6)], quiet=True)
+        assert first["status"] == "interrupted" and first["train/global_step"] == 6
+    resumed = train(tiny_config(**over), run, resume=True, quiet=True)
+
+    assert resumed["train/global_step"] == straight["train/global_step"] == 12
+    assert resumed["eval/loss"] == pytest.approx(straight["eval/loss"], rel=1e-6)
+    assert _losses(run) == pytest.approx(_losses(tmp_path / "straight"), rel=1e-6)  # no lost or doubled records
+
+
+def test_resuming_with_a_larger_budget_extends_the_run(tiny_config, tmp_path):
+    over = {"schedule.name": "constant", "schedule.warmup": 2}
+    straight = train(tiny_config(**over, **{"budget.max_steps": 12}), tmp_path / "straight", quiet=True)
+    train(tiny_config(**over, **{"budget.max_steps": 6}), tmp_path / "ext", quiet=True)
+    extended = train(tiny_config(**over, **{"budget.max_steps": 12}), tmp_path / "ext", resume=True, quiet=True)
+    assert extended["train/global_step"] == 12
+    assert extended["eval/loss"] == pytest.approx(straight["eval/loss"], rel=1e-6)
+
+
+def test_prune_callback_stops_the_run_with_status_pruned(tiny_config, tmp_path):
+    class Prune:
+        def on_eval(self, state, metrics):
+            assert "eval/bpb" in metrics
+            state.should_stop, state.stop_reason = True, "pruned"
+
+    summary = train(tiny_config(**{"budget.max_steps": 10}), tmp_path / "run", callbacks=[Prune()], quiet=True)
+    assert summary["status"] == "pruned" and summary["train/global_step"] == 5
+
+
+def test_diverging_loss_fails_the_run_with_a_message(tiny_config, tmp_path):
+    summary = train(tiny_config(**{"budget.max_steps": 5, "optim.lr": 1e9, "optim.grad_clip": 0.0}), tmp_path / "r", quiet=True)
+    assert summary["status"] == "failed" and "optim.lr" in summary["error"]
+
+
+def _cli(capsys, *args):
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse's own usage errors
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--time=-5m"], "must not be negative"),
+    (["--time", "soon"], "expected a duration"),
+    (["--max-steps", "0"], "--max-steps: must be positive"),
+    (["--set", "optim.lrr=1"], "did you mean 'lr'"),
+    (["--preset", "huge"], "unknown preset 'huge'"),
+])
+def test_bad_train_arguments_give_one_line_and_exit_2(small_dataset, tmp_path, capsys, args, needle):
+    code, err = _cli(capsys, "train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), *args)
+    assert code == 2 and needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):
+    code, err = _cli(capsys, "train", "--data", str(tmp_path / "nope"), "--max-steps", "1", "--runs-dir", str(tmp_path))
+    assert code == 2 and "nope" in err and len(err.splitlines()) == 1
+
+
+def test_existing_run_is_not_overwritten_without_the_flag(small_dataset, tmp_path, capsys):
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "keep.txt").write_text("precious")
+    code, err = _cli(capsys, "train", "--data", str(small_dataset), "--runs-dir", str(tmp_path / "runs"),
+                     "--name", "r", "--max-steps", "1")
+    assert code == 2 and "--resume" in err
+    assert (run / "keep.txt").read_text() == "precious"
+
+
+def test_cli_trains_and_eval_reports_bpb(small_dataset, tmp_path, capsys):
+    from tests.conftest import TINY_RUN
+
+    sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
+    assert main(["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "c",
+                 "--max-steps", "4", "--quiet", *sets]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "c"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["eval/bpb"] == pytest.approx(read_json(tmp_path / "c" / "summary.json")["eval/bpb"], rel=1e-5)
+
+
+def test_usage_errors_are_one_line_too(capsys):
+    code, err = _cli(capsys, "train", "--max-steps", "many")
+    assert code == 2 and len(err.splitlines()) == 1 and "--max-steps" in err
