@@ -168,3 +168,26 @@ def test_cli_trains_and_eval_reports_bpb(small_dataset, tmp_path, capsys):
 def test_usage_errors_are_one_line_too(capsys):
     code, err = _cli(capsys, "train", "--max-steps", "many")
     assert code == 2 and len(err.splitlines()) == 1 and "--max-steps" in err
+
+
+def test_eval_every_seconds_spaces_evals_by_training_time(tiny_config, tmp_path):
+    cfg = tiny_config(**{"budget.time": "10s", "eval.every_seconds": 2.5})
+    train(cfg, tmp_path / "run", clock=Clock(now=TickingTime()), quiet=True)
+    times = [r["train_time"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "eval/loss" in r]
+    assert len(times) == 4  # at ~2.5, 5, 7.5 s and the final one at 10 s
+    assert all(b - a >= 2.5 for a, b in zip(times, times[1:-1]))
+
+
+def test_eval_on_another_text_source_uses_the_runs_tokenizer(small_dataset, tmp_path, capsys):
+    from tests.conftest import TINY_RUN, write_corpus
+
+    sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
+    assert main(["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "c",
+                 "--max-steps", "3", "--quiet", *sets]) == 0
+    other = tmp_path / "other.txt"
+    other.write_text("Слово было у бога. " * 200, encoding="utf-8")
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "c"), "--data", str(other), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["eval/bytes"] > 0 and out["eval/bpb"] > 0
+    assert out["eval/bpb"] != pytest.approx(read_json(tmp_path / "c" / "summary.json")["eval/bpb"], rel=1e-3)

@@ -106,6 +106,7 @@ class EvalConfig:
     """Held-out evaluation."""
 
     every: int = 10  # evaluations per run, spread evenly over progress (plus one at the end)
+    every_seconds: float = 0.0  # if set: evaluate every this many training seconds instead of `every` per run
     tokens: int = 131072  # validation tokens used (the same first tokens of val for every run of a dataset)
     batch_size: int = 0  # sequences per eval batch; 0 = per_device_train_batch_size
 
@@ -474,6 +475,7 @@ def validate(cfg: Config) -> Config:
     need(b.max_steps >= 0, f"budget.max_steps: must not be negative, got {b.max_steps}")
     need(b.max_tokens >= 0, f"budget.max_tokens: must not be negative, got {b.max_tokens}")
     need(e.every >= 0, f"eval.every: must be 0 or more, got {e.every}")
+    need(e.every_seconds >= 0, f"eval.every_seconds: must be 0 or more, got {e.every_seconds}")
     need(e.tokens > 0, f"eval.tokens: must be positive, got {e.tokens}")
     need(e.batch_size >= 0, f"eval.batch_size: must be 0 or more, got {e.batch_size}")
     need(cfg.checkpoint.every_seconds >= 0, "checkpoint.every_seconds: must be 0 or more")

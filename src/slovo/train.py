@@ -47,6 +47,7 @@ class TrainState:
     progress: float = 0.0
     next_eval: int = 1  # index of the next eval point (progress next_eval / eval.every)
     last_ckpt_train_time: float = 0.0
+    last_eval_train_time: float = 0.0
     best_eval_loss: float = math.inf
     best_eval_bpb: float = math.inf
     last_eval: dict = field(default_factory=dict)
@@ -54,7 +55,7 @@ class TrainState:
     stop_reason: str | None = None
 
     def state_dict(self) -> dict:
-        keys = ("step", "tokens", "progress", "next_eval", "last_ckpt_train_time", "best_eval_loss", "best_eval_bpb", "last_eval")
+        keys = ("step", "tokens", "progress", "next_eval", "last_ckpt_train_time", "last_eval_train_time", "best_eval_loss", "best_eval_bpb", "last_eval")
         return {k: getattr(self, k) for k in keys}
 
     def load_state_dict(self, d: dict) -> None:
@@ -227,6 +228,7 @@ def train(
         if not math.isfinite(metrics["eval/loss"]):
             raise _Diverged(f"eval loss became {metrics['eval/loss']} at step {state.step} (try a lower optim.lr)")
         state.last_eval = {k: metrics[k] for k in ("eval/loss", "eval/bpb", "eval/perplexity")}
+        state.last_eval_train_time = clock.train_time
         state.best_eval_loss = min(state.best_eval_loss, metrics["eval/loss"])
         state.best_eval_bpb = min(state.best_eval_bpb, metrics["eval/bpb"])
         full = record({k: metrics[k] for k in ("eval/loss", "eval/perplexity", "eval/bpb", "eval/runtime")})
@@ -326,10 +328,8 @@ def train(
                         if hasattr(cb, "on_log"):
                             cb.on_log(state, metrics)
 
-                # eval at evenly spaced progress points; the final one happens after the loop
-                if cfg.eval.every and state.next_eval < cfg.eval.every and state.progress >= state.next_eval / cfg.eval.every:
-                    while state.next_eval < cfg.eval.every and state.progress >= state.next_eval / cfg.eval.every:
-                        state.next_eval += 1
+                # eval at evenly spaced progress points (or every N seconds); the final one follows the loop
+                if _eval_due(cfg, state, clock.train_time):
                     if budget_mod.exhausted(budget, clock.train_time, state.step, state.tokens) is None:
                         run_eval()
                 c = cfg.checkpoint
@@ -356,6 +356,18 @@ def train(
     tracker.close()
     display.finish(run_dir, result, tracker)
     return result
+
+
+def _eval_due(cfg: Config, state: TrainState, train_time: float) -> bool:
+    """True when the run has passed its next eval point; advances the point past the current progress."""
+    if cfg.eval.every_seconds:
+        return train_time - state.last_eval_train_time >= cfg.eval.every_seconds
+    every = cfg.eval.every
+    if not every or state.next_eval >= every or state.progress < state.next_eval / every:
+        return False
+    while state.next_eval < every and state.progress >= state.next_eval / every:
+        state.next_eval += 1
+    return True
 
 
 class _Diverged(Exception):
