@@ -34,8 +34,13 @@ def evaluate(
     batch_size: int,
     device: str,
     autocast: torch.autocast | None = None,
+    reduce=None,
 ) -> dict:
-    """Mean loss, perplexity and bpb of `model` over `windows` (from `eval_windows`)."""
+    """Mean loss, perplexity and bpb of `model` over `windows` (from `eval_windows`).
+
+    Under data parallelism each rank passes its share of the windows and `reduce`, which sums
+    [nats, tokens, bytes] over the ranks, so every rank returns the figures of the whole set.
+    """
     was_training = model.training
     model.eval()
     start = time.perf_counter()
@@ -54,6 +59,9 @@ def evaluate(
         total_tokens += y.numel()
         total_bytes += int(byte_table[chunk[:, 1:]].sum())
     model.train(was_training)
+    if reduce is not None:
+        total_nats, total_tokens, total_bytes = reduce([total_nats, total_tokens, total_bytes])
+        total_tokens, total_bytes = int(total_tokens), int(total_bytes)
     loss = total_nats / total_tokens
     return {
         "eval/loss": loss,

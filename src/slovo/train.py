@@ -29,6 +29,7 @@ from slovo import budget as budget_mod
 from slovo.budget import Budget, Clock
 from slovo.checkpoint import latest_checkpoint, load_training_state, prune_checkpoints, save_checkpoint
 from slovo.config import Config, budget_seconds, require_budget, save_config, to_dict
+from slovo.distributed import Dist, NullTracker
 from slovo.errors import SlovoError
 from slovo.evaluate import eval_windows, evaluate
 from slovo.schedules import lr_factor
@@ -149,12 +150,13 @@ def train(
     require_budget(cfg)
     budget = Budget(budget_seconds(cfg), cfg.budget.max_steps, cfg.budget.max_tokens)
     clock = clock or Clock()
-    display = TrainDisplay(quiet=quiet)
+    dist = Dist()
+    display = TrainDisplay(quiet=quiet or not dist.is_main)
 
     # ---- setup: device, data, model, optimizer ----------------------------------------------
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    device = pick_device(cfg.train.device)
+    device = dist.device(pick_device(cfg.train.device))
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -173,9 +175,9 @@ def train(
     torch.manual_seed(cfg.train.seed)
     model = GPT(cfg.model).to(device)
     optimizer = make_optimizer(model, cfg, device)
-    loader = BatchLoader(ds.train, cfg.train.per_device_train_batch_size, seq_len, cfg.train.seed, device=device)
+    loader = BatchLoader(ds.train, cfg.train.per_device_train_batch_size, seq_len, cfg.train.seed, rank=dist.rank, device=device)
     state = TrainState()
-    tokens_per_step = cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps * seq_len
+    tokens_per_step = cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps * seq_len * dist.world
     autocast = autocast_for(cfg, device)
     scaler = torch.amp.GradScaler(device.split(":")[0]) if cfg.train.dtype == "float16" else None
     use_compile = cfg.train.compile == "true" or (cfg.train.compile == "auto" and device.startswith("cuda"))
@@ -196,16 +198,21 @@ def train(
         started = read_json(run_dir / "summary.json").get("started") if (run_dir / "summary.json").exists() else None
         display.say(f"resuming [bold]{run_dir}[/] from step {state.step} ({clock.train_time:.1f}s of training spent)")
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ds.tokenizer_path, run_dir / "tokenizer.json")
         started = _now()
-    save_config(cfg, run_dir / "config.yaml")
-    atomic_write_json(run_dir / "run.json", _run_info(cfg, run_dir, ds, model, device, tokens_per_step))
-    tracker = make_trackers(cfg, run_dir, resume=resume)
-    if resume and hasattr(tracker, "truncate_after"):
-        tracker.truncate_after(state.step)  # records written after the checkpoint belong to the lost future
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ds.tokenizer_path, run_dir / "tokenizer.json")
+    if dist.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+        atomic_write_json(run_dir / "run.json", _run_info(cfg, run_dir, ds, model, device, tokens_per_step, dist.world))
+        tracker = make_trackers(cfg, run_dir, resume=resume)
+        if resume:
+            tracker.truncate_after(state.step)  # records written after the checkpoint belong to the lost future
+    else:
+        tracker = NullTracker()
 
-    train_model = torch.compile(model) if use_compile else model
+    train_model = dist.wrap(torch.compile(model) if use_compile else model, device)
+    eval_model = torch.compile(model) if use_compile else model
     peak = peak_flops(device)
     flops_per_token = model.flops_per_token()
     summary: dict[str, Any] = {"name": run_dir.name, "status": "running", "preset": cfg.preset, "started": started,
@@ -213,7 +220,8 @@ def train(
 
     def write_summary(status: str, **extra) -> dict:
         summary.update(_figures(state, clock, ds, seq_len, flops_per_token), status=status, **extra)
-        atomic_write_json(run_dir / "summary.json", summary)
+        if dist.is_main:
+            atomic_write_json(run_dir / "summary.json", summary)
         return summary
 
     def record(metrics: dict) -> dict:
@@ -224,7 +232,9 @@ def train(
 
     def run_eval() -> dict:
         with clock.measure("eval"):
-            metrics = evaluate(train_model, windows, token_bytes, cfg.eval.batch_size or cfg.train.per_device_train_batch_size, device, autocast)
+            metrics = evaluate(eval_model, windows[dist.rank :: dist.world], token_bytes,
+                               cfg.eval.batch_size or cfg.train.per_device_train_batch_size, device, autocast,
+                               reduce=(lambda v: dist.sum(v, device)) if dist.enabled else None)
         if not math.isfinite(metrics["eval/loss"]):
             raise _Diverged(f"eval loss became {metrics['eval/loss']} at step {state.step} (try a lower optim.lr)")
         state.last_eval = {k: metrics[k] for k in ("eval/loss", "eval/bpb", "eval/perplexity")}
@@ -233,7 +243,7 @@ def train(
         state.best_eval_bpb = min(state.best_eval_bpb, metrics["eval/bpb"])
         full = record({k: metrics[k] for k in ("eval/loss", "eval/perplexity", "eval/bpb", "eval/runtime")})
         display.eval_line(state, clock, metrics)
-        if cfg.sample.enabled:
+        if cfg.sample.enabled and dist.is_main:
             with clock.measure("sample"):
                 samples = sample_texts(model, tokenizer, cfg.sample, device)
             stamp = {"train/global_step": state.step, "train_time": round(clock.train_time, 4), "tokens": state.tokens}
@@ -246,6 +256,8 @@ def train(
         return metrics
 
     def checkpoint(final: bool = False) -> None:
+        if not dist.is_main:
+            return
         with clock.measure("checkpoint"):
             payload = {"optimizer": optimizer.state_dict(), "loader": loader.state_dict(), "clock": clock.state_dict(),
                        "loop": state.state_dict(), "rng": _rng_state()}
@@ -267,25 +279,27 @@ def train(
             # ---- the loop --------------------------------------------------------------------
             while True:
                 reason = budget_mod.exhausted(budget, clock.train_time, state.step, state.tokens)
-                if reason or state.should_stop:
-                    state.stop_reason = state.stop_reason or reason
+                progress = budget_mod.progress(budget, clock.train_time, state.step, state.tokens)
+                stop, state.progress = dist.agree([float(bool(reason or state.should_stop)), progress], device)
+                if stop:
+                    state.stop_reason = state.stop_reason or reason or "time"
                     break
-                state.progress = budget_mod.progress(budget, clock.train_time, state.step, state.tokens)
                 lr = cfg.optim.lr * lr_factor(cfg.schedule, state.progress, state.step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
 
                 step_start, data_time = clock.now(), 0.0
                 loss_sum = torch.zeros((), device=device)
-                for _ in range(cfg.train.gradient_accumulation_steps):
+                accumulation = cfg.train.gradient_accumulation_steps
+                for micro in range(accumulation):
                     t = clock.now()
                     x, y = loader.next_batch()
                     data_time += clock.now() - t
-                    with autocast or nullcontext():
+                    with dist.no_sync(train_model, micro == accumulation - 1), autocast or nullcontext():
                         _, loss = train_model(x, y)
-                    loss = loss / cfg.train.gradient_accumulation_steps
-                    loss_sum += loss.detach()
-                    (scaler.scale(loss) if scaler else loss).backward()
+                        loss = loss / accumulation
+                        loss_sum += loss.detach()
+                        (scaler.scale(loss) if scaler else loss).backward()
                 if scaler is not None:
                     scaler.unscale_(optimizer)
                 max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
@@ -304,9 +318,12 @@ def train(
                 first_step = False
                 state.step += 1
                 state.tokens += tokens_per_step
-                state.progress = budget_mod.progress(budget, clock.train_time, state.step, state.tokens)
+                progress = budget_mod.progress(budget, clock.train_time, state.step, state.tokens)
+                # Ranks must agree on what follows (evals are collective), so they share progress and time.
+                diverged = not (math.isfinite(step_loss) and math.isfinite(grad_norm))
+                state.progress, synced_time, any_diverged = dist.agree([progress, clock.train_time, float(diverged)], device)
 
-                if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
+                if any_diverged:
                     bad = step_loss if not math.isfinite(step_loss) else f"finite but the grad norm {grad_norm}"
                     raise _Diverged(f"loss became {bad} at step {state.step} (try a lower optim.lr)")
                 window_losses.append(step_loss)
@@ -329,7 +346,7 @@ def train(
                             cb.on_log(state, metrics)
 
                 # eval at evenly spaced progress points (or every N seconds); the final one follows the loop
-                if _eval_due(cfg, state, clock.train_time):
+                if _eval_due(cfg, state, synced_time):
                     if budget_mod.exhausted(budget, clock.train_time, state.step, state.tokens) is None:
                         run_eval()
                 c = cfg.checkpoint
@@ -351,9 +368,11 @@ def train(
         summary["error"] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         write_summary("interrupted" if isinstance(e, KeyboardInterrupt) else "failed", ended=_now(), stop_reason=state.stop_reason)
         tracker.close()
+        dist.close()
         raise
     result = write_summary(status, ended=_now(), stop_reason=state.stop_reason)
     tracker.close()
+    dist.close()
     display.finish(run_dir, result, tracker)
     return result
 
@@ -396,7 +415,7 @@ def _figures(state: TrainState, clock: Clock, ds, seq_len: int, flops_per_token:
     }
 
 
-def _run_info(cfg: Config, run_dir: Path, ds, model, device: str, tokens_per_step: int) -> dict:
+def _run_info(cfg: Config, run_dir: Path, ds, model, device: str, tokens_per_step: int, world: int) -> dict:
     meta = ds.meta
     return {
         "name": run_dir.name,
@@ -419,5 +438,6 @@ def _run_info(cfg: Config, run_dir: Path, ds, model, device: str, tokens_per_ste
         "non_embedding_params": model.num_params(embedding=False),
         "flops_per_token": model.flops_per_token(),
         "tokens_per_step": tokens_per_step,
+        "world_size": world,
         "config": to_dict(cfg),
     }

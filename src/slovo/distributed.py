@@ -1,0 +1,86 @@
+"""Data-parallel training under torchrun, kept to a handful of calls the loop makes.
+
+`torchrun --nproc_per_node N -m slovo train ...` starts N copies; each reads WORLD_SIZE / RANK /
+LOCAL_RANK, trains on its own batches (the loader is keyed on the rank) and averages gradients
+through DDP. Rank 0 alone writes the run folder, checkpoints, samples and trackers. Once per step
+the ranks agree on progress and on whether to stop (one all-reduce), so they take the same learning
+rate and stop at the same step whatever their clocks say. Without WORLD_SIZE everything is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+
+import torch
+
+
+class Dist:
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world > 1
+        if self.enabled:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            self._dist = dist
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, requested: str) -> str:
+        """One GPU per process under torchrun; otherwise what the config asked for."""
+        if self.enabled and requested.startswith("cuda"):
+            torch.cuda.set_device(self.local_rank)
+            return f"cuda:{self.local_rank}"
+        return requested
+
+    def wrap(self, model: torch.nn.Module, device: str) -> torch.nn.Module:
+        if not self.enabled:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.local_rank] if device.startswith("cuda") else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def no_sync(self, model: torch.nn.Module, last_micro_step: bool):
+        """Skip the gradient all-reduce on all but the last micro-step of an accumulation."""
+        if self.enabled and not last_micro_step:
+            return model.no_sync()
+        return nullcontext()
+
+    def agree(self, values: list[float], device: str) -> list[float]:
+        """The largest of each value over the ranks (a stop flag, progress, train time): one answer for all."""
+        if not self.enabled:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX)
+        return t.tolist()
+
+    def sum(self, values: list[float], device: str) -> list[float]:
+        if not self.enabled:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        self._dist.all_reduce(t)
+        return t.tolist()
+
+    def close(self) -> None:
+        if self.enabled and self._dist.is_initialized():
+            self._dist.destroy_process_group()
+
+
+class NullTracker:
+    """What ranks other than 0 log to."""
+
+    def log(self, metrics, step):
+        pass
+
+    def log_samples(self, samples, step):
+        pass
+
+    def close(self):
+        pass
