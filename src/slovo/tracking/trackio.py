@@ -1,0 +1,62 @@
+"""trackio sink: a local, wandb-like dashboard (`trackio show --project slovo`).
+
+trackio keeps every project in one SQLite file under its own folder ($TRACKIO_DIR, default
+~/.cache/huggingface/trackio), so one dashboard shows all runs of a project side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+from pathlib import Path
+from typing import Any
+
+from slovo.tracking import scalar_items
+
+
+class TrackioSink:
+    name = "trackio"
+
+    def __init__(self, cfg, run_dir: str | Path, resume: bool = False, name: str | None = None):
+        import trackio
+
+        from slovo.config import to_dict
+
+        self._trackio = trackio
+        self.project = cfg.tracking.project
+        # The Run object itself is used (not trackio.log), so several trials in one process stay apart.
+        wanted = dict(project=self.project, name=name or Path(run_dir).name, config=to_dict(cfg),
+                      resume="allow" if resume else "never", embed=False, auto_log_cpu=False, auto_log_gpu=False)
+        accepted = inspect.signature(trackio.init).parameters  # older trackio lacks some of these keywords
+        kwargs = {k: v for k, v in wanted.items() if k in accepted}
+        # trackio prints a banner on stdout; slovo's end-of-run summary says where to look instead.
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.run = trackio.init(**kwargs)
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        values = {k: v for k, v in scalar_items(metrics).items() if k != "train/global_step"}
+        self.run.log(values, step=step)
+
+    def log_samples(self, samples: list[dict[str, Any]], step: int) -> None:
+        columns = ["train/global_step", "tokens", "prompt", "index", "text"]
+        rows = [[s.get("train/global_step", step), s.get("tokens"), s.get("prompt"), s.get("index"), s.get("text")]
+                for s in samples]
+        self.run.log({"samples": self._trackio.Table(columns=columns, data=rows)}, step=step)
+
+    def locations(self) -> dict[str, str]:
+        from trackio.sqlite_storage import SQLiteStorage
+
+        return {"trackio": str(SQLiteStorage.get_project_db_path(self.project))}
+
+    def view_hints(self) -> dict[str, str]:
+        return {"trackio": f"trackio show --project {self.project}"}
+
+    def close(self) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.run.finish()
+        # trackio.init() also made this the module's current run; let go of it, or trackio's exit hook
+        # finishes it a second time.
+        current = getattr(getattr(self._trackio, "context_vars", None), "current_run", None)
+        if current is not None and current.get() is self.run:
+            current.set(None)
