@@ -40,7 +40,7 @@ TINY_RUN = {
     "model.n_layer": 1, "model.n_head": 2, "model.n_embd": 32, "model.seq_len": 32,
     "train.per_device_train_batch_size": 4, "train.log_every": 1,
     "eval.tokens": 1024, "eval.every": 2, "sample.max_new_tokens": 8,
-    "budget.time": None, "checkpoint.every_seconds": 0,
+    "budget.time": None, "checkpoint.every_seconds": 0, "tracking.report": False,
 }
 
 

@@ -140,6 +140,7 @@ class TrackingConfig:
     report_to: list[str] = field(default_factory=list)  # any of: wandb, tensorboard, trackio
     wandb_mode: Literal["offline", "online"] = "offline"  # offline: `wandb sync` uploads it later
     project: str = "slovo"  # wandb / trackio project name
+    report: bool = True  # write RUN_DIR/report.html (curves, samples) when the run ends
 
 
 @dataclass

@@ -99,7 +99,7 @@ class TrainDisplay:
             f"loss {metrics['eval/loss']:.4f}  bpb {metrics['eval/bpb']:.4f}  ppl {metrics['eval/perplexity']:.1f}"
         )
 
-    def finish(self, run_dir: Path, summary: dict, tracker=None) -> None:
+    def finish(self, run_dir: Path, summary: dict, tracker=None, report: Path | None = None) -> None:
         if self.quiet:
             return
         records = read_jsonl(Path(run_dir) / "metrics.jsonl")
@@ -128,7 +128,11 @@ class TrainDisplay:
         for s in summary.get("last_samples") or []:
             self.console.print(f"[bold]sample[/] [dim]{escape(s['prompt'])}[/]{escape(s['text'])}")
         self.console.print(f"run folder: {run_dir}")
-        if tracker is not None and hasattr(tracker, "locations"):
+        if tracker is not None:
             for name, where in tracker.locations().items():
                 self.console.print(f"  {name}: {where}")
-        self.console.print(f"  report: slovo report {run_dir} -o {Path(run_dir) / 'report.html'}")
+        if report is not None:
+            self.console.print(f"  report: {report}  (compare runs: slovo report RUN... -o report.html)")
+        if tracker is not None:
+            for name, command in tracker.view_hints().items():
+                self.console.print(f"  view {name}: {command}")

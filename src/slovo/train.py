@@ -13,8 +13,10 @@ Callbacks (HF Trainer style) get `on_log(state, metrics)` and `on_eval(state, me
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from contextlib import nullcontext
@@ -216,7 +218,8 @@ def train(
     peak = peak_flops(device)
     flops_per_token = model.flops_per_token()
     summary: dict[str, Any] = {"name": run_dir.name, "status": "running", "preset": cfg.preset, "started": started,
-                               "params": model.num_params(), "budget": budget.as_dict()}
+                               "params": model.num_params(), "budget": budget.as_dict(),
+                               "pid": os.getpid(), "host": socket.gethostname()}  # lets `slovo runs` spot a dead run
 
     def write_summary(status: str, **extra) -> dict:
         summary.update(_figures(state, clock, ds, seq_len, flops_per_token), status=status, **extra)
@@ -373,8 +376,21 @@ def train(
     result = write_summary(status, ended=_now(), stop_reason=state.stop_reason)
     tracker.close()
     dist.close()
-    display.finish(run_dir, result, tracker)
+    report = _write_report(run_dir, display) if cfg.tracking.report and dist.is_main else None
+    display.finish(run_dir, result, tracker, report)
     return result
+
+
+def _write_report(run_dir: Path, display) -> Path | None:
+    """The run's own HTML report; a failure here must not fail a run that trained fine."""
+    from slovo.report import write_report
+
+    try:
+        write_report([run_dir], run_dir / "report.html")
+        return run_dir / "report.html"
+    except Exception as e:  # noqa: BLE001 - reported, and the run's files are all there already
+        display.say(f"[yellow]could not write the report: {e}[/]")
+        return None
 
 
 def _eval_due(cfg: Config, state: TrainState, train_time: float) -> bool:
