@@ -51,6 +51,7 @@ class TrainState:
     next_eval: int = 1  # index of the next eval point (progress next_eval / eval.every)
     last_ckpt_train_time: float = 0.0
     last_eval_train_time: float = 0.0
+    last_eval_step: int = -1
     best_eval_loss: float = math.inf
     best_eval_bpb: float = math.inf
     last_eval: dict = field(default_factory=dict)
@@ -58,7 +59,7 @@ class TrainState:
     stop_reason: str | None = None
 
     def state_dict(self) -> dict:
-        keys = ("step", "tokens", "progress", "next_eval", "last_ckpt_train_time", "last_eval_train_time", "best_eval_loss", "best_eval_bpb", "last_eval")
+        keys = ("step", "tokens", "progress", "next_eval", "last_ckpt_train_time", "last_eval_train_time", "last_eval_step", "best_eval_loss", "best_eval_bpb", "last_eval")
         return {k: getattr(self, k) for k in keys}
 
     def load_state_dict(self, d: dict) -> None:
@@ -241,7 +242,7 @@ def train(
         if not math.isfinite(metrics["eval/loss"]):
             raise _Diverged(f"eval loss became {metrics['eval/loss']} at step {state.step} (try a lower optim.lr)")
         state.last_eval = {k: metrics[k] for k in ("eval/loss", "eval/bpb", "eval/perplexity")}
-        state.last_eval_train_time = clock.train_time
+        state.last_eval_train_time, state.last_eval_step = clock.train_time, state.step
         state.best_eval_loss = min(state.best_eval_loss, metrics["eval/loss"])
         state.best_eval_bpb = min(state.best_eval_bpb, metrics["eval/bpb"])
         full = record({k: metrics[k] for k in ("eval/loss", "eval/perplexity", "eval/bpb", "eval/runtime")})
@@ -361,7 +362,8 @@ def train(
             status = "interrupted"
         elif state.stop_reason == "pruned":
             status = "pruned"
-        run_eval()
+        if state.last_eval_step != state.step:  # a run stopped right after an eval needs no second one
+            run_eval()
         checkpoint(final=status == "finished")
     except _Diverged as e:
         status = "failed"
