@@ -1,0 +1,217 @@
+"""A sweep's results: the leaderboard (terminal, CSV, markdown), the best config as a preset, importances.
+
+Rows are configurations: a configuration trained with several seeds is one row whose figures are the
+mean and standard deviation over its finished seeds. Figures come from each trial's own run folder
+(`summary.json`), so the leaderboard agrees with `slovo runs` and `slovo report` on the same folders.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slovo.sweep_spec import SweepSpec, config_key
+from slovo.utils import atomic_write_json, atomic_write_text, read_json
+
+_STATE_NAMES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
+                "WAITING": "waiting"}
+_FIGURES = ("eval/bpb", "eval/loss")
+
+
+def _summary(path: Path) -> dict:
+    try:
+        return read_json(path / "summary.json")
+    except (OSError, ValueError):
+        return {}
+
+
+def trial_rows(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
+    """One row per run (the latest attempt of each trial), with its parameters, state and figures."""
+    from slovo.sweep import superseded
+
+    trials = study.get_trials(deepcopy=False)
+    replaced = superseded(trials)
+    rows = []
+    for t in trials:
+        if t.number in replaced or "run_name" not in t.user_attrs:
+            continue
+        run_dir = sweep_dir / "trials" / t.user_attrs["run_name"]
+        summary = _summary(run_dir)
+        row: dict[str, Any] = {
+            "trial": t.number, "run": t.user_attrs["run_name"], "run_dir": str(run_dir),
+            "seed_index": t.user_attrs.get("seed_index", 0), "status": _STATE_NAMES.get(t.state.name, t.state.name),
+            "params": {p.name: p.decode(t.params[p.name]) for p in spec.params if p.name in t.params},
+            "key": config_key({k: t.params[k] for k in sorted(t.params)}),
+            "error": t.user_attrs.get("error"),
+        }
+        for fig in (*_FIGURES, spec.metric, "train_runtime"):
+            value = summary.get(fig, t.user_attrs.get(fig))
+            row[fig] = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+        rows.append(row)
+    return rows
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def leaderboard(runs: list[dict], spec: SweepSpec) -> list[dict]:
+    """Group runs by configuration, average finished seeds, and rank best first."""
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(r["key"], []).append(r)
+    rows = []
+    for members in groups.values():
+        members.sort(key=lambda r: r["seed_index"])
+        finished = [r for r in members if r["status"] == "finished"]
+        counted = finished or [r for r in members if r["status"] == "pruned"]
+        states = [r["status"] for r in members]
+        state = states[0] if len(set(states)) == 1 else ", ".join(
+            f"{states.count(s)} {s}" for s in ("finished", "pruned", "running", "waiting", "failed") if s in states)
+        row: dict[str, Any] = {"params": members[0]["params"], "status": state, "seeds": len(finished),
+                               "runs": [r["run"] for r in members], "run_dirs": [r["run_dir"] for r in members],
+                               "trials": [r["trial"] for r in members],
+                               "errors": sorted({r["error"] for r in members if r.get("error")})}
+        for fig in dict.fromkeys((*_FIGURES, spec.metric, "train_runtime")):
+            mean, std = _mean_std([r[fig] for r in counted if r[fig] is not None])
+            row[fig], row[f"{fig}_std"] = mean, std
+        row["_tier"] = 0 if finished else (1 if counted else 2)
+        rows.append(row)
+    sign = 1.0 if spec.goal == "minimize" else -1.0
+    rows.sort(key=lambda r: (r["_tier"], sign * r[spec.metric] if r[spec.metric] is not None else math.inf,
+                             min(r["trials"])))
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i
+        del r["_tier"]
+    return rows
+
+
+def _fmt(mean: float | None, std: float | None, digits: int = 4) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
+
+
+def _value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _columns(spec: SweepSpec) -> list[str]:
+    return list(dict.fromkeys((*_FIGURES, spec.metric)))
+
+
+def to_csv(rows: list[dict], spec: SweepSpec) -> str:
+    out = io.StringIO()
+    figures = _columns(spec)
+    header = ["rank", *[p.name for p in spec.params]]
+    for f in figures:
+        header += [f, f"{f}_std"]
+    header += ["seeds", "status", "train_runtime", "runs"]
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(header)
+    for r in rows:
+        line = [r["rank"], *[_value(r["params"].get(p.name, "")) for p in spec.params]]
+        for f in figures:
+            line += ["" if r[f] is None else f"{r[f]:.6g}", "" if r[f"{f}_std"] is None else f"{r[f'{f}_std']:.6g}"]
+        runtime = "" if r["train_runtime"] is None else f"{r['train_runtime']:.1f}"
+        line += [r["seeds"], r["status"], runtime, " ".join(r["runs"])]
+        w.writerow(line)
+    return out.getvalue()
+
+
+def to_markdown(rows: list[dict], spec: SweepSpec) -> str:
+    figures = _columns(spec)
+    header = ["#", *[p.name for p in spec.params], *figures, "status", "runs"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [str(r["rank"]), *[_value(r["params"].get(p.name, "")) for p in spec.params],
+                 *[_fmt(r[f], r[f"{f}_std"]) for f in figures], r["status"], " ".join(r["runs"])]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return f"# sweep {spec.name}\n\nmetric: {spec.metric} ({spec.goal})\n\n" + "\n".join(lines) + "\n"
+
+
+def importances(study) -> dict[str, float]:
+    """Optuna's parameter importances over finished trials ({} when there are too few to say)."""
+    import optuna
+
+    if len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) < 2:
+        return {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return {k: round(float(v), 6) for k, v in optuna.importance.get_param_importances(study).items()}
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return {}
+
+
+def best_config_yaml(row: dict, spec: SweepSpec) -> str:
+    """The best configuration as a full config YAML, ready for `slovo train --config`."""
+    from slovo.config import to_dict
+
+    stored = {p.name: next(v for v in p.choices() if p.decode(v) == row["params"][p.name])
+              if p.kind == "categorical" else row["params"][p.name] for p in spec.params}
+    cfg = spec.build_config(stored, 0)
+    figures = ", ".join(f"{f} {_fmt(row[f], row[f'{f}_std'])}" for f in _columns(spec) if row[f] is not None)
+    header = (f"# best configuration of sweep {spec.name} ({', '.join(row['runs'])}): {figures}\n"
+              f"# {', '.join(f'{k}={_value(v)}' for k, v in row['params'].items())}\n"
+              f"# train it: slovo train --config best.yaml\n")
+    return header + yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+def write_results(study, spec: SweepSpec, sweep_dir: Path) -> dict:
+    """Write leaderboard.csv / .md, best.yaml and importances.json into the sweep folder."""
+    runs = trial_rows(study, spec, sweep_dir)
+    rows = leaderboard(runs, spec)
+    atomic_write_text(sweep_dir / "leaderboard.csv", to_csv(rows, spec))
+    atomic_write_text(sweep_dir / "leaderboard.md", to_markdown(rows, spec))
+    best = next((r for r in rows if r["seeds"] > 0), None)
+    if best is not None:
+        atomic_write_text(sweep_dir / "best.yaml", best_config_yaml(best, spec))
+    imp = importances(study)
+    atomic_write_json(sweep_dir / "importances.json", imp)
+    return {"rows": rows, "runs": runs, "best": best, "importances": imp, "sweep_dir": str(sweep_dir)}
+
+
+def print_leaderboard(results: dict, spec: SweepSpec, sweep_dir: Path, limit: int = 30) -> None:
+    """The leaderboard as a rich table, then where the files are."""
+    from rich.console import Console
+    from rich.table import Table
+
+    rows, figures = results["rows"], _columns(spec)
+    done = sum(1 for r in results["runs"] if r["status"] in ("finished", "pruned"))
+    table = Table(title=f"sweep {spec.name}: {done} of {len(results['runs'])} runs done, by {spec.metric}")
+    table.add_column("#", justify="right")
+    for p in spec.params:
+        table.add_column(p.name)
+    for f in figures:
+        table.add_column(f, justify="right")
+    table.add_column("status")
+    table.add_column("runs")
+    for r in rows[:limit]:
+        table.add_row(str(r["rank"]), *[_value(r["params"].get(p.name, "")) for p in spec.params],
+                      *[_fmt(r[f], r[f"{f}_std"]) for f in figures], r["status"], " ".join(r["runs"]))
+    console = Console()
+    console.print(table)
+    if len(rows) > limit:
+        console.print(f"... {len(rows) - limit} more rows in {sweep_dir / 'leaderboard.md'}")
+    if results["best"] is not None:
+        b = results["best"]
+        console.print(f"best: {', '.join(f'{k}={_value(v)}' for k, v in b['params'].items())} "
+                      f"-> {sweep_dir / 'best.yaml'}", highlight=False)
+    if results["importances"]:
+        console.print("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in results["importances"].items()),
+                      highlight=False)
+    journal = sweep_dir / "optuna.journal"
+    study = f"; study: {journal} (optuna-dashboard {journal})" if journal.exists() else ""
+    console.print(f"leaderboard: {sweep_dir / 'leaderboard.csv'}, {sweep_dir / 'leaderboard.md'}{study}",
+                  highlight=False)
+
