@@ -58,14 +58,6 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     return logits.scatter(1, seen, score)
 
 
-def filter_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the k largest logits of each row (ties at the k-th value are kept too); -inf elsewhere."""
-    if k <= 0 or k >= logits.size(-1):
-        return logits
-    kth = torch.topk(logits, k, dim=-1).values[:, -1:]
-    return logits.masked_fill(logits < kth, float("-inf"))
-
-
 def filter_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     """Nucleus filter: keep the smallest set of most likely tokens whose probability reaches p."""
     if p >= 1.0:
@@ -78,15 +70,29 @@ def filter_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
+def sampling_distribution(logits: torch.Tensor, temperature: float, top_k: int, top_p: float
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Probabilities to draw from after temperature, top-k and top-p (transformers' order).
+
+    With top-k the draw is over the k best tokens only: returns (probs (B, k), their ids (B, k)), which
+    is cheaper than a masked softmax over the whole vocabulary. Without: (probs (B, V), None)."""
+    logits = logits / temperature
+    ids = None
+    if 0 < top_k < logits.size(-1):
+        logits, ids = torch.topk(logits, top_k, dim=-1)
+    return filter_top_p(logits, top_p).softmax(dim=-1), ids
+
+
 def next_tokens(logits: torch.Tensor, seen: torch.Tensor, *, greedy: bool, temperature: float, top_k: int,
                 top_p: float, repetition_penalty: float, generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row from the last position's logits (B, V), in transformers' order:
-    repetition penalty, then temperature, top-k, top-p, then a draw (or argmax when greedy)."""
+    """One token per row from the last position's logits (B, V): repetition penalty, then the argmax
+    (greedy) or a draw from `sampling_distribution`."""
     logits = apply_repetition_penalty(logits.float(), seen, repetition_penalty)
     if greedy or temperature == 0:
         return logits.argmax(dim=-1)
-    logits = filter_top_p(filter_top_k(logits / temperature, top_k), top_p)
-    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
+    probs, ids = sampling_distribution(logits, temperature, top_k, top_p)
+    choice = torch.multinomial(probs, 1, generator=generator)
+    return (choice if ids is None else ids.gather(1, choice)).squeeze(1)
 
 
 @torch.inference_mode()
@@ -175,7 +181,10 @@ def generate(
 
 def eot_id(tokenizer) -> int:
     """Id of `<|endoftext|>` in a `tokenizers.Tokenizer` (or a transformers fast tokenizer)."""
-    tid = tokenizer.token_to_id(EOT_TOKEN) if hasattr(tokenizer, "token_to_id") else tokenizer.convert_tokens_to_ids(EOT_TOKEN)
+    if hasattr(tokenizer, "token_to_id"):
+        tid = tokenizer.token_to_id(EOT_TOKEN)
+    else:
+        tid = tokenizer.convert_tokens_to_ids(EOT_TOKEN)
     if tid is None:
         raise SlovoError(f"tokenizer: has no {EOT_TOKEN} token")
     return int(tid)
