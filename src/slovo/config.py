@@ -129,6 +129,8 @@ class SampleConfig:
     temperature: float = 0.8
     top_k: int = 50
     top_p: float = 1.0
+    repetition_penalty: float = 1.0  # >1 makes tokens already in the text less likely
+    num_samples: int = 1  # continuations per prompt
     seed: int = 42  # fixed so samples of different evals and runs are comparable
     enabled: bool = True
 
@@ -487,6 +489,8 @@ def validate(cfg: Config) -> Config:
     need(sp.temperature >= 0, f"sample.temperature: must be 0 or more, got {sp.temperature}")
     need(0 < sp.top_p <= 1, f"sample.top_p: must be in (0, 1], got {sp.top_p}")
     need(sp.top_k >= 0, f"sample.top_k: must be 0 (off) or more, got {sp.top_k}")
+    need(sp.repetition_penalty > 0, f"sample.repetition_penalty: must be positive, got {sp.repetition_penalty}")
+    need(sp.num_samples > 0, f"sample.num_samples: must be positive, got {sp.num_samples}")
     known_sinks = {"wandb", "tensorboard", "trackio", "jsonl", "none"}
     for sink in cfg.tracking.report_to:
         need(sink in known_sinks, f"tracking.report_to: unknown tracker {sink!r}; choose from wandb, tensorboard, trackio")

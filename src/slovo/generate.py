@@ -297,7 +297,7 @@ def generate_text(
 
 def sample_texts(model, tokenizer, sample_cfg, device=None) -> list[dict]:
     """Samples for the training loop's evals: for each prompt of `sample_cfg` (slovo.config.SampleConfig),
-    `sample_cfg.num_samples` (default 1) continuations with its fixed seed, so evals and runs compare.
+    `sample_cfg.num_samples` continuations with its fixed seed, so evals and runs compare.
 
     Returns one dict per sample: `prompt`, `text` (the continuation only), `index`. The model may be
     wrapped by torch.compile or DDP; the plain module is used (compiled graphs would recompile for every
@@ -313,9 +313,9 @@ def sample_texts(model, tokenizer, sample_cfg, device=None) -> list[dict]:
     for prompt in sample_cfg.prompts:
         samples = generate_text(
             model, tokenizer, prompt, sample_cfg.max_new_tokens,
-            num_samples=getattr(sample_cfg, "num_samples", 1),
+            num_samples=sample_cfg.num_samples,
             temperature=sample_cfg.temperature, top_k=sample_cfg.top_k, top_p=sample_cfg.top_p,
-            repetition_penalty=getattr(sample_cfg, "repetition_penalty", 1.0),
+            repetition_penalty=sample_cfg.repetition_penalty,
             seed=sample_cfg.seed, truncate_prompt=True,
         )
         out += [{"prompt": s.prompt, "text": s.text, "index": s.index} for s in samples]
