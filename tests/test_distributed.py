@@ -16,7 +16,7 @@ def test_two_ranks_write_one_run_with_twice_the_tokens_per_step(small_dataset, t
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", "29517",
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2",
            "-m", "slovo", "train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "ddp",
            "--max-steps", "4", "--quiet", *sets]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
