@@ -68,6 +68,13 @@ def test_real_grid_sweep_leaves_ordinary_run_folders_and_rerun_skips_them(tmp_pa
     assert {r.name: (r / "summary.json").stat().st_mtime_ns for r in runs} == stamps  # nothing retrained
     assert [r["eval/bpb"] for r in again["rows"]] == [r["eval/bpb"] for r in results["rows"]]
 
+    from slovo.report import write_report  # the report reads a real sweep folder: both trials and the leaderboard
+
+    out = write_report([tmp_path / "sweeps" / "real"], tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert out["runs"] == 2 and out["sweeps"] == 1
+    assert "Leaderboard" in page and "optim.lr" in page and "trial-001" in page
+
 
 def test_real_hyperband_prunes_a_configuration_that_cannot_learn(tmp_path, dataset):
     path = write_sweep(tmp_path, dataset, [1e-2, 1e-7], early_terminate={"type": "hyperband", "min_iter": 1, "eta": 3})

@@ -132,6 +132,7 @@ def _cli(capsys, *args):
     (["--max-steps", "0"], "--max-steps: must be positive"),
     (["--set", "optim.lrr=1"], "did you mean 'lr'"),
     (["--preset", "huge"], "unknown preset 'huge'"),
+    (["--max-steps", "1", "--set", "model.seq_len=8192", "--set", "model.n_layer=1"], "smaller model.seq_len"),
 ])
 def test_bad_train_arguments_give_one_line_and_exit_2(small_dataset, tmp_path, capsys, args, needle):
     code, err = _cli(capsys, "train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), *args)

@@ -171,14 +171,17 @@ def train(
     tokenizer = load_tokenizer(ds.tokenizer_path)
     token_bytes = token_byte_lengths(tokenizer)
     seq_len = cfg.model.seq_len
-    windows = eval_windows(ds.val, seq_len, cfg.eval.tokens)
     from slovo.data.loader import BatchLoader
     from slovo.model import GPT
 
+    try:
+        windows = eval_windows(ds.val, seq_len, cfg.eval.tokens)
+        loader = BatchLoader(ds.train, cfg.train.per_device_train_batch_size, seq_len, cfg.train.seed, rank=dist.rank, device=device)
+    except ValueError as e:  # a split shorter than one window of model.seq_len + 1 tokens
+        raise SlovoError(f"{cfg.data.path}: {e}; use a smaller model.seq_len or more text") from None
     torch.manual_seed(cfg.train.seed)
     model = GPT(cfg.model).to(device)
     optimizer = make_optimizer(model, cfg, device)
-    loader = BatchLoader(ds.train, cfg.train.per_device_train_batch_size, seq_len, cfg.train.seed, rank=dist.rank, device=device)
     state = TrainState()
     tokens_per_step = cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps * seq_len * dist.world
     autocast = autocast_for(cfg, device)

@@ -70,6 +70,24 @@ def scalar_items(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+class WandbStyleSink:
+    """log/log_samples for sinks with wandb's API (`run.log(dict, step=)`, `Table(columns=, data=)`):
+    wandb and trackio. Subclasses set `self.run` and `self._module` (the imported package)."""
+
+    run: Any
+    _module: Any
+    SAMPLE_COLUMNS = ["train/global_step", "tokens", "prompt", "index", "text"]
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        values = {k: v for k, v in scalar_items(metrics).items() if k != "train/global_step"}
+        self.run.log(values, step=step)
+
+    def log_samples(self, samples: list[dict[str, Any]], step: int) -> None:
+        rows = [[s.get("train/global_step", step), s.get("tokens"), s.get("prompt"), s.get("index"), s.get("text")]
+                for s in samples]
+        self.run.log({"samples": self._module.Table(columns=self.SAMPLE_COLUMNS, data=rows)}, step=step)
+
+
 class JsonlTracker:
     """Appends one JSON object per line to RUN_DIR/metrics.jsonl and RUN_DIR/samples.jsonl.
 

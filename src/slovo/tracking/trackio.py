@@ -10,12 +10,11 @@ import contextlib
 import inspect
 import io
 from pathlib import Path
-from typing import Any
 
-from slovo.tracking import scalar_items
+from slovo.tracking import WandbStyleSink
 
 
-class TrackioSink:
+class TrackioSink(WandbStyleSink):
     name = "trackio"
 
     def __init__(self, cfg, run_dir: str | Path, resume: bool = False, name: str | None = None):
@@ -23,7 +22,7 @@ class TrackioSink:
 
         from slovo.config import to_dict
 
-        self._trackio = trackio
+        self._module = trackio
         self.project = cfg.tracking.project
         # The Run object itself is used (not trackio.log), so several trials in one process stay apart.
         wanted = dict(project=self.project, name=name or Path(run_dir).name, config=to_dict(cfg),
@@ -34,15 +33,6 @@ class TrackioSink:
         with contextlib.redirect_stdout(io.StringIO()):
             self.run = trackio.init(**kwargs)
 
-    def log(self, metrics: dict[str, Any], step: int) -> None:
-        values = {k: v for k, v in scalar_items(metrics).items() if k != "train/global_step"}
-        self.run.log(values, step=step)
-
-    def log_samples(self, samples: list[dict[str, Any]], step: int) -> None:
-        columns = ["train/global_step", "tokens", "prompt", "index", "text"]
-        rows = [[s.get("train/global_step", step), s.get("tokens"), s.get("prompt"), s.get("index"), s.get("text")]
-                for s in samples]
-        self.run.log({"samples": self._trackio.Table(columns=columns, data=rows)}, step=step)
 
     def locations(self) -> dict[str, str]:
         from trackio.sqlite_storage import SQLiteStorage
@@ -57,6 +47,6 @@ class TrackioSink:
             self.run.finish()
         # trackio.init() also made this the module's current run; let go of it, or trackio's exit hook
         # finishes it a second time.
-        current = getattr(getattr(self._trackio, "context_vars", None), "current_run", None)
+        current = getattr(getattr(self._module, "context_vars", None), "current_run", None)
         if current is not None and current.get() is self.run:
             current.set(None)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import secrets
 import string
 from pathlib import Path
-from typing import Any
 
-from slovo.tracking import scalar_items
+from slovo.tracking import WandbStyleSink
 
 _ID_FILE = "slovo-run-id"
 
 
-class WandbSink:
+class WandbSink(WandbStyleSink):
     name = "wandb"
 
     def __init__(self, cfg, run_dir: str | Path, resume: bool = False, name: str | None = None):
@@ -25,7 +24,7 @@ class WandbSink:
 
         from slovo.config import to_dict
 
-        self._wandb = wandb
+        self._module = wandb
         self.mode = cfg.tracking.wandb_mode
         root = Path(run_dir) / "wandb"
         root.mkdir(parents=True, exist_ok=True)
@@ -47,15 +46,6 @@ class WandbSink:
             settings=wandb.Settings(console="off", silent=True),
         )
 
-    def log(self, metrics: dict[str, Any], step: int) -> None:
-        values = {k: v for k, v in scalar_items(metrics).items() if k != "train/global_step"}
-        self.run.log(values, step=step)
-
-    def log_samples(self, samples: list[dict[str, Any]], step: int) -> None:
-        columns = ["train/global_step", "tokens", "prompt", "index", "text"]
-        rows = [[s.get("train/global_step", step), s.get("tokens"), s.get("prompt"), s.get("index"), s.get("text")]
-                for s in samples]
-        self.run.log({"samples": self._wandb.Table(columns=columns, data=rows)}, step=step)
 
     def run_folder(self) -> Path:
         return Path(self.run.dir).parent  # run.dir is <...>/wandb/offline-run-*/files
