@@ -266,9 +266,10 @@ def test_random_sweep_stops_at_run_cap(tmp_path, data_dir):
 
 
 def test_metric_target_stops_new_configurations_once_reached(tmp_path, data_dir):
-    # the fake trainer's eval/bpb is 1.42 at lr 3e-3 and 1.54 at lr 1e-3: the target is met by the first run
+    # at batch 16 the fake trainer's eval/bpb is 1.42 at lr 3e-3 and 1.54 at lr 1e-3: the first run meets the target
     path = write_sweep(tmp_path, data_dir, metric={"name": "eval/bpb", "goal": "minimize", "target": 1.45},
-                       parameters={"optim.lr": {"values": [3e-3, 1e-3, 2e-3]}})
+                       parameters={"optim.lr": {"values": [3e-3, 1e-3, 2e-3]},
+                                   "train.per_device_train_batch_size": {"value": 16}})
     calls: list = []
     run(path, tmp_path, calls=calls)
     assert [c["lr"] for c in calls] == [3e-3]
