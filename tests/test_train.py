@@ -192,3 +192,32 @@ def test_eval_on_another_text_source_uses_the_runs_tokenizer(small_dataset, tmp_
     out = json.loads(capsys.readouterr().out)
     assert out["eval/bytes"] > 0 and out["eval/bpb"] > 0
     assert out["eval/bpb"] != pytest.approx(read_json(tmp_path / "c" / "summary.json")["eval/bpb"], rel=1e-3)
+
+
+def test_real_ctrl_c_stops_after_the_step_with_a_resumable_checkpoint(small_dataset, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import TINY_RUN
+
+    sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
+    cmd = [sys.executable, "-m", "slovo", "train", "--data", str(small_dataset), "--runs-dir", str(tmp_path),
+           "--name", "c", "--time", "120s", "--quiet", *sets]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    metrics = tmp_path / "c" / "metrics.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(read_jsonl(metrics)) < 5:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    summary = read_json(tmp_path / "c" / "summary.json")
+    assert summary["status"] == "interrupted" and summary["train_runtime"] < 120
+    step = summary["train/global_step"]
+    assert (tmp_path / "c" / "checkpoints" / f"step_{step:07d}").is_dir()
+    assert main(["train", "--resume", str(tmp_path / "c"), "--max-steps", str(step + 2), "--quiet"]) == 0
+    assert read_json(tmp_path / "c" / "summary.json")["train/global_step"] == step + 2
