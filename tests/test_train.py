@@ -180,7 +180,7 @@ def test_eval_every_seconds_spaces_evals_by_training_time(tiny_config, tmp_path)
 
 
 def test_eval_on_another_text_source_uses_the_runs_tokenizer(small_dataset, tmp_path, capsys):
-    from tests.conftest import TINY_RUN, write_corpus
+    from tests.conftest import TINY_RUN
 
     sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
     assert main(["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "c",

@@ -10,7 +10,6 @@ checkpoint that looks complete; `checkpoint.json` is written last inside it as a
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -113,7 +112,3 @@ def load_for_inference(path: str | Path, device: str = "cpu"):
     load_model(model, str(ckpt / "model.safetensors"))
     model.to(device).eval()
     return model, cfg, Tokenizer.from_file(str(tok_path))
-
-
-def checkpoint_info(ckpt: Path) -> dict:
-    return json.loads((ckpt / "checkpoint.json").read_text(encoding="utf-8"))

@@ -22,9 +22,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from slovo.data.tokenizer import EOT_TOKEN, eot_id_of  # noqa: F401  (EOT_TOKEN is re-exported for export.py)
 from slovo.errors import SlovoError
-
-EOT_TOKEN = "<|endoftext|>"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,13 +180,7 @@ def generate(
 
 def eot_id(tokenizer) -> int:
     """Id of `<|endoftext|>` in a `tokenizers.Tokenizer` (or a transformers fast tokenizer)."""
-    if hasattr(tokenizer, "token_to_id"):
-        tid = tokenizer.token_to_id(EOT_TOKEN)
-    else:
-        tid = tokenizer.convert_tokens_to_ids(EOT_TOKEN)
-    if tid is None:
-        raise SlovoError(f"tokenizer: has no {EOT_TOKEN} token")
-    return int(tid)
+    return eot_id_of(tokenizer)
 
 
 def _encode(tokenizer, text: str) -> list[int]:
@@ -303,8 +296,9 @@ def sample_texts(model, tokenizer, sample_cfg, device=None) -> list[dict]:
     wrapped by torch.compile or DDP; the plain module is used (compiled graphs would recompile for every
     sequence length). `device`, when given, must be where the model's weights are.
     """
-    model = getattr(model, "module", model)
-    model = getattr(model, "_orig_mod", model)
+    from slovo.checkpoint import unwrap
+
+    model = unwrap(model)
     if device is not None:
         weights_on = next(model.parameters()).device
         if torch.device(device).type != weights_on.type:

@@ -29,7 +29,6 @@ import json
 import mmap
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone

@@ -82,10 +82,14 @@ def load_tokenizer(path: str | Path):
 
 
 def eot_id_of(tokenizer, where: str = "tokenizer") -> int:
-    eot = tokenizer.token_to_id(EOT_TOKEN)
+    """Id of `<|endoftext|>` in a `tokenizers.Tokenizer` (or a transformers fast tokenizer)."""
+    if hasattr(tokenizer, "token_to_id"):
+        eot = tokenizer.token_to_id(EOT_TOKEN)
+    else:
+        eot = tokenizer.convert_tokens_to_ids(EOT_TOKEN)
     if eot is None:
         raise SlovoError(f"{where}: has no {EOT_TOKEN} token; slovo separates documents with it")
-    return eot
+    return int(eot)
 
 
 def fast_encoder(tokenizer):
