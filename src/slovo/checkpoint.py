@@ -10,7 +10,6 @@ checkpoint that looks complete; `checkpoint.json` is written last inside it as a
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from slovo.errors import SlovoError
-from slovo.utils import atomic_write_json
+from slovo.utils import atomic_write_json, staged_dir
 
 CKPT_DIR = "checkpoints"
 PREFIX = "step_"
@@ -48,16 +47,11 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, stat
     root = Path(run_dir) / CKPT_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_model(unwrap(model), str(tmp / "model.safetensors"))
-    torch.save(state, tmp / "state.pt")
-    atomic_write_json(tmp / "checkpoint.json", {"step": step, **info})
-    if final.exists():  # the same step saved again (e.g. final right after a periodic one)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    # Saving the same step again (a final checkpoint right after a periodic one) replaces it.
+    with staged_dir(final) as tmp:
+        save_model(unwrap(model), str(tmp / "model.safetensors"))
+        torch.save(state, tmp / "state.pt")
+        atomic_write_json(tmp / "checkpoint.json", {"step": step, **info})
     return final
 
 

@@ -17,9 +17,6 @@ Nothing here imports transformers: exporting needs only torch, safetensors and t
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -31,7 +28,7 @@ from slovo.config import Config, to_dict
 from slovo.errors import SlovoError
 from slovo.generate import EOT_TOKEN, eot_id
 from slovo.model import GPT, intermediate_size
-from slovo.utils import read_json, replace_dir
+from slovo.utils import read_json, staged_dir
 
 # slovo module path piece -> Llama's (inside `model.`); the projections keep their names.
 _RENAMES = {
@@ -229,9 +226,7 @@ def export_run(path: str | Path, out_dir: str | Path, force: bool = False) -> Pa
     summary_path = run_dir / "summary.json"
     summary = read_json(summary_path) if summary_path.exists() else {}
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
+    with staged_dir(out_dir) as tmp:
         write_model_files(model, cfg, eos, tmp)
         files = {
             "tokenizer_config.json": tokenizer_config(cfg),
@@ -245,9 +240,4 @@ def export_run(path: str | Path, out_dir: str | Path, force: bool = False) -> Pa
         (tmp / "README.md").write_text(card, encoding="utf-8")
         _write_json(tmp / "slovo_export.json",
                     {"run_dir": str(run_dir.resolve()), "checkpoint": ckpt.name, "slovo_version": __version__})
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -47,7 +47,7 @@ from slovo.data.tokenizer import (
     EOT_TOKEN, check_vocab_size, eot_id_of, fast_encoder, load_tokenizer, train_tokenizer,
 )
 from slovo.errors import SlovoError
-from slovo.utils import atomic_write_json, replace_dir, sha256_file
+from slovo.utils import atomic_write_json, sha256_file, staged_dir
 
 MAX_VAL_SHARE = 0.10  # validation never takes more than this share of the bytes (or val_fraction, if larger)
 ENCODE_BATCH_BYTES = 4 << 20  # text per encode_batch call: enough pieces to keep every core busy
@@ -294,15 +294,8 @@ def prepare(specs: list[str], out_dir: str | Path, settings: PrepareSettings | N
 
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_dirs(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with staged_dir(out) as tmp:
         meta = _build(tmp, sources, settings, given_tok, source_entries, settings_d, fingerprint, command, ui, log, t0)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {**meta, "reused": False, "seconds": time.time() - t0}
 
 
@@ -429,7 +422,4 @@ def _build(tmp: Path, sources, settings: PrepareSettings, given_tok, source_entr
         "seconds": round(time.time() - t0, 2),
     }
     atomic_write_json(tmp / "meta.json", meta)  # last: its presence marks the folder complete
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp / "meta.json", 0o666 & ~umask)  # mkstemp made it owner-only; a dataset is meant to be shared
     return meta
