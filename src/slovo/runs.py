@@ -181,21 +181,21 @@ class RunInfo:
     def eval_bpb(self) -> float | None:
         return self._last("eval/bpb")
 
-    @property
-    def best_loss(self) -> float | None:
-        value = _number(self.summary.get("best/eval_loss"))
+    def _best(self, summary_key: str, metric: str) -> float | None:
+        """The summary's best value, else the lowest in metrics.jsonl (a run still going, or killed)."""
+        value = _number(self.summary.get(summary_key))
         if value is None:
-            values = [v for r in self.metrics if (v := _number(r.get("eval/loss"))) is not None]
+            values = [v for r in self.metrics if (v := _number(r.get(metric))) is not None]
             value = min(values) if values else None
         return value
 
     @property
+    def best_loss(self) -> float | None:
+        return self._best("best/eval_loss", "eval/loss")
+
+    @property
     def best_bpb(self) -> float | None:
-        value = _number(self.summary.get("best/eval_bpb"))
-        if value is None:
-            values = [v for r in self.metrics if (v := _number(r.get("eval/bpb"))) is not None]
-            value = min(values) if values else None
-        return value
+        return self._best("best/eval_bpb", "eval/bpb")
 
     @property
     def tokens_per_second(self) -> float | None:
