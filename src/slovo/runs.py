@@ -14,7 +14,6 @@ otherwise the process is gone without saying so (killed, machine rebooted) and t
 from __future__ import annotations
 
 import fnmatch
-import json
 import math
 import os
 import socket
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from slovo.errors import SlovoError
-from slovo.utils import read_jsonl
+from slovo.utils import read_json_dict, read_jsonl
 
 STALE_AFTER_S = 15 * 60  # no write for this long while "running" -> the process is presumed gone
 MAX_DEPTH = 4  # runs/NAME (1), sweeps/SWEEP/trials/NAME (3), one more for a folder of sweeps
@@ -65,14 +64,6 @@ def find_runs(root: str | Path, max_depth: int = MAX_DEPTH) -> list[Path]:
                     next_level.append(child)
         level = next_level
     return found
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def _number(value: Any) -> float | None:
@@ -274,8 +265,8 @@ def load_run(path: str | Path, now: float | None = None) -> RunInfo:
         raise SlovoError(f"{path}: no such run folder")
     if not is_run_dir(path):
         raise SlovoError(f"{path}: not a run folder (no summary.json, or config.yaml with metrics.jsonl)")
-    summary = _read_json(path / "summary.json")
-    run_json = _read_json(path / "run.json")
+    summary = read_json_dict(path / "summary.json")
+    run_json = read_json_dict(path / "run.json")
     return RunInfo(path=path, summary=summary, run_json=run_json, status=run_status(path, summary, run_json, now))
 
 

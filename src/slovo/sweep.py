@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 from slovo.errors import SlovoError
 from slovo.sweep_spec import SweepSpec, describe, grid_points, load_sweep
+from slovo.utils import read_json_dict
 
 STORAGE_FILE = "optuna.journal"
 HEARTBEAT_S = 30.0  # how often a running trial writes its heartbeat into the study
@@ -355,15 +356,6 @@ def _has_checkpoint(run_dir: Path) -> bool:
     return any((run_dir / "checkpoints").glob("step_*")) if (run_dir / "checkpoints").is_dir() else False
 
 
-def _read_summary(run_dir: Path) -> dict | None:
-    from slovo.utils import read_json
-
-    try:
-        return read_json(run_dir / "summary.json")
-    except (OSError, ValueError):
-        return None
-
-
 def _run_trial(study, trial, spec: SweepSpec, sweep_dir: Path, train_fn: Callable, extra: dict) -> str:
     """Train one trial's run and tell Optuna how it ended; returns the trial's final state name."""
     optuna = _optuna()
@@ -373,7 +365,7 @@ def _run_trial(study, trial, spec: SweepSpec, sweep_dir: Path, train_fn: Callabl
     run_dir = sweep_dir / "trials" / run_name
     shown = " ".join(f"{p.name}={_fmt(p.decode(trial.params[p.name]))}" for p in spec.params)
     started = time.time()
-    summary = _read_summary(run_dir)
+    summary = read_json_dict(run_dir / "summary.json")
     reporter = PruningReporter(trial, spec.metric, spec.eval_every, prune=spec.early_terminate is not None)
     trained = not (summary and summary.get("status") in ("finished", "pruned"))
     try:
@@ -385,7 +377,7 @@ def _run_trial(study, trial, spec: SweepSpec, sweep_dir: Path, train_fn: Callabl
             cfg = spec.build_config(dict(trial.params), seed_index, extra)
             print(f"[sweep {spec.name}] {run_name}: {shown}{' (resuming)' if resume else ''}", flush=True)
             with _Heartbeat(trial):
-                summary = train_fn(cfg, run_dir, resume=resume, callbacks=[reporter]) or _read_summary(run_dir) or {}
+                summary = train_fn(cfg, run_dir, resume=resume, callbacks=[reporter]) or read_json_dict(run_dir / "summary.json") or {}
     except KeyboardInterrupt:
         _give_up(study, trial, "interrupted")
         raise

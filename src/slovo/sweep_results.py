@@ -18,18 +18,11 @@ from typing import Any
 import yaml
 
 from slovo.sweep_spec import SweepSpec, config_key
-from slovo.utils import atomic_write_json, atomic_write_text, read_json
+from slovo.utils import atomic_write_json, atomic_write_text, read_json_dict
 
 _STATE_NAMES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
                 "WAITING": "waiting"}
 _FIGURES = ("eval/bpb", "eval/loss")
-
-
-def _summary(path: Path) -> dict:
-    try:
-        return read_json(path / "summary.json")
-    except (OSError, ValueError):
-        return {}
 
 
 def trial_rows(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
@@ -43,7 +36,7 @@ def trial_rows(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
         if t.number in replaced or "run_name" not in t.user_attrs:
             continue
         run_dir = sweep_dir / "trials" / t.user_attrs["run_name"]
-        summary = _summary(run_dir)
+        summary = read_json_dict(run_dir / "summary.json")
         row: dict[str, Any] = {
             "trial": t.number, "run": t.user_attrs["run_name"], "run_dir": str(run_dir),
             "seed_index": t.user_attrs.get("seed_index", 0), "status": _STATE_NAMES.get(t.state.name, t.state.name),

@@ -85,6 +85,15 @@ def read_json(path: str | Path) -> Any:
         return json.load(f)
 
 
+def read_json_dict(path: str | Path) -> dict:
+    """A JSON object from `path`, or {} when it is missing, unreadable or not an object (a run still starting)."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     """Read a JSON-lines file, skipping a torn last line (a run killed mid-write)."""
     out = []
