@@ -217,8 +217,8 @@ def train(
     else:
         tracker = NullTracker()
 
-    train_model = dist.wrap(torch.compile(model) if use_compile else model, device)
-    eval_model = torch.compile(model) if use_compile else model
+    eval_model = torch.compile(model) if use_compile else model  # compiled once, for both uses
+    train_model = dist.wrap(eval_model, device)
     peak = peak_flops(device)
     flops_per_token = model.flops_per_token()
     summary: dict[str, Any] = {"name": run_dir.name, "status": "running", "preset": cfg.preset, "started": started,
