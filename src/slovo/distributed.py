@@ -68,8 +68,12 @@ class Dist:
         self._dist.all_reduce(t)
         return t.tolist()
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Leave the process group. With `wait`, first meet the other ranks: a rank that tears down gloo
+        while rank 0 is still writing its checkpoint can abort the whole job."""
         if self.enabled and self._dist.is_initialized():
+            if wait:
+                self._dist.barrier()
             self._dist.destroy_process_group()
 
 

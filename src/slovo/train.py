@@ -376,7 +376,7 @@ def train(
         summary["error"] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         write_summary("interrupted" if isinstance(e, KeyboardInterrupt) else "failed", ended=_now(), stop_reason=state.stop_reason)
         tracker.close()
-        dist.close()
+        dist.close(wait=False)  # another rank may be gone: meeting it could hang
         raise
     result = write_summary(status, ended=_now(), stop_reason=state.stop_reason)
     tracker.close()
