@@ -135,6 +135,22 @@ def code_version() -> dict:
     return info
 
 
+def process_alive(pid: int, host: str | None = None) -> bool:
+    """Whether process `pid` may still be running. Only a pid on this host can be checked: a pid named with
+    another host's name is taken as alive (we cannot tell). A process of another user counts as alive."""
+    import socket
+
+    if host and host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
 def pick_device(name: str = "auto") -> str:
     import torch
 
