@@ -37,6 +37,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from slovo.callbacks import Callback
 from slovo.errors import SlovoError
 from slovo.sweep_spec import SweepSpec, describe, grid_points, load_sweep
 from slovo.utils import read_json_dict
@@ -298,7 +299,7 @@ def _next_trial(study, spec: SweepSpec, deadline: float | None):
 # one trial = one ordinary training run
 
 
-class PruningReporter:
+class PruningReporter(Callback):
     """Training callback: report the metric at each eval's progress index and stop the run when Optuna says so."""
 
     def __init__(self, trial, metric: str, eval_every: int, prune: bool):
@@ -306,7 +307,7 @@ class PruningReporter:
         self.reported: set[int] = set()
         self.pruned_at: float | None = None
 
-    def on_eval(self, state, metrics: dict) -> None:
+    def on_eval(self, state, control, metrics: dict) -> None:
         value = metrics.get(self.metric)
         if value is None or not math.isfinite(float(value)) or self.pruned_at is not None:
             return
@@ -318,8 +319,7 @@ class PruningReporter:
         # The end-of-run eval is the result, not a checkpoint to prune at.
         if self.prune and step < self.every and self.trial.should_prune():
             self.pruned_at = float(state.progress)
-            state.should_stop = True
-            state.stop_reason = "pruned"
+            control.stop("pruned")
 
 
 class _Heartbeat:
