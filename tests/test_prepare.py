@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 import re
@@ -166,7 +167,8 @@ def test_different_settings_or_sources_refuse_without_force(corpus, tmp_path, ca
 
 
 def test_killed_prepare_leaves_nothing_that_reads_as_complete(corpus, tmp_path, capsys, monkeypatch):
-    import slovo.data.pipeline as prep
+    # slovo.data.prepare is also the name of the function the package exports, so fetch the module itself
+    prep = importlib.import_module("slovo.data.prepare")
 
     out = tmp_path / "ds"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -5,7 +5,7 @@
     slovo prepare --data hf:wikimedia/wikipedia:20231101.ru --max-bytes 200MB --out data/ruwiki-8k
 
 Running it again with the same sources and settings reuses the folder; different settings need
-another --out or --force. The work itself is in slovo.data.pipeline.
+another --out or --force. The work itself is in slovo.data.prepare.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _summary_line(meta: dict, out: str) -> str:
 def run(args) -> int:
     from rich.console import Console
 
-    from slovo.data.pipeline import PrepareSettings, ProgressUI, prepare
+    from slovo.data.prepare import PrepareSettings, ProgressUI, prepare
     from slovo.data.shards import DEFAULT_CHUNK_BYTES
     from slovo.data.sources import ReadOptions, parse_separator
 

@@ -8,7 +8,7 @@ The public API the other stages use:
     prepare(specs, out_dir, settings)      the whole `slovo prepare` pipeline
 """
 
-from slovo.data.pipeline import PrepareSettings, prepare
+from slovo.data.prepare import PrepareSettings, prepare
 from slovo.data.shards import Dataset, dtype_for_vocab, load_dataset, tokenize_source
 from slovo.data.sources import ReadOptions, normalize_text
 from slovo.data.tokenizer import EOT_TOKEN, load_tokenizer, token_byte_lengths, train_tokenizer

@@ -47,7 +47,7 @@ from slovo.data.tokenizer import (
     EOT_TOKEN, check_vocab_size, eot_id_of, fast_encoder, load_tokenizer, train_tokenizer,
 )
 from slovo.errors import SlovoError
-from slovo.utils import atomic_write_json, sha256_file, staged_dir
+from slovo.utils import atomic_write_json, process_alive, read_json_dict, sha256_file, staged_dir
 
 MAX_VAL_SHARE = 0.10  # validation never takes more than this share of the bytes (or val_fraction, if larger)
 ENCODE_BATCH_BYTES = 4 << 20  # text per encode_batch call: enough pieces to keep every core busy
@@ -141,11 +141,10 @@ def _remove_stale_temp_dirs(out: Path) -> None:
     for p in out.parent.glob(f".{out.name}.tmp-*"):
         try:
             pid = int(p.name.rsplit("-", 1)[1])
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        except ValueError:
+            continue  # not a name staged_dir makes: leave it alone
+        if not process_alive(pid):
             shutil.rmtree(p, ignore_errors=True)
-        except (ValueError, PermissionError, OSError):
-            pass
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -273,10 +272,7 @@ def prepare(specs: list[str], out_dir: str | Path, settings: PrepareSettings | N
     # reuse, refuse, or (re)build
     meta_path = out / "meta.json"
     if meta_path.is_file():
-        try:
-            old = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            old = {}
+        old = read_json_dict(meta_path)
         if old.get("fingerprint") == fingerprint and not force:
             try:
                 existing = load_dataset(out)
