@@ -7,6 +7,7 @@ import json
 import pytest
 
 from slovo.budget import Clock
+from slovo.callbacks import Callback
 from slovo.cli import main
 from slovo.train import train
 from slovo.utils import read_json, read_jsonl
@@ -60,17 +61,17 @@ def test_run_folder_holds_config_metrics_samples_summary_and_checkpoint(tiny_con
     assert summary == on_disk
 
 
-class StopAt:
+class StopAt(Callback):
     """Stops the run at a step: gracefully like Ctrl-C, or abruptly like a kill."""
 
     def __init__(self, step, abrupt=False):
         self.step, self.abrupt = step, abrupt
 
-    def on_log(self, state, metrics):
+    def on_log(self, state, control, metrics):
         if state.step == self.step:
             if self.abrupt:
                 raise KeyboardInterrupt
-            state.should_stop, state.stop_reason = True, "interrupted"
+            control.stop("interrupted")
 
 
 @pytest.mark.parametrize("abrupt", [False, True], ids=["ctrl-c", "killed-between-checkpoints"])
@@ -103,10 +104,10 @@ def test_resuming_with_a_larger_budget_extends_the_run(tiny_config, tmp_path):
 
 
 def test_prune_callback_stops_the_run_with_status_pruned(tiny_config, tmp_path):
-    class Prune:
-        def on_eval(self, state, metrics):
+    class Prune(Callback):
+        def on_eval(self, state, control, metrics):
             assert "eval/bpb" in metrics
-            state.should_stop, state.stop_reason = True, "pruned"
+            control.stop("pruned")
 
     summary = train(tiny_config(**{"budget.max_steps": 10}), tmp_path / "run", callbacks=[Prune()], quiet=True)
     assert summary["status"] == "pruned" and summary["train/global_step"] == 5

@@ -3,16 +3,28 @@
 `torchrun --nproc_per_node N -m slovo train ...` starts N copies; each reads WORLD_SIZE / RANK /
 LOCAL_RANK, trains on its own batches (the loader is keyed on the rank) and averages gradients
 through DDP. Rank 0 alone writes the run folder, checkpoints, samples and trackers. Once per step
-the ranks agree on progress and on whether to stop (one all-reduce), so they take the same learning
-rate and stop at the same step whatever their clocks say. Without WORLD_SIZE everything is a no-op.
+the ranks exchange their loss, clock and stop wishes (`agree_step`, one all-gather), and every collective
+decision is computed from that shared answer, so they take the same learning rate, evaluate, checkpoint and
+stop at the same step whatever their own clocks say. Without WORLD_SIZE everything is a no-op.
 """
 
 from __future__ import annotations
 
 import os
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
+
+
+@dataclass
+class Agreed:
+    """What all ranks agreed on after a step."""
+
+    loss: float  # mean over ranks
+    train_time: float  # the latest training clock of any rank
+    stop: bool  # some rank was asked to stop (Ctrl-C, a callback)
+    nonfinite: bool  # some rank saw a non-finite loss or grad norm
 
 
 class Dist:
@@ -53,13 +65,18 @@ class Dist:
             return model.no_sync()
         return nullcontext()
 
-    def agree(self, values: list[float], device: str) -> list[float]:
-        """The largest of each value over the ranks (a stop flag, progress, train time): one answer for all."""
+    def agree_step(self, loss: float, train_time: float, stop: bool, nonfinite: bool, device: str) -> Agreed:
+        """The step's one collective: every rank sends its loss, clock, stop wish and a non-finite flag, and all
+        receive the same answer (mean loss, latest clock, any stop, any non-finite). Every decision that ranks
+        must take together (eval due, checkpoint due, budget spent, stop) is computed from this answer only."""
         if not self.enabled:
-            return values
-        t = torch.tensor(values, dtype=torch.float64, device=device)
-        self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX)
-        return t.tolist()
+            return Agreed(loss, train_time, stop, nonfinite)
+        mine = torch.tensor([loss, train_time, float(stop), float(nonfinite)], dtype=torch.float64, device=device)
+        every = [torch.empty_like(mine) for _ in range(self.world)]
+        self._dist.all_gather(every, mine)
+        table = torch.stack(every).cpu()
+        return Agreed(float(table[:, 0].mean()), float(table[:, 1].max()), bool(table[:, 2].max() > 0),
+                      bool(table[:, 3].max() > 0))
 
     def sum(self, values: list[float], device: str) -> list[float]:
         if not self.enabled:
@@ -75,16 +92,3 @@ class Dist:
             if wait:
                 self._dist.barrier()
             self._dist.destroy_process_group()
-
-
-class NullTracker:
-    """What ranks other than 0 log to."""
-
-    def log(self, metrics, step):
-        pass
-
-    def log_samples(self, samples, step):
-        pass
-
-    def close(self):
-        pass

@@ -151,13 +151,28 @@ def process_alive(pid: int, host: str | None = None) -> bool:
     return True
 
 
-def pick_device(name: str = "auto") -> str:
-    import torch
+def fsync_file(path: str | Path) -> None:
+    """Flush a written file's data to the disk, so that a power loss cannot leave it short or zero-filled."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+
+def fsync_dir(path: str | Path) -> None:
+    """Flush a folder's entries (files created, renamed or removed in it) to the disk. A no-op where folders
+    cannot be opened (Windows)."""
+    import errno
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:  # some filesystems (and macOS for some folders) refuse fsync on a folder
+        if e.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)

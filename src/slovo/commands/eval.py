@@ -27,7 +27,7 @@ def run(args) -> int:
     from slovo.checkpoint import load_for_inference
     from slovo.data import load_dataset, token_byte_lengths, tokenize_source
     from slovo.evaluate import eval_windows, evaluate
-    from slovo.utils import pick_device
+    from slovo.device import pick_device
 
     device = pick_device(args.device)
     model, cfg, tokenizer = load_for_inference(args.run, device)
@@ -49,10 +49,10 @@ def run(args) -> int:
         windows = eval_windows(tokens, cfg.model.seq_len, max_tokens)
     except ValueError as e:
         raise SlovoError(f"{source}: {e}") from None
-    from slovo.train import autocast_for
+    from slovo.device import autocast_for
 
     metrics = evaluate(model, windows, token_byte_lengths(tokenizer), args.batch_size or cfg.train.per_device_train_batch_size,
-                       device, autocast_for(cfg, device))
+                       device, autocast_for(cfg.train.dtype, device))
     if args.json:
         print(json.dumps({"data": what, **metrics}, ensure_ascii=False))
     else:

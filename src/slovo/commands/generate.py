@@ -59,7 +59,7 @@ def run(args) -> int:
 
     from slovo.checkpoint import load_for_inference
     from slovo.generate import check_sampling, encode_prompt, generate_text
-    from slovo.utils import pick_device
+    from slovo.device import pick_device
 
     if args.prompts_file:
         prompts = read_prompts(args.prompts_file)

@@ -327,3 +327,16 @@ __all__ = [
     "scalar_items",
     "SINKS",
 ]
+
+
+class NullTracker:
+    """What ranks other than 0 log to: nothing."""
+
+    def log(self, metrics, step):
+        pass
+
+    def log_samples(self, samples, step):
+        pass
+
+    def close(self):
+        pass

@@ -1,0 +1,86 @@
+"""Where a run computes and how fast that device can go: device choice, autocast, and the peak FLOP/s for MFU.
+
+MFU (model FLOPs utilisation) = achieved training FLOP/s per device / the device's peak dense bf16 FLOP/s.
+The peak is looked up by the exact name CUDA reports, so an "H100 PCIe" is never taken for an "H100 SXM";
+an unknown card (and every CPU) has no peak and its MFU is reported as null.
+"""
+
+from __future__ import annotations
+
+# Peak dense (no sparsity) bf16 tensor-core FLOP/s, from the vendors' datasheets, keyed by
+# torch.cuda.get_device_name(). Add a card here when you have measured slovo on it.
+PEAK_BF16_FLOPS = {
+    "NVIDIA H100 80GB HBM3": 989e12,  # SXM5
+    "NVIDIA H100": 989e12,  # SXM5, as some drivers name it
+    "NVIDIA H100 PCIe": 756e12,
+    "NVIDIA H100 NVL": 835e12,
+    "NVIDIA H200": 989e12,  # same compute as the H100 SXM, more and faster memory
+    "NVIDIA H200 NVL": 835e12,
+    "NVIDIA GH200 480GB": 989e12,
+    "NVIDIA A100-SXM4-80GB": 312e12,
+    "NVIDIA A100-SXM4-40GB": 312e12,
+    "NVIDIA A100 80GB PCIe": 312e12,
+    "NVIDIA A100-PCIE-40GB": 312e12,
+    "NVIDIA L4": 121e12,
+    "NVIDIA A10": 125e12,
+    "NVIDIA A10G": 70e12,
+    "NVIDIA GeForce RTX 4090": 165e12,
+    "NVIDIA GeForce RTX 3090": 71e12,
+}
+
+
+def pick_device(name: str = "auto") -> str:
+    """'auto' -> cuda if there is one, else mps, else cpu; any other name is used as given."""
+    import torch
+
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def device_type(device: str) -> str:
+    """'cuda:1' -> 'cuda'."""
+    return device.split(":")[0]
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """train.dtype 'auto' -> bf16 autocast on CUDA, float32 elsewhere (a CPU's bf16 matmuls are often slower)."""
+    if dtype == "auto":
+        return "bfloat16" if device.startswith("cuda") else "float32"
+    return dtype
+
+
+def autocast_for(dtype: str, device: str):
+    """The autocast context for train.dtype on `device`, or None for plain float32."""
+    import torch
+
+    dtype = resolve_dtype(dtype, device)
+    if dtype == "float32":
+        return None
+    return torch.autocast(device_type=device_type(device), dtype=getattr(torch, dtype))
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else device
+
+
+def peak_flops(device: str) -> float | None:
+    """Peak dense bf16 FLOP/s of one device, or None where unknown (CPUs, cards not in PEAK_BF16_FLOPS)."""
+    if not device.startswith("cuda"):
+        return None
+    return PEAK_BF16_FLOPS.get(device_name(device))
+
+
+def enable_fast_matmul(device: str) -> None:
+    """TF32 for the float32 matmuls that remain under autocast (CUDA only)."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
