@@ -25,6 +25,17 @@ PRESETS_DIR = Path(__file__).parent / "configs"
 DEFAULT_PROMPT = "В начале было слово"
 
 
+def need(cond: bool, message: str) -> None:
+    """A value check: raise the one-line SlovoError `message` unless `cond`."""
+    if not cond:
+        raise SlovoError(message)
+
+
+def one_of(key: str, value: str, choices) -> None:
+    """A choice check against a registry (schedules, optimizers, tracker sinks), listing the choices."""
+    need(value in choices, f"{key}: must be one of {', '.join(choices)}; got {value!r}")
+
+
 @dataclass
 class ModelConfig:
     """Shape of the decoder-only transformer (maps one-to-one onto transformers' Llama)."""
@@ -41,6 +52,18 @@ class ModelConfig:
     tie_embeddings: bool = True  # share input embedding and output head weights
     init_std: float = 0.02  # std of the normal init; residual projections get init_std / sqrt(2 * n_layer)
 
+    def __post_init__(self):
+        for name in ("n_layer", "n_head", "n_embd", "seq_len"):
+            need(getattr(self, name) > 0, f"model.{name}: must be positive, got {getattr(self, name)}")
+        need(self.vocab_size >= 0, f"model.vocab_size: must be positive (or 0 = from the dataset), got {self.vocab_size}")
+        need(self.n_embd % self.n_head == 0, f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
+        head = self.n_embd // self.n_head
+        need(head % 2 == 0, f"model: head size n_embd/n_head = {head} must be even")
+        kv = self.n_kv_head or self.n_head
+        need(kv > 0 and self.n_head % kv == 0, f"model.n_kv_head ({kv}) must divide model.n_head ({self.n_head})")
+        need(self.intermediate_size >= 0, f"model.intermediate_size: must be positive or 0, got {self.intermediate_size}")
+        need(self.init_std > 0, f"model.init_std: must be positive, got {self.init_std}")
+
 
 @dataclass
 class TrainConfig:
@@ -55,12 +78,20 @@ class TrainConfig:
     num_threads: int = 0  # CPU threads for torch; 0 = leave torch's default
     log_every: int = 10  # optimizer steps between train/loss records in metrics.jsonl
 
+    def __post_init__(self):
+        need(self.per_device_train_batch_size > 0,
+             f"train.per_device_train_batch_size: must be positive, got {self.per_device_train_batch_size}")
+        need(self.gradient_accumulation_steps > 0,
+             f"train.gradient_accumulation_steps: must be positive, got {self.gradient_accumulation_steps}")
+        need(self.num_threads >= 0, f"train.num_threads: must be 0 or more, got {self.num_threads}")
+        need(self.log_every > 0, f"train.log_every: must be positive, got {self.log_every}")
+
 
 @dataclass
 class OptimConfig:
-    """The optimizer. AdamW with decoupled weight decay; other names may be added later."""
+    """The optimizer (`slovo/optim.py` registers them by name) and its settings."""
 
-    name: Literal["adamw"] = "adamw"
+    name: str = "adamw"  # one of slovo.optim.OPTIMIZERS: adamw
     lr: float = 1e-3  # peak learning rate
     weight_decay: float = 0.1  # applied to matrices only, never to norms
     decay_embeddings: bool = False  # also decay the embedding table
@@ -68,6 +99,16 @@ class OptimConfig:
     beta2: float = 0.95
     eps: float = 1e-8
     grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
+
+    def __post_init__(self):
+        from slovo.optim import OPTIMIZERS
+
+        one_of("optim.name", self.name, OPTIMIZERS)
+        need(self.lr > 0, f"optim.lr: must be positive, got {self.lr}")
+        need(self.weight_decay >= 0, f"optim.weight_decay: must be 0 or more, got {self.weight_decay}")
+        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1 and optim.beta2 must be in [0, 1)")
+        need(self.eps > 0, f"optim.eps: must be positive, got {self.eps}")
+        need(self.grad_clip >= 0, f"optim.grad_clip: must be 0 (off) or positive, got {self.grad_clip}")
 
 
 @dataclass
@@ -78,7 +119,7 @@ class ScheduleConfig:
     deadline whatever the throughput), else steps / max_steps or tokens / max_tokens.
     """
 
-    name: Literal["constant", "step_drop", "triangular", "cosine", "wsd"] = "wsd"
+    name: str = "wsd"  # one of slovo.schedules.SHAPES: constant, step_drop, triangular, cosine, wsd
     warmup: float = 0.02  # below 1: a fraction of progress; 1 or more: a number of optimizer steps
     min_lr_ratio: float = 0.0  # floor as a fraction of the peak lr (cosine, wsd, triangular's low point)
     # step_drop: multiply the lr by drop_factor at each listed step and/or progress point
@@ -89,7 +130,22 @@ class ScheduleConfig:
     cycle: float = 0.2  # cycle length; below 1: a fraction of progress, else optimizer steps
     # wsd: warmup - stable - decay
     decay_fraction: float = 0.2  # last fraction of progress spent decaying
-    decay_shape: Literal["linear", "1-sqrt", "cosine"] = "linear"
+    decay_shape: str = "linear"  # one of slovo.schedules.DECAY_SHAPES: linear, 1-sqrt, cosine
+
+    def __post_init__(self):
+        from slovo.schedules import DECAY_SHAPES, SHAPES
+
+        one_of("schedule.name", self.name, SHAPES)
+        one_of("schedule.decay_shape", self.decay_shape, DECAY_SHAPES)
+        need(self.warmup >= 0, f"schedule.warmup: must be 0 or more, got {self.warmup}")
+        need(0 <= self.min_lr_ratio <= 1, f"schedule.min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
+        need(self.drop_factor > 0, f"schedule.drop_factor: must be positive, got {self.drop_factor}")
+        need(all(0 < p < 1 for p in self.drop_at), f"schedule.drop_at: progress points must be in (0, 1), got {self.drop_at}")
+        need(all(x > 0 for x in self.drop_steps), f"schedule.drop_steps: steps must be positive, got {self.drop_steps}")
+        need(self.cycle > 0, f"schedule.cycle: must be positive, got {self.cycle}")
+        need(0 < self.decay_fraction <= 1, f"schedule.decay_fraction: must be in (0, 1], got {self.decay_fraction}")
+        if self.name == "step_drop":
+            need(bool(self.drop_steps or self.drop_at), "schedule.name=step_drop needs schedule.drop_steps or schedule.drop_at")
 
 
 @dataclass
@@ -99,6 +155,12 @@ class BudgetConfig:
     time: str | None = None  # training time, e.g. "300s", "30m", "1h30m"; eval/checkpoint time is not counted
     max_steps: int = 0  # optimizer steps; 0 = no limit
     max_tokens: int = 0  # training tokens; 0 = no limit
+
+    def __post_init__(self):
+        if self.time is not None:
+            parse_duration(self.time, "budget.time")
+        need(self.max_steps >= 0, f"budget.max_steps: must not be negative, got {self.max_steps}")
+        need(self.max_tokens >= 0, f"budget.max_tokens: must not be negative, got {self.max_tokens}")
 
 
 @dataclass
@@ -110,6 +172,12 @@ class EvalConfig:
     tokens: int = 131072  # validation tokens used (the same first tokens of val for every run of a dataset)
     batch_size: int = 0  # sequences per eval batch; 0 = per_device_train_batch_size
 
+    def __post_init__(self):
+        need(self.every >= 0, f"eval.every: must be 0 or more, got {self.every}")
+        need(self.every_seconds >= 0, f"eval.every_seconds: must be 0 or more, got {self.every_seconds}")
+        need(self.tokens > 0, f"eval.tokens: must be positive, got {self.tokens}")
+        need(self.batch_size >= 0, f"eval.batch_size: must be 0 or more, got {self.batch_size}")
+
 
 @dataclass
 class CheckpointConfig:
@@ -119,10 +187,15 @@ class CheckpointConfig:
     every_steps: int = 0  # optimizer steps between periodic checkpoints; 0 = by time only
     keep_last: int = 1  # periodic checkpoints to keep besides the newest
 
+    def __post_init__(self):
+        need(self.every_seconds >= 0, "checkpoint.every_seconds: must be 0 or more")
+        need(self.keep_last >= 0, "checkpoint.keep_last: must be 0 or more")
+        need(self.every_steps >= 0, "checkpoint.every_steps: must be 0 or more")
+
 
 @dataclass
 class SampleConfig:
-    """Samples written at every eval, as the seed user judged runs."""
+    """Samples written at every eval: runs are judged by their text as well as by their loss."""
 
     prompts: list[str] = field(default_factory=lambda: [DEFAULT_PROMPT])
     max_new_tokens: int = 64
@@ -134,15 +207,30 @@ class SampleConfig:
     seed: int = 42  # fixed so samples of different evals and runs are comparable
     enabled: bool = True
 
+    def __post_init__(self):
+        need(self.max_new_tokens > 0, f"sample.max_new_tokens: must be positive, got {self.max_new_tokens}")
+        need(self.temperature >= 0, f"sample.temperature: must be 0 or more, got {self.temperature}")
+        need(0 < self.top_p <= 1, f"sample.top_p: must be in (0, 1], got {self.top_p}")
+        need(self.top_k >= 0, f"sample.top_k: must be 0 (off) or more, got {self.top_k}")
+        need(self.repetition_penalty > 0, f"sample.repetition_penalty: must be positive, got {self.repetition_penalty}")
+        need(self.num_samples > 0, f"sample.num_samples: must be positive, got {self.num_samples}")
+
 
 @dataclass
 class TrackingConfig:
     """Where metrics go besides the run folder's own metrics.jsonl."""
 
-    report_to: list[str] = field(default_factory=list)  # any of: wandb, tensorboard, trackio
+    report_to: list[str] = field(default_factory=list)  # any of slovo.tracking.SINKS: wandb, tensorboard, trackio
     wandb_mode: Literal["offline", "online"] = "offline"  # offline: `wandb sync` uploads it later
     project: str = "slovo"  # wandb / trackio project name
     report: bool = True  # write RUN_DIR/report.html (curves, samples) when the run ends
+
+    def __post_init__(self):
+        from slovo.tracking import NO_SINK, SINKS
+
+        for sink in self.report_to:
+            need(sink in SINKS or sink in NO_SINK,
+                 f"tracking.report_to: unknown tracker {sink!r}; choose from {', '.join(SINKS)}")
 
 
 @dataclass
@@ -312,8 +400,9 @@ def _build(cls: type, data: dict, prefix: str) -> Any:
 
 
 def from_dict(data: dict) -> Config:
-    """Build a Config from nested plain data (YAML), rejecting unknown keys and wrong types."""
-    return validate(_build(Config, data or {}, ""))
+    """Build a Config from nested plain data (YAML), rejecting unknown keys, wrong types and bad values
+    (each section checks its own values in `__post_init__`, beside the fields)."""
+    return _build(Config, data or {}, "")
 
 
 def to_dict(cfg: Config) -> dict:
@@ -437,64 +526,6 @@ def save_config(cfg: Config, path: str | Path) -> None:
     from slovo.utils import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
-
-
-def validate(cfg: Config) -> Config:
-    """Value checks that types alone cannot express. Raises SlovoError naming the field."""
-    m, t, o, s, b, e = cfg.model, cfg.train, cfg.optim, cfg.schedule, cfg.budget, cfg.eval
-
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            raise SlovoError(msg)
-
-    for name in ("n_layer", "n_head", "n_embd", "seq_len"):
-        need(getattr(m, name) > 0, f"model.{name}: must be positive, got {getattr(m, name)}")
-    need(m.vocab_size >= 0, f"model.vocab_size: must be positive (or 0 = from the dataset), got {m.vocab_size}")
-    need(m.n_embd % m.n_head == 0, f"model.n_embd ({m.n_embd}) must be divisible by model.n_head ({m.n_head})")
-    need((m.n_embd // m.n_head) % 2 == 0, f"model: head size n_embd/n_head = {m.n_embd // m.n_head} must be even")
-    kv = m.n_kv_head or m.n_head
-    need(kv > 0 and m.n_head % kv == 0, f"model.n_kv_head ({kv}) must divide model.n_head ({m.n_head})")
-    need(m.intermediate_size >= 0, f"model.intermediate_size: must be positive or 0, got {m.intermediate_size}")
-    need(m.init_std > 0, f"model.init_std: must be positive, got {m.init_std}")
-    need(t.per_device_train_batch_size > 0, f"train.per_device_train_batch_size: must be positive, got {t.per_device_train_batch_size}")
-    need(t.gradient_accumulation_steps > 0, f"train.gradient_accumulation_steps: must be positive, got {t.gradient_accumulation_steps}")
-    need(t.num_threads >= 0, f"train.num_threads: must be 0 or more, got {t.num_threads}")
-    need(t.log_every > 0, f"train.log_every: must be positive, got {t.log_every}")
-    need(o.lr > 0, f"optim.lr: must be positive, got {o.lr}")
-    need(o.weight_decay >= 0, f"optim.weight_decay: must be 0 or more, got {o.weight_decay}")
-    need(0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, "optim.beta1 and optim.beta2 must be in [0, 1)")
-    need(o.grad_clip >= 0, f"optim.grad_clip: must be 0 (off) or positive, got {o.grad_clip}")
-    need(s.warmup >= 0, f"schedule.warmup: must be 0 or more, got {s.warmup}")
-    need(0 <= s.min_lr_ratio <= 1, f"schedule.min_lr_ratio: must be in [0, 1], got {s.min_lr_ratio}")
-    need(s.drop_factor > 0, f"schedule.drop_factor: must be positive, got {s.drop_factor}")
-    need(all(0 < p < 1 for p in s.drop_at), f"schedule.drop_at: progress points must be in (0, 1), got {s.drop_at}")
-    need(all(x > 0 for x in s.drop_steps), f"schedule.drop_steps: steps must be positive, got {s.drop_steps}")
-    need(s.cycle > 0, f"schedule.cycle: must be positive, got {s.cycle}")
-    need(0 < s.decay_fraction <= 1, f"schedule.decay_fraction: must be in (0, 1], got {s.decay_fraction}")
-    if s.name == "step_drop":
-        need(bool(s.drop_steps or s.drop_at), "schedule.name=step_drop needs schedule.drop_steps or schedule.drop_at")
-    if b.time is not None:
-        parse_duration(b.time, "budget.time")
-    need(b.max_steps >= 0, f"budget.max_steps: must not be negative, got {b.max_steps}")
-    need(b.max_tokens >= 0, f"budget.max_tokens: must not be negative, got {b.max_tokens}")
-    need(e.every >= 0, f"eval.every: must be 0 or more, got {e.every}")
-    need(e.every_seconds >= 0, f"eval.every_seconds: must be 0 or more, got {e.every_seconds}")
-    need(e.tokens > 0, f"eval.tokens: must be positive, got {e.tokens}")
-    need(e.batch_size >= 0, f"eval.batch_size: must be 0 or more, got {e.batch_size}")
-    need(cfg.checkpoint.every_seconds >= 0, "checkpoint.every_seconds: must be 0 or more")
-    need(cfg.checkpoint.keep_last >= 0, "checkpoint.keep_last: must be 0 or more")
-    need(cfg.checkpoint.every_steps >= 0, "checkpoint.every_steps: must be 0 or more")
-    sp = cfg.sample
-    need(sp.max_new_tokens > 0, f"sample.max_new_tokens: must be positive, got {sp.max_new_tokens}")
-    need(sp.temperature >= 0, f"sample.temperature: must be 0 or more, got {sp.temperature}")
-    need(0 < sp.top_p <= 1, f"sample.top_p: must be in (0, 1], got {sp.top_p}")
-    need(sp.top_k >= 0, f"sample.top_k: must be 0 (off) or more, got {sp.top_k}")
-    need(sp.repetition_penalty > 0, f"sample.repetition_penalty: must be positive, got {sp.repetition_penalty}")
-    need(sp.num_samples > 0, f"sample.num_samples: must be positive, got {sp.num_samples}")
-    known_sinks = {"wandb", "tensorboard", "trackio", "jsonl", "none"}
-    for sink in cfg.tracking.report_to:
-        need(sink in known_sinks, f"tracking.report_to: unknown tracker {sink!r}; choose from wandb, tensorboard, trackio")
-    return cfg
 
 
 def budget_seconds(cfg: Config) -> float | None:
