@@ -9,7 +9,6 @@ keys and the exported model gives the same logits.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -190,14 +189,3 @@ class GPT(nn.Module):
         if c.tie_embeddings:
             matmul_params += self.lm_head.weight.numel()  # the head is a matmul even when tied
         return 6.0 * matmul_params + 12.0 * c.n_layer * c.n_embd * c.seq_len
-
-
-@dataclass
-class ModelSummary:
-    params: int
-    non_embedding_params: int
-    flops_per_token: float
-
-
-def summarize(model: GPT) -> ModelSummary:
-    return ModelSummary(model.num_params(), model.num_params(embedding=False), model.flops_per_token())
