@@ -11,6 +11,7 @@ from slovo.utils import read_json, read_jsonl
 from tests.conftest import TINY_RUN
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo over localhost is tested on Linux")
 def test_two_ranks_write_one_run_with_twice_the_tokens_per_step(small_dataset, tmp_path):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))

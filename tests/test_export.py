@@ -27,6 +27,7 @@ def load_hf(path: Path):
     return model.eval(), tok
 
 
+@pytest.mark.slow
 def test_llama_key_names_match_transformers_llama_modules():
     config = transformers.LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
                                       num_attention_heads=2, tie_word_embeddings=False)
@@ -38,6 +39,7 @@ def test_llama_key_names_match_transformers_llama_modules():
     assert {llama_key(k) for k in ours} == theirs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tied", [True, False])
 def test_transformers_logits_match_slovo_on_the_same_input(tmp_path, tied):
     run, model, _ = make_checkpointed_run(tmp_path / "run", tie_embeddings=tied, n_kv_head=2)
@@ -52,6 +54,7 @@ def test_transformers_logits_match_slovo_on_the_same_input(tmp_path, tied):
     torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_transformers_greedy_generate_gives_the_64_tokens_of_slovo_greedy(tmp_path, capsys):
     run, model, tok = make_checkpointed_run(tmp_path / "run", seq_len=96)
     hf, hf_tok = load_hf(export_run(run, tmp_path / "hf"))

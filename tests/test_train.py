@@ -195,6 +195,7 @@ def test_eval_on_another_text_source_uses_the_runs_tokenizer(small_dataset, tmp_
     assert out["eval/bpb"] != pytest.approx(read_json(tmp_path / "c" / "summary.json")["eval/bpb"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_real_ctrl_c_stops_after_the_step_with_a_resumable_checkpoint(small_dataset, tmp_path):
     import os
     import signal
