@@ -57,6 +57,10 @@ def split_for_decay(model: torch.nn.Module, decay_embeddings: bool) -> tuple[lis
     return decay, no_decay
 
 
+def _fused(cfg: OptimConfig, device: str) -> bool:
+    return cfg.fused == "true" or (cfg.fused == "auto" and device.startswith("cuda"))
+
+
 @register_optimizer("adamw")
 def build_adamw(model: torch.nn.Module, cfg: OptimConfig, device: str) -> torch.optim.Optimizer:
     """AdamW with decoupled weight decay; the fused kernel on CUDA."""
@@ -64,5 +68,67 @@ def build_adamw(model: torch.nn.Module, cfg: OptimConfig, device: str) -> torch.
 
     decay, no_decay = split_for_decay(model, cfg.decay_embeddings)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    extra = {"fused": True} if device.startswith("cuda") else {}
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **extra)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                             fused=_fused(cfg, device))
+
+
+class OptimizerGroup:
+    """Several optimizers stepped as one (Muon for the hidden matrices, AdamW for the rest).
+
+    `param_groups` is the concatenation of the members' groups (the same dicts), so `set_lr_factor`, gradient
+    clipping and GradScaler's unscaling see every parameter; the state dict keeps each member's own."""
+
+    def __init__(self, **members: torch.optim.Optimizer):
+        self.members = members
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for opt in self.members.values() for g in opt.param_groups]
+
+    @property
+    def state(self) -> dict:
+        return {p: s for opt in self.members.values() for p, s in opt.state.items()}
+
+    def step(self, closure=None) -> None:
+        for opt in self.members.values():
+            opt.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.members.values():
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {name: opt.state_dict() for name, opt in self.members.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, opt in self.members.items():
+            opt.load_state_dict(state[name])
+
+
+def hidden_matrices(model: torch.nn.Module) -> tuple[list, list]:
+    """(the 2-D weights inside the transformer blocks, everything else: embeddings, output head, norms)."""
+    inside = {id(p) for p in model.layers.parameters() if p.dim() == 2}
+    matrices = [p for p in model.parameters() if id(p) in inside]
+    rest = [p for p in model.parameters() if id(p) not in inside]
+    return matrices, rest
+
+
+@register_optimizer("muon")
+def build_muon(model: torch.nn.Module, cfg: OptimConfig, device: str) -> OptimizerGroup:
+    """Muon (momentum orthogonalised by Newton-Schulz; torch.optim.Muon) for the hidden matrices at
+    `optim.muon_lr`, AdamW at `optim.lr` for embeddings, the output head and norms, as in modded-nanogpt and
+    nanochat. Muon's lr is per-shape adjusted by torch (`optim.muon_adjust_lr`)."""
+    import torch
+
+    matrices, rest = hidden_matrices(model)
+    embed = model.embed_tokens.weight
+    decay = [p for p in rest if p.dim() >= 2 and (p is not embed or cfg.decay_embeddings)]
+    no_decay = [p for p in rest if not any(p is q for q in decay)]
+    adamw = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}],
+                              lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                             fused=_fused(cfg, device))
+    muon = torch.optim.Muon(matrices, lr=cfg.muon_lr, weight_decay=cfg.muon_weight_decay,
+                            momentum=cfg.muon_momentum, nesterov=True, ns_steps=cfg.muon_ns_steps,
+                            adjust_lr_fn=cfg.muon_adjust_lr)
+    return OptimizerGroup(muon=muon, adamw=adamw)

@@ -1,0 +1,76 @@
+"""The code paths a GPU takes (compile, bf16 autocast, fused AdamW, Muon), exercised on the CPU so CI covers them:
+each trains a few steps and resumes from a checkpoint onto exactly the trajectory of an uninterrupted run."""
+
+from __future__ import annotations
+
+import pytest
+
+from slovo.callbacks import Callback
+from slovo.train import train
+from slovo.utils import read_jsonl
+
+
+class StopAt(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_log(self, state, control, metrics):
+        if state.step == self.step:
+            control.stop("interrupted")
+
+
+def _losses(run_dir) -> list[float]:
+    return [r["train/loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if "train/loss" in r]
+
+
+def _straight_and_resumed(tiny_config, tmp_path, **over):
+    over = {"budget.max_steps": 8, "checkpoint.every_steps": 0, "schedule.name": "cosine", "schedule.warmup": 2,
+            "eval.every": 2, **over}
+    straight = train(tiny_config(**over), tmp_path / "straight", quiet=True)
+    first = train(tiny_config(**over), tmp_path / "resumed", callbacks=[StopAt(4)], quiet=True)
+    assert first["status"] == "interrupted" and first["train/global_step"] == 4
+    resumed = train(tiny_config(**over), tmp_path / "resumed", resume=True, quiet=True)
+    return straight, resumed
+
+
+@pytest.mark.parametrize("over", [
+    {"optim.name": "muon", "optim.muon_lr": 0.02},
+    {"optim.fused": "true"},
+    {"train.dtype": "bfloat16"},
+], ids=["muon", "fused-adamw", "bf16-autocast"])
+def test_accelerated_path_trains_and_resumes_exactly(tiny_config, tmp_path, over):
+    straight, resumed = _straight_and_resumed(tiny_config, tmp_path, **over)
+    assert straight["status"] == resumed["status"] == "finished"
+    assert resumed["train/global_step"] == straight["train/global_step"] == 8
+    assert resumed["eval/loss"] == pytest.approx(straight["eval/loss"], rel=1e-6)
+    assert _losses(tmp_path / "resumed") == pytest.approx(_losses(tmp_path / "straight"), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_and_resumes_exactly(tiny_config, tmp_path):
+    straight, resumed = _straight_and_resumed(tiny_config, tmp_path, **{"train.compile": "true"})
+    assert resumed["train/global_step"] == 8
+    assert resumed["eval/loss"] == pytest.approx(straight["eval/loss"], rel=1e-5)
+    assert _losses(tmp_path / "resumed") == pytest.approx(_losses(tmp_path / "straight"), rel=1e-5)
+    assert straight["ledger"]["compile"] > 0  # the first compiled step is kept off the budget clock
+
+
+def test_muon_updates_hidden_matrices_with_muon_and_the_rest_with_adamw(tiny_config):
+    import torch
+
+    from slovo.model import GPT
+    from slovo.optim import make_optimizer
+
+    cfg = tiny_config(**{"optim.name": "muon"})
+    cfg.model.vocab_size = 300
+    model = GPT(cfg.model)
+    opt = make_optimizer(model, cfg.optim, "cpu")
+    muon_params = {id(p) for g in opt.members["muon"].param_groups for p in g["params"]}
+    adamw_params = {id(p) for g in opt.members["adamw"].param_groups for p in g["params"]}
+    assert id(model.layers[0].attn.q_proj.weight) in muon_params
+    assert id(model.embed_tokens.weight) in adamw_params and id(model.norm.weight) in adamw_params
+    assert not muon_params & adamw_params
+    assert len(muon_params) + len(adamw_params) == len(list(model.parameters()))
+    assert {g["initial_lr"] for g in opt.members["muon"].param_groups} == {cfg.optim.muon_lr}
+    assert {g["initial_lr"] for g in opt.members["adamw"].param_groups} == {cfg.optim.lr}
+    assert all(isinstance(m, torch.optim.Optimizer) for m in opt.members.values())
