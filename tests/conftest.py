@@ -54,3 +54,9 @@ def tiny_config(small_dataset):
         return load_config(preset="tiny", overrides=merged)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _private_speed_cache(tmp_path_factory, monkeypatch):
+    """train.compile=auto reads and writes measured speeds; tests keep theirs away from the user's cache."""
+    monkeypatch.setenv("SLOVO_CACHE_DIR", str(tmp_path_factory.mktemp("slovo-cache")))

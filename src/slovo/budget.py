@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 # Ledger categories that count against the budget.
 ON_THE_CLOCK = ("train", "data")
-LEDGER_KEYS = ("train", "data", "eval", "sample", "checkpoint", "compile")
+LEDGER_KEYS = ("train", "data", "eval", "sample", "checkpoint", "compile", "probe")  # probe: speed checks
 
 
 @dataclass

@@ -97,7 +97,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, callbacks: tup
     clock = clock or Clock()
     dist = Dist()
     display = TrainDisplay(quiet=quiet or not dist.is_main)
-    s = _Setup(cfg, dist)
+    s = _Setup(cfg, dist, budget)
     state, control = TrainState(), Control()
     if resume:
         _restore(run_dir, s, state, clock, display)
@@ -110,6 +110,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, callbacks: tup
 
     finish_summary("running")
     display.start(cfg, s.model, s.device, s.tokens_per_step, budget, s.ds)
+    display.say(f"  compile: {s.compile_reason}")
+    s.check_cpu_bf16(clock, display)
     window_losses: list[float] = []
     window_start = (state.train_time, state.tokens)
     stop_reason = budget_mod.exhausted(budget, state.train_time, state.step, state.tokens)
@@ -163,6 +165,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, callbacks: tup
         dist.close(wait=False)  # another rank may be gone: meeting it could hang
         raise
     result = finish_summary(status, ended=now_iso(), stop_reason=stop_reason)
+    s.remember_speed(clock, state)
     folder.close()
     dist.close()
     report = _write_report(run_dir, display) if cfg.tracking.report and dist.is_main else None
@@ -173,10 +176,11 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, callbacks: tup
 class _Setup:
     """Everything the loop works with, built from the config: device, data, model, optimizer, precision."""
 
-    def __init__(self, cfg: Config, dist):
+    def __init__(self, cfg: Config, dist, budget: Budget):
+        from slovo.accel import choose_compile, shape_key
         from slovo.data import load_dataset, load_tokenizer, token_byte_lengths
         from slovo.data.loader import BatchLoader
-        from slovo.device import autocast_for, enable_fast_matmul, peak_flops, pick_device
+        from slovo.device import autocast_for, device_name, enable_fast_matmul, peak_flops, pick_device
         from slovo.evaluate import eval_windows
         from slovo.model import GPT
         from slovo.optim import make_optimizer, set_lr_factor
@@ -207,7 +211,8 @@ class _Setup:
         self.tokens_per_step = batch * cfg.train.gradient_accumulation_steps * seq_len * dist.world
         self.autocast = autocast_for(cfg.train.dtype, device)
         self.scaler = torch.amp.GradScaler(device.split(":")[0]) if cfg.train.dtype == "float16" else None
-        self.compiled = cfg.train.compile == "true" or (cfg.train.compile == "auto" and device.startswith("cuda"))
+        self.speed_key = shape_key(cfg, device_name(device))
+        self.compiled, self.compile_reason = choose_compile(cfg.train.compile, device, budget.time_s, self.speed_key)
         self.eval_model = torch.compile(self.model) if self.compiled else self.model  # compiled once, for both uses
         self.train_model = dist.wrap(self.eval_model, device)
         self.peak_flops = peak_flops(device)
@@ -219,6 +224,33 @@ class _Setup:
 
         return run_info(self.cfg, self.ds, self.model, self.device, self.tokens_per_step, self.dist.world,
                         budget.as_dict())
+
+    def check_cpu_bf16(self, clock: Clock, display) -> None:
+        """An explicit bf16 on a CPU can be many times slower than float32: measure both once and say so."""
+        from slovo.accel import compare_float32
+        from slovo.device import resolve_dtype
+
+        if self.device != "cpu" or resolve_dtype(self.cfg.train.dtype, self.device) == "float32":
+            return
+        with clock.measure("probe"):
+            rate, fp32 = compare_float32(self.model, self.cfg.train.per_device_train_batch_size,
+                                         self.cfg.model.seq_len, self.device, self.autocast)
+        if rate < fp32:
+            display.say(f"[yellow]train.dtype={self.cfg.train.dtype} on this CPU runs at {rate:,.0f} tokens/s against "
+                        f"{fp32:,.0f} in float32 (forward+backward, measured now); train.dtype=auto uses float32[/]")
+
+    def remember_speed(self, clock: Clock, state: TrainState) -> None:
+        """Keep this run's step time (and compile time) for the next train.compile=auto decision."""
+        from slovo.accel import remember
+
+        steps = state.step - (1 if self.compiled else 0)
+        if not self.dist.is_main or self.dist.enabled or steps < 10:
+            return
+        step_s = clock.ledger["train"] / steps
+        if self.compiled:
+            remember(self.speed_key, compile_s=clock.ledger["compile"], compiled_step_s=step_s)
+        else:
+            remember(self.speed_key, eager_step_s=step_s)
 
     def account_step_time(self, clock: Clock, step_time: float, data_time: float) -> None:
         """The step's seconds go on the budget clock, except the first step of a compiled model (mostly compiling)."""
