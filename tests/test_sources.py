@@ -37,7 +37,8 @@ def write_jsonl(path, records, gz=False):
 
 
 def write_wiki_parquet(path, texts, row_group_size=None):
-    table = pa.table({"id": [str(i) for i in range(len(texts))], "url": [f"https://ru.wikipedia.org/{i}" for i in range(len(texts))],
+    table = pa.table({"id": [str(i) for i in range(len(texts))],
+                      "url": [f"https://ru.wikipedia.org/{i}" for i in range(len(texts))],
                       "title": [f"Статья {i}" for i in range(len(texts))], "text": texts})
     pq.write_table(table, path, row_group_size=row_group_size)
     return path
@@ -91,7 +92,8 @@ def test_json_lines_plain_and_gzipped_read_the_text_field(tmp_path, name, gz):
 
 
 def test_json_array_file_is_read_as_records(tmp_path):
-    (tmp_path / "c.json").write_text(json.dumps([{"text": "раз"}, {"text": "два"}], ensure_ascii=False), encoding="utf-8")
+    (tmp_path / "c.json").write_text(json.dumps([{"text": "раз"}, {"text": "два"}], ensure_ascii=False),
+                                     encoding="utf-8")
     docs, _ = read([tmp_path / "c.json"])
     assert [t for _, t in docs] == ["раз", "два"]
 
@@ -171,7 +173,8 @@ def test_non_utf8_in_gzipped_jsonl_names_the_offset_in_the_decompressed_data(tmp
     good = json.dumps({"text": "хорошо"}, ensure_ascii=False).encode() + b"\n"
     bad = b'{"text": "' + "плохо".encode("cp1251") + b'"}\n'
     (tmp_path / "c.jsonl.gz").write_bytes(gzip.compress(good + bad))
-    with pytest.raises(SlovoError, match=rf"c.jsonl.gz: not valid utf-8 at byte offset {len(good) + 10} of the decompressed"):
+    expected = rf"c.jsonl.gz: not valid utf-8 at byte offset {len(good) + 10} of the decompressed"
+    with pytest.raises(SlovoError, match=expected):
         read([tmp_path / "c.jsonl.gz"])
 
 
@@ -202,3 +205,31 @@ def test_missing_path_and_unsupported_type_are_errors(tmp_path):
     (tmp_path / "x.csv").write_text("a,b", encoding="utf-8")
     with pytest.raises(SlovoError, match="unsupported file type"):
         resolve_source(str(tmp_path / "x.csv"))
+
+
+@pytest.mark.parametrize("separator", [None, "\n===\n"])
+def test_a_long_txt_document_is_cut_at_line_breaks_into_bounded_documents(tmp_path, monkeypatch, separator):
+    monkeypatch.setattr(src, "READ_BLOCK", 64)
+    monkeypatch.setattr(src, "MAX_DOCUMENT_CHARS", 300)
+    lines = [f"строка {i} " + " ".join(russian_docs(1, seed=i, words=4)) for i in range(60)]
+    long_doc = "\n".join(lines) + "\n"  # ~3 KB in 60 lines, far over the 300-character bound
+    text = long_doc if separator is None else f"короткий{separator}{long_doc}{separator}конец"
+    (tmp_path / "big.txt").write_text(text, encoding="utf-8")
+    docs, stats = read([tmp_path / "big.txt"], separator=separator)
+    texts = [t for _, t in docs]
+    if separator is not None:
+        assert texts[0] == "короткий" and texts[-1] == "конец"
+        texts = texts[1:-1]
+    assert "".join(texts) == long_doc  # nothing lost or doubled
+    assert len(texts) > 5 and all(len(t) <= 300 for t in texts)
+    assert all(t.endswith("\n") for t in texts)  # cut after a line, never inside one
+    assert stats.split_long_documents == len(texts) - 1 and stats.documents == len(docs)
+    assert len({doc_id for doc_id, _ in docs}) == len(docs)
+
+
+def test_parquet_is_read_in_row_batches_with_the_same_documents(tmp_path, monkeypatch):
+    texts = russian_docs(25)
+    write_wiki_parquet(tmp_path / "w.parquet", texts, row_group_size=10)
+    monkeypatch.setattr(src, "PARQUET_BATCH_ROWS", 3)
+    docs, stats = read([tmp_path / "w.parquet"])
+    assert [t for _, t in docs] == texts and [i for i, _ in docs] == [str(i) for i in range(25)]

@@ -38,6 +38,11 @@ PARQUET_SUFFIXES = (".parquet",)
 SUPPORTED = TEXT_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
 HUB_PREFIX = "hf:"
 READ_BLOCK = 8 << 20  # bytes per read of a text file; bounds memory when a separator splits a huge file
+# A .txt document (a file without --separator, or the text between two separators) longer than this many
+# characters is cut, at a paragraph or line break, into documents of at most this size, so a multi-GB file
+# never has to be one string in memory. meta.json counts the cuts (reading.split_long_documents).
+MAX_DOCUMENT_CHARS = 8 << 20
+PARQUET_BATCH_ROWS = 1024  # rows turned into Python strings at a time (a row group can hold 100+ MB of text)
 
 
 @dataclass
@@ -85,6 +90,7 @@ class ReadStats:
     empty: int = 0  # documents dropped because they were empty after normalisation
     bytes: int = 0  # UTF-8 bytes of the yielded documents
     capped: bool = False  # reading stopped at --max-docs / --max-bytes
+    split_long_documents: int = 0  # cuts made in .txt documents longer than MAX_DOCUMENT_CHARS
     disk_bytes_done: int = 0  # bytes of the source files consumed so far (compressed size for .gz), for progress
 
 
@@ -189,7 +195,7 @@ def iter_documents(sources: list[Source], opts: ReadOptions,
             readers.append((None, lambda s=source: _read_hub(s, opts)))
         else:
             for path in source.files:
-                readers.append((path, lambda p=path: _read_file(p, opts)))
+                readers.append((path, lambda p=path: _read_file(p, opts, stats)))
         for path, reader in readers:
             for doc_id, text, disk_pos in reader():
                 stats.disk_bytes_done = disk_done_before + disk_pos
@@ -209,13 +215,13 @@ def iter_documents(sources: list[Source], opts: ReadOptions,
                 stats.disk_bytes_done = disk_done_before
 
 
-def _read_file(path: Path, opts: ReadOptions) -> Iterator[tuple[str, str | None, int]]:
+def _read_file(path: Path, opts: ReadOptions, stats: ReadStats) -> Iterator[tuple[str, str | None, int]]:
     kind = _suffix_kind(path)
     if kind == "parquet":
         return _read_parquet(path, opts.text_field)
     if kind == "json":
         return _read_jsonl(path, opts.text_field, opts.encoding)
-    return _read_text(path, opts.separator, opts.encoding)
+    return _read_text(path, opts.separator, opts.encoding, stats)
 
 
 def _encoding_error(path: Path, encoding: str, offset: int, bad: bytes, decompressed: bool = False) -> SlovoError:
@@ -232,12 +238,28 @@ def _check_encoding(name: str) -> None:
                          f"or cp1251") from None
 
 
-def _read_text(path: Path, separator: str | None, encoding: str) -> Iterator[tuple[str, str, int]]:
-    """A text file: one document, or one per `separator`-delimited piece. Read in blocks so a huge
-    file split by a separator never has to fit in memory at once."""
+def _cut_long(text: str, limit: int) -> int:
+    """Where to cut a text longer than `limit` characters: after the last paragraph break, else line break,
+    else space in the second half of the first `limit` characters, else at `limit`."""
+    for sep in ("\n\n", "\n", " "):
+        i = text.rfind(sep, limit // 2, limit)
+        if i != -1:
+            return i + len(sep)
+    return limit
+
+
+def _read_text(path: Path, separator: str | None, encoding: str,
+               stats: ReadStats | None = None) -> Iterator[tuple[str, str, int]]:
+    """A text file: one document, or one per `separator`-delimited piece. Read in blocks so a huge file
+    never has to fit in memory at once: a document longer than MAX_DOCUMENT_CHARS is cut into several."""
     _check_encoding(encoding)
     decoder = codecs.getincrementaldecoder(encoding)()
-    pending, offset, piece = "", 0, 0
+    pending, offset, piece, part = "", 0, 0, 0
+
+    def doc_id() -> str:
+        name = f"{path}#{piece}" if separator is not None else str(path)
+        return f"{name}@{part}" if part else name
+
     with open(path, "rb") as f:
         while True:
             block = f.read(READ_BLOCK)
@@ -251,11 +273,18 @@ def _read_text(path: Path, separator: str | None, encoding: str) -> Iterator[tup
             if separator is not None:
                 *done, pending = pending.split(separator)
                 for doc in done:
-                    yield f"{path}#{piece}", doc, offset
-                    piece += 1
+                    yield doc_id(), doc, offset
+                    piece, part = piece + 1, 0
+            # The margin keeps the cut before any separator the next block may complete.
+            while len(pending) > MAX_DOCUMENT_CHARS + len(separator or ""):
+                cut = _cut_long(pending, MAX_DOCUMENT_CHARS)
+                yield doc_id(), pending[:cut], offset
+                pending, part = pending[cut:], part + 1
+                if stats is not None:
+                    stats.split_long_documents += 1
             if not block:
                 break
-    yield (f"{path}#{piece}" if separator is not None else str(path)), pending, offset
+    yield doc_id(), pending, offset
 
 
 def _open_maybe_gzip(path: Path):
@@ -348,13 +377,13 @@ def _read_parquet(path: Path, text_field: str) -> Iterator[tuple[str, str | None
     size, row = path.stat().st_size, 0
     n_groups = max(pf.num_row_groups, 1)
     for g in range(pf.num_row_groups):
-        table = pf.read_row_group(g, columns=columns)
-        texts = table.column(text_field).to_pylist()
-        ids = table.column("id").to_pylist() if "id" in columns else [None] * len(texts)
         pos = size * (g + 1) // n_groups  # row groups stand in for a file position in the progress bar
-        for doc_id, text in zip(ids, texts):
-            yield (str(doc_id) if doc_id is not None else f"{path}#{row}"), text, pos
-            row += 1
+        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[g], columns=columns):
+            texts = batch.column(text_field).to_pylist()
+            ids = batch.column("id").to_pylist() if "id" in columns else [None] * len(texts)
+            for doc_id, text in zip(ids, texts):
+                yield (str(doc_id) if doc_id is not None else f"{path}#{row}"), text, pos
+                row += 1
 
 
 # ---------------------------------------------------------------------------------------------------
