@@ -140,7 +140,8 @@ def test_min_val_tokens_takes_more_than_the_fraction_when_needed(corpus, tmp_pat
     rc, _, err = cli(capsys, *args, "--out", tmp_path / "most", "--min-val-tokens", "1000000")
     most = load_dataset(tmp_path / "most").meta["splits"]
     assert rc == 0 and "warning: validation has" in err
-    assert len(more.val) < most["val"]["tokens"] and most["val"]["bytes"] <= 0.1 * (most["val"]["bytes"] + most["train"]["bytes"])
+    assert len(more.val) < most["val"]["tokens"]
+    assert most["val"]["bytes"] <= 0.1 * (most["val"]["bytes"] + most["train"]["bytes"])
 
 
 def test_rerun_with_the_same_inputs_reuses_the_folder_and_says_so(corpus, tmp_path, capsys):
@@ -204,7 +205,8 @@ def test_reused_tokenizer_gives_identical_shards(prepared, corpus, tmp_path, cap
     assert meta["tokenizer"]["sha256"] == sha256_file(prepared / "tokenizer.json")
     for f in ("train.bin", "val.bin"):
         assert (out / f).read_bytes() == (prepared / f).read_bytes()
-    rc, _, err = cli(capsys, "--data", corpus[0], "--out", tmp_path / "x", "--tokenizer", prepared, "--vocab-size", "300")
+    rc, _, err = cli(capsys, "--data", corpus[0], "--out", tmp_path / "x", "--tokenizer", prepared,
+                     "--vocab-size", "300")
     assert rc == 2 and "--vocab-size 300" in err and "400" in err
 
 
@@ -309,7 +311,8 @@ CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 @pytest.mark.slow
 @pytest.mark.skipif(not (CORPORA / "ruslit.jsonl.gz").exists(), reason="needs ../shared/corpora/ruslit.jsonl.gz")
 def test_ruslit_sample_gives_russian_validation_text(tmp_path, capsys):
-    rc, _, err = cli(capsys, "--data", CORPORA / "ruslit.jsonl.gz", "--out", tmp_path / "ruslit", "--vocab-size", "1024",
+    rc, _, err = cli(capsys, "--data", CORPORA / "ruslit.jsonl.gz", "--out", tmp_path / "ruslit",
+                     "--vocab-size", "1024",
                      "--max-bytes", "3MB", "--tokenizer-sample", "1MB", "--min-val-tokens", "20000")
     assert rc == 0, err
     ds = load_dataset(tmp_path / "ruslit")
@@ -322,3 +325,19 @@ def test_ruslit_sample_gives_russian_validation_text(tmp_path, capsys):
         assert sum("а" <= c.lower() <= "я" or c.lower() == "ё" for c in letters) > 0.7 * len(letters), text
     lengths = token_byte_lengths(tok)
     assert int(lengths[ds.val].sum()) == ds.meta["splits"]["val"]["bytes"]
+
+
+def test_a_huge_txt_without_separators_becomes_bounded_documents_and_meta_says_so(tmp_path, capsys, monkeypatch):
+    from slovo.data import sources
+
+    monkeypatch.setattr(sources, "MAX_DOCUMENT_CHARS", 2000)
+    text = "\n".join(make_texts(200, words=12))  # ~20k characters in one file
+    (tmp_path / "book.txt").write_text(text, encoding="utf-8")
+    rc, _, err = cli(capsys, "--data", tmp_path / "book.txt", "--out", tmp_path / "ds", *SMALL)
+    assert rc == 0, err
+    ds = load_dataset(tmp_path / "ds")
+    reading = ds.meta["reading"]
+    assert reading["split_long_documents"] == reading["documents"] - 1 >= 5
+    assert ds.meta["split"]["val_documents"] + ds.meta["split"]["train_documents"] == reading["documents"]
+    tok = load_tokenizer(ds.tokenizer_path)
+    assert markers(ds.train, tok) | markers(ds.val, tok) == set(MARKER.findall(text))

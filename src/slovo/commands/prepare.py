@@ -34,18 +34,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="text source (repeatable): a .txt/.jsonl[.gz]/.json.gz/.parquet file, a folder, a glob "
                         "in quotes, or hf:NAME[:CONFIG[:SPLIT]] (needs pip install 'slovo[hf]')")
     p.add_argument("--out", required=True, metavar="DATASET_DIR", help="dataset folder to write")
-    p.add_argument("--vocab-size", type=int, default=None, metavar="N", help="BPE vocabulary size incl. <|endoftext|> (default 8192)")
-    p.add_argument("--tokenizer", metavar="FILE", help="reuse this tokenizer.json (or a dataset/run folder's) instead of training one")
-    p.add_argument("--force", action="store_true", help="rebuild even if --out holds a dataset (same or different settings)")
+    p.add_argument("--vocab-size", type=int, default=None, metavar="N",
+                   help="BPE vocabulary size incl. <|endoftext|> (default 8192)")
+    p.add_argument("--tokenizer", metavar="FILE",
+                   help="reuse this tokenizer.json (or a dataset/run folder's) instead of training one")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild even if --out holds a dataset (same or different settings)")
     g = p.add_argument_group("reading")
-    g.add_argument("--text-field", default="text", metavar="NAME", help="JSON/parquet/hub field holding the text (default: text)")
-    g.add_argument("--separator", metavar="TEXT", help="split .txt files into documents on this string, e.g. '\\n\\n\\n' "
-                                       "(default: one document per file)")
-    g.add_argument("--encoding", default="utf-8", metavar="CODEC", help="encoding of .txt/.jsonl files (default: utf-8), e.g. cp1251")
+    g.add_argument("--text-field", default="text", metavar="NAME",
+                   help="JSON/parquet/hub field holding the text (default: text)")
+    g.add_argument("--separator", metavar="TEXT",
+                   help="split .txt files into documents on this string, e.g. '\\n\\n\\n' "
+                        "(default: one document per file)")
+    g.add_argument("--encoding", default="utf-8", metavar="CODEC",
+                   help="encoding of .txt/.jsonl files (default: utf-8), e.g. cp1251")
     g.add_argument("--max-docs", type=int, default=0, metavar="N", help="stop after this many documents (default: all)")
-    g.add_argument("--max-bytes", default="0", metavar="SIZE", help="stop after this much text, e.g. 200MB (default: all)")
+    g.add_argument("--max-bytes", default="0", metavar="SIZE",
+                   help="stop after this much text, e.g. 200MB (default: all)")
     g = p.add_argument_group("splitting and tokenizer training")
-    g.add_argument("--val-fraction", type=float, default=0.01, metavar="F", help="validation share of the text (default: 0.01)")
+    g.add_argument("--val-fraction", type=float, default=0.01, metavar="F",
+                   help="validation share of the text (default: 0.01)")
     g.add_argument("--min-val-tokens", type=int, default=100_000, metavar="N",
                    help="validation gets at least this many tokens if the corpus allows (default: 100000)")
     g.add_argument("--chunk-bytes", type=int, default=None, metavar="N",
@@ -90,7 +98,8 @@ def _summary_table(meta: dict, out: str):
 def _summary_line(meta: dict, out: str) -> str:
     how = "trained" if meta["tokenizer"]["trained"] else "reused"
     capped = ", capped by --max-docs/--max-bytes" if meta["reading"]["capped"] else ""
-    return (f"vocab {meta['vocab_size']:,} ({how} tokenizer, {meta['dtype']}); "
+    unit = meta.get("split", {}).get("unit", "piece")  # datasets of slovo 0.1 have no split record
+    return (f"vocab {meta['vocab_size']:,} ({how} tokenizer, {meta['dtype']}); split by {unit}; "
             f"{meta['reading']['empty_dropped']} empty documents dropped{capped}; "
             f"{meta['seconds']:.1f}s; output: {out}")
 

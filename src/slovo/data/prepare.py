@@ -1,20 +1,18 @@
 """`slovo prepare` as a function: text sources -> tokenizer -> train/val token shards + meta.json.
 
-The steps, each over data on disk so a corpus larger than memory streams through:
+The steps, each over data on disk so a corpus larger than memory streams through in bounded memory:
 
-1. Read the sources document by document (sources.py), cut long documents into pieces of at most
-   `chunk_bytes` at line breaks, and spool the pieces' UTF-8 bytes to a temp file. Each piece gets a
-   score: a hash of its content, so the split does not depend on file order or names, and repeated
-   text always lands on the same side.
-2. Split by score: the lowest-scoring pieces form the validation set, enough of them for
-   `val_fraction` of the bytes and at least `min_val_tokens` tokens, but never more than the
-   "reserve" (`MAX_VAL_SHARE` of the bytes). Pieces make this work for a few huge documents (ruslit:
-   373 works, some over 3 MB), where a split by whole document would be all or nothing.
-3. Train a byte-level BPE on a sample of training pieces taken from outside the reserve, so the
-   tokenizer never sees validation text (or reuse a given tokenizer.json).
-4. Encode with the library's parallel batch encoder and append to flat memmap files; meta.json is
-   written last, in a temp folder that is renamed into place, so a killed run never leaves a folder
-   that reads as complete.
+1. Read the sources document by document (sources.py), cut each document into pieces of at most
+   `chunk_bytes` at line breaks, and spool the pieces' UTF-8 bytes to a temp file. What stays in memory
+   is numpy bookkeeping of a few bytes per piece and per document (split.Corpus), plus one document.
+2. Split (split.py): whole documents by a hash of their content when the corpus allows it, else pieces
+   by theirs; meta.json says which (`split.unit`) and why not by document (`split.reason`).
+3. Train a byte-level BPE on a sample of training text taken from outside the validation reserve, so
+   the tokenizer never sees validation text (or reuse a given tokenizer.json).
+4. Count validation tokens (more validation text until `min_val_tokens`), then encode both splits in
+   corpus order, a batch of about ENCODE_BATCH_BYTES at a time, with the library's parallel batch encoder,
+   appending to flat files; meta.json is written last, in a temp folder that is renamed into place,
+   so a killed run never leaves a folder that reads as complete.
 
 The same sources and settings give the same fingerprint; prepare then reuses the folder instead of
 rebuilding it, and refuses to overwrite a dataset made from something else unless `force`.
@@ -22,11 +20,11 @@ rebuilding it, and refuses to overwrite a dataset made from something else unles
 
 from __future__ import annotations
 
+import array
 import contextlib
 import dataclasses
 import hashlib
 import json
-import mmap
 import os
 import shutil
 import time
@@ -43,14 +41,18 @@ from slovo.data.shards import (
     split_into_chunks,
 )
 from slovo.data.sources import ReadOptions, ReadStats, iter_documents, resolve_source
+from slovo.data.split import MAX_VAL_SHARE, Corpus, Split, content_score, plan_split
 from slovo.data.tokenizer import (
     EOT_TOKEN, check_vocab_size, eot_id_of, fast_encoder, load_tokenizer, train_tokenizer,
 )
 from slovo.errors import SlovoError
 from slovo.utils import atomic_write_json, process_alive, read_json_dict, sha256_file, staged_dir
 
-MAX_VAL_SHARE = 0.10  # validation never takes more than this share of the bytes (or val_fraction, if larger)
 ENCODE_BATCH_BYTES = 4 << 20  # text per encode_batch call: enough pieces to keep every core busy
+MAX_CHUNK_BYTES = 1 << 30  # piece lengths are kept as uint32
+# Bumped when the same sources and settings give a different split; part of the fingerprint.
+# 2: whole documents go to validation when the corpus allows it (1 split every corpus by piece).
+SPLIT_RULE = 2
 
 
 @dataclass
@@ -74,8 +76,8 @@ class PrepareSettings:
             raise SlovoError(f"--val-fraction {self.val_fraction}: must be in (0, 0.5]")
         if self.min_val_tokens < 0:
             raise SlovoError(f"--min-val-tokens {self.min_val_tokens}: must be 0 or more")
-        if self.chunk_bytes < 256:
-            raise SlovoError(f"--chunk-bytes {self.chunk_bytes}: must be at least 256")
+        if not 256 <= self.chunk_bytes <= MAX_CHUNK_BYTES:
+            raise SlovoError(f"--chunk-bytes {self.chunk_bytes}: must be between 256 and {MAX_CHUNK_BYTES}")
         if self.tokenizer_sample_bytes < 0:
             raise SlovoError(f"--tokenizer-sample-bytes {self.tokenizer_sample_bytes}: must be 0 (all) or more")
         if self.read.max_docs < 0 or self.read.max_bytes < 0:
@@ -123,7 +125,7 @@ def _settings_dict(settings: PrepareSettings) -> dict:
 
 
 def _fingerprint(source_entries: list[dict], settings: dict, tokenizer_sha: str | None) -> str:
-    payload = {"format": FORMAT, "sources": source_entries, "tokenizer_sha256": tokenizer_sha,
+    payload = {"format": FORMAT, "split_rule": SPLIT_RULE, "sources": source_entries, "tokenizer_sha256": tokenizer_sha,
                "settings": {k: v for k, v in settings.items() if k != "tokenizer"}}  # the sha stands for the path
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -134,6 +136,12 @@ def _what_differs(old: dict, settings: dict, source_entries: list[dict]) -> str:
     if old.get("sources") != source_entries:
         diffs.append("sources (paths, sizes or mtimes)")
     return ", ".join(diffs[:4]) or "tokenizer file"
+
+
+def _older_split_rule(old: dict, settings: dict, source_entries: list[dict]) -> bool:
+    """A dataset slovo prepared from the same sources and settings, but with an older split rule."""
+    return (old.get("settings") == json.loads(json.dumps(settings, default=str))
+            and old.get("sources") == source_entries and old.get("split", {}).get("rule") != SPLIT_RULE)
 
 
 def _remove_stale_temp_dirs(out: Path) -> None:
@@ -151,90 +159,124 @@ def _remove_stale_temp_dirs(out: Path) -> None:
 # the pipeline
 
 
-@dataclass
-class _Pieces:
-    """The spooled corpus: piece i is spool[offsets[i] : offsets[i] + lengths[i]]."""
-
-    offsets: np.ndarray
-    lengths: np.ndarray
-    scores: np.ndarray
-    doc_of: np.ndarray
-    last_of_doc: np.ndarray
-    spool: mmap.mmap | None = None
-
-    def text(self, i: int) -> str:
-        o = int(self.offsets[i])
-        return self.spool[o:o + int(self.lengths[i])].decode("utf-8")
-
-
-def _piece_score(data: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8, person=b"slovo-split").digest(), "little")
-
-
-def _read_and_spool(sources, settings: PrepareSettings, spool_path: Path, ui: ProgressUI, stats: ReadStats) -> _Pieces:
-    offsets, lengths, scores, doc_of, last = [], [], [], [], []
-    pos = 0
+def _read_and_spool(sources, settings: PrepareSettings, spool_path: Path, ui: ProgressUI, stats: ReadStats) -> Corpus:
+    """Pass 1: every document's pieces to the spool file; typed arrays (no Python object per piece) to memory."""
+    piece_lengths, doc_pieces = array.array("I"), array.array("I")
+    doc_bytes, doc_scores = array.array("q"), array.array("Q")
     total = sum(s.disk_bytes for s in sources if s.hub is None) or None
     if any(s.hub is not None for s in sources):
         total = None  # a streamed hub dataset has no known size
     with open(spool_path, "wb") as spool, ui.task("reading", total) as update:
-        for doc_index, (_, text) in enumerate(iter_documents(sources, settings.read, stats)):
-            chunks = split_into_chunks(text.encode("utf-8"), settings.chunk_bytes)
-            for k, chunk in enumerate(chunks):
-                offsets.append(pos)
-                lengths.append(len(chunk))
-                scores.append(_piece_score(chunk))
-                doc_of.append(doc_index)
-                last.append(k == len(chunks) - 1)
+        for _, text in iter_documents(sources, settings.read, stats):
+            data = text.encode("utf-8")
+            del text
+            chunks = split_into_chunks(data, settings.chunk_bytes)
+            for chunk in chunks:
+                piece_lengths.append(len(chunk))
                 spool.write(chunk)
-                pos += len(chunk)
+            doc_pieces.append(len(chunks))
+            doc_bytes.append(len(data))
+            doc_scores.append(content_score(data))
             update(stats.disk_bytes_done if total else stats.bytes)
-    return _Pieces(np.array(offsets, np.int64), np.array(lengths, np.int64), np.array(scores, np.uint64),
-                   np.array(doc_of, np.int64), np.array(last, bool))
+    return Corpus(np.frombuffer(piece_lengths, np.uint32), np.frombuffer(doc_pieces, np.uint32),
+                  np.frombuffer(doc_bytes, np.int64), np.frombuffer(doc_scores, np.uint64))
 
 
-def _split(pieces: _Pieces, val_fraction: float) -> tuple[np.ndarray, int, int]:
-    """Pieces by ascending score, how many form the reserve, and how many the byte-share validation set."""
-    order = np.argsort(pieces.scores, kind="stable")
-    cum = np.cumsum(pieces.lengths[order])
-    n, total = len(order), int(cum[-1])
-    reserve = int(np.searchsorted(cum, max(MAX_VAL_SHARE, val_fraction) * total, side="right"))
-    reserve = min(max(reserve, 1), n - 1)  # at least one validation piece, at least one training piece
-    val_n = min(int(np.searchsorted(cum, val_fraction * total, side="left")) + 1, reserve)
-    return order, reserve, val_n
+class _Spool:
+    """Read pieces back from the spool file with pread: no memory map, whose pages would count in the
+    process's resident memory for the whole corpus."""
+
+    def __init__(self, path: Path, corpus: Corpus):
+        self.fd = os.open(path, os.O_RDONLY)
+        self.corpus = corpus
+
+    def text(self, i: int) -> str:
+        return os.pread(self.fd, int(self.corpus.piece_lengths[i]), int(self.corpus.piece_offsets[i])).decode("utf-8")
+
+    def piece_scores(self) -> np.ndarray:
+        """Content scores of every piece, in one sequential pass (only a split by piece needs them)."""
+        scores = np.empty(self.corpus.n_pieces, dtype=np.uint64)
+        with open(self.fd, "rb", closefd=False) as f:
+            f.seek(0)
+            for i, n in enumerate(self.corpus.piece_lengths.tolist()):
+                scores[i] = content_score(f.read(n))
+        return scores
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
-def _tokenizer_sample(pieces: _Pieces, order: np.ndarray, reserve: int, cap: int) -> list[int]:
-    """Training pieces for the BPE: highest scores first (a uniform sample), never from the reserve."""
+def _tokenizer_sample(split: Split, cap: int) -> list[int]:
+    """Training pieces for the BPE: units with the highest scores first (a uniform sample), never from the
+    reserve, until `cap` bytes (0: all of them)."""
     chosen, total = [], 0
-    for i in order[reserve:][::-1]:
-        if cap and total >= cap:
-            break
-        chosen.append(int(i))
-        total += int(pieces.lengths[i])
+    for unit in split.outside[::-1]:
+        for i in split.pieces_of(np.array([unit])).tolist():
+            if cap and total >= cap:
+                return chosen
+            chosen.append(i)
+            total += int(split.corpus.piece_lengths[i])
     return chosen
 
 
-def _write_shard(path: Path, arrays) -> int:
+def _batches(ids: np.ndarray, lengths: np.ndarray, batch_bytes: int):
+    """(start, end) ranges of `ids` holding about `batch_bytes` of text each."""
+    cum = np.cumsum(lengths[ids], dtype=np.int64)
+    start = 0
+    while start < len(ids):
+        before = int(cum[start - 1]) if start else 0
+        end = max(int(np.searchsorted(cum, before + batch_bytes, side="left")) + 1, start + 1)
+        yield start, min(end, len(ids))
+        start = end
+
+
+def _count_tokens(encoder, spool: _Spool, split: Split, units: np.ndarray, counted: dict[int, int]) -> int:
+    """Tokens in `units`, encoding (in batches, nothing kept but the counts) only those not counted yet."""
+    todo = np.array([u for u in units.tolist() if u not in counted], dtype=np.int64)
+    if len(todo):
+        pieces = split.pieces_of(todo)
+        unit_of = pieces if split.unit == "piece" else split.corpus.doc_of_piece()[pieces]
+        for a, b in _batches(pieces, split.corpus.piece_lengths, ENCODE_BATCH_BYTES):
+            encs = batch_encode(encoder, [spool.text(i) for i in pieces[a:b].tolist()])
+            for unit, enc in zip(unit_of[a:b].tolist(), encs):
+                counted[unit] = counted.get(unit, 0) + len(enc.ids)
+    return sum(counted[u] for u in units.tolist())
+
+
+def _choose_validation(split: Split, settings: PrepareSettings, encoder, spool: _Spool, log) -> np.ndarray:
+    """Validation units: `val_fraction` of the bytes, then more of the reserve until `min_val_tokens`."""
+    sizes = split.unit_bytes
+    val = split.choose_val(settings.val_fraction * split.corpus.total_bytes)
+    counted: dict[int, int] = {}
+    n_tok = _count_tokens(encoder, spool, split, val, counted)
+    reserve_bytes = split.reserve_bytes
+    while n_tok < settings.min_val_tokens and int(sizes[val].sum()) < reserve_bytes:
+        val_bytes = int(sizes[val].sum())
+        want = val_bytes + (settings.min_val_tokens - n_tok) * val_bytes / max(n_tok, 1) * 1.05
+        val = split.choose_val(want)
+        n_tok = _count_tokens(encoder, spool, split, val, counted)
+    if n_tok < settings.min_val_tokens:
+        log(f"warning: validation has {n_tok} tokens, fewer than --min-val-tokens {settings.min_val_tokens}: "
+            f"the corpus is too small to hold out more than {max(MAX_VAL_SHARE, settings.val_fraction):.0%} of it")
+    return val
+
+
+def _write_split(path: Path, spool: _Spool, corpus: Corpus, piece_ids: np.ndarray, flags: np.ndarray, encoder,
+                 eot_id: int, dtype, update: Callable[[int], None], done_before: int = 0) -> int:
+    """Encode pieces (corpus order) a batch at a time and append them to `path`; returns the tokens written."""
     n = 0
+    done = done_before
     with open(path, "wb") as f:
-        for a in arrays:
-            a.tofile(f)
-            n += len(a)
+        for a, b in _batches(piece_ids, corpus.piece_lengths, ENCODE_BATCH_BYTES):
+            ids = piece_ids[a:b].tolist()
+            tokens = encode_pieces(encoder, [spool.text(i) for i in ids], flags[a:b], eot_id, dtype)
+            tokens.tofile(f)
+            n += len(tokens)
+            done += int(corpus.piece_lengths[piece_ids[a:b]].sum())
+            update(done)
         f.flush()
         os.fsync(f.fileno())
     return n
-
-
-def _batches(ids: np.ndarray, lengths: np.ndarray, batch_bytes: int):
-    start, acc = 0, 0
-    for k, i in enumerate(ids):
-        acc += int(lengths[i])
-        if acc >= batch_bytes:
-            yield start, k + 1
-            start, acc = k + 1, 0
-    if start < len(ids):
-        yield start, len(ids)
 
 
 def prepare(specs: list[str], out_dir: str | Path, settings: PrepareSettings | None = None, *, force: bool = False,
@@ -280,6 +322,9 @@ def prepare(specs: list[str], out_dir: str | Path, settings: PrepareSettings | N
                 return {**existing.meta, "reused": True, "seconds": time.time() - t0}
             except SlovoError as e:
                 log(f"{out} is damaged ({e}); rebuilding it")
+        elif not force and _older_split_rule(old, settings_d, source_entries):
+            log(f"rebuilding {out}: it was prepared from the same sources and settings by an older slovo, "
+                f"whose validation split had neighbours of the same documents in training")
         elif not force:
             differs = _what_differs(old, settings_d, source_entries)
             raise SlovoError(f"--out {out}: holds a dataset prepared differently ({differs}); "
@@ -295,121 +340,91 @@ def prepare(specs: list[str], out_dir: str | Path, settings: PrepareSettings | N
     return {**meta, "reused": False, "seconds": time.time() - t0}
 
 
+def _train_or_copy_tokenizer(tmp: Path, settings: PrepareSettings, given_tok, split: Split, spool: _Spool,
+                             ui: ProgressUI, log) -> tuple[object, Path, int]:
+    tok_path = tmp / "tokenizer.json"
+    if given_tok is not None:
+        src = Path(settings.tokenizer)
+        shutil.copyfile(src / "tokenizer.json" if src.is_dir() else src, tok_path)  # byte-identical: same sha
+        return given_tok, tok_path, 0
+    sample = _tokenizer_sample(split, settings.tokenizer_sample_bytes)
+    sample_bytes = int(split.corpus.piece_lengths[sample].astype(np.int64).sum())
+    if ui.enabled:
+        ui.console.print(f"training a {settings.vocab_size}-token byte-level BPE "
+                         f"on {sample_bytes / 1e6:.1f} MB of training text")
+    tokenizer = train_tokenizer((spool.text(i) for i in sample), settings.vocab_size,
+                                length=len(sample), show_progress=ui.enabled)
+    if tokenizer.get_vocab_size() < settings.vocab_size:
+        log(f"warning: the corpus only supports {tokenizer.get_vocab_size()} tokens, fewer than "
+            f"--vocab-size {settings.vocab_size}")
+    tokenizer.save(str(tok_path))
+    return tokenizer, tok_path, sample_bytes
+
+
 def _build(tmp: Path, sources, settings: PrepareSettings, given_tok, source_entries, settings_d, fingerprint,
            command, ui: ProgressUI, log, t0: float) -> dict:
     stats = ReadStats()
     spool_path = tmp / "spool.tmp"
-    pieces = _read_and_spool(sources, settings, spool_path, ui, stats)
+    corpus = _read_and_spool(sources, settings, spool_path, ui, stats)
     specs = ", ".join(s.spec for s in sources)
     if stats.documents == 0:
         raise SlovoError(f"{specs}: empty corpus: no non-empty documents ({stats.empty} empty ones dropped)")
-    if len(pieces.lengths) < 2:
+    if corpus.n_pieces < 2:
         raise SlovoError(f"{specs}: corpus too small to split ({stats.bytes} bytes in one document); "
                          f"need at least two documents or one longer than --chunk-bytes {settings.chunk_bytes}")
 
-    with open(spool_path, "rb") as f:
-        pieces.spool = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    spool = _Spool(spool_path, corpus)
     try:
-        order, reserve, val_n = _split(pieces, settings.val_fraction)
-
-        # tokenizer
-        if given_tok is not None:
-            tokenizer, sample_bytes = given_tok, 0
-        else:
-            sample = _tokenizer_sample(pieces, order, reserve, settings.tokenizer_sample_bytes)
-            sample_bytes = int(pieces.lengths[sample].sum())
-            if ui.enabled:
-                ui.console.print(f"training a {settings.vocab_size}-token byte-level BPE "
-                                 f"on {sample_bytes / 1e6:.1f} MB of training text")
-            tokenizer = train_tokenizer((pieces.text(i) for i in sample), settings.vocab_size,
-                                        length=len(sample), show_progress=ui.enabled)
-            if tokenizer.get_vocab_size() < settings.vocab_size:
-                log(f"warning: the corpus only supports {tokenizer.get_vocab_size()} tokens, fewer than "
-                    f"--vocab-size {settings.vocab_size}")
-        tok_path = tmp / "tokenizer.json"
-        if given_tok is not None:
-            src = Path(settings.tokenizer)
-            shutil.copyfile(src / "tokenizer.json" if src.is_dir() else src, tok_path)  # byte-identical: same sha
-        else:
-            tokenizer.save(str(tok_path))
+        split = plan_split(corpus, settings.val_fraction, spool.piece_scores)
+        if split.reason:
+            log(f"validation is split by piece, not by whole document: {split.reason}")
+        tokenizer, tok_path, sample_bytes = _train_or_copy_tokenizer(tmp, settings, given_tok, split, spool, ui, log)
         vocab_size = tokenizer.get_vocab_size()
         eot_id = eot_id_of(tokenizer)
         dtype = dtype_for_vocab(vocab_size)
         encoder = fast_encoder(tokenizer)
 
-        # validation: the byte share first, then more reserve pieces until min_val_tokens is met
-        val_tokens: dict[int, np.ndarray] = {}
-
-        def encode_val(ids):
-            encs = batch_encode(encoder, [pieces.text(int(i)) for i in ids])
-            for i, e in zip(ids, encs):
-                val_tokens[int(i)] = np.asarray(e.ids, dtype=dtype)
-
-        encode_val(order[:val_n])
-        cum = np.cumsum(pieces.lengths[order])
-        n_tok = sum(len(a) for a in val_tokens.values())
-        while n_tok < settings.min_val_tokens and val_n < reserve:
-            bytes_per_token = cum[val_n - 1] / max(n_tok, 1)
-            want = cum[val_n - 1] + (settings.min_val_tokens - n_tok) * bytes_per_token * 1.05
-            new_n = min(max(int(np.searchsorted(cum, want, side="left")) + 1, val_n + 1), reserve)
-            encode_val(order[val_n:new_n])
-            val_n = new_n
-            n_tok = sum(len(a) for a in val_tokens.values())
-        if n_tok < settings.min_val_tokens:
-            log(f"warning: validation has {n_tok} tokens, fewer than --min-val-tokens {settings.min_val_tokens}: "
-                f"the corpus is too small to hold out more than {max(MAX_VAL_SHARE, settings.val_fraction):.0%} of it")
-
+        val_units = _choose_validation(split, settings, encoder, spool, log)
         # Both splits are written in corpus order, so a window of val.bin reads as running text.
-        # Validation (at most MAX_VAL_SHARE of the corpus) was kept in memory to be written in that order.
-        val_ids = np.sort(order[:val_n])
-        train_ids = np.sort(order[val_n:])
-        val_flags = eot_flags(val_ids, pieces.last_of_doc)
-        eot = np.array([eot_id], dtype=dtype)
-
-        def val_arrays():
-            for i, ends_here in zip(val_ids, val_flags):
-                yield val_tokens[int(i)]
-                if ends_here:
-                    yield eot
-
-        n_val = _write_shard(tmp / "val.bin", val_arrays())
-
-        # training split, streamed in corpus order
-        train_flags = eot_flags(train_ids, pieces.last_of_doc)
-        train_bytes = int(pieces.lengths[train_ids].sum())
-
-        def train_arrays(update):
-            done = 0
-            for a, b in _batches(train_ids, pieces.lengths, ENCODE_BATCH_BYTES):
-                ids = train_ids[a:b]
-                yield encode_pieces(encoder, [pieces.text(int(i)) for i in ids], train_flags[a:b], eot_id, dtype)
-                done += int(pieces.lengths[ids].sum())
-                update(done)
-
-        with ui.task("encoding", train_bytes) as update:
-            n_train = _write_shard(tmp / "train.bin", train_arrays(update))
+        val_ids = split.pieces_of(val_units)
+        in_val = np.zeros(corpus.n_pieces, dtype=bool)
+        in_val[val_ids] = True
+        train_ids = np.flatnonzero(~in_val)
+        del in_val
+        last_of_doc = corpus.last_of_doc()
+        val_flags, train_flags = eot_flags(val_ids, last_of_doc), eot_flags(train_ids, last_of_doc)
+        del last_of_doc
+        val_bytes = int(corpus.piece_lengths[val_ids].astype(np.int64).sum())
+        with ui.task("encoding", corpus.total_bytes) as update:
+            n_val = _write_split(tmp / "val.bin", spool, corpus, val_ids, val_flags, encoder, eot_id, dtype, update)
+            n_train = _write_split(tmp / "train.bin", spool, corpus, train_ids, train_flags, encoder, eot_id, dtype,
+                                   update, done_before=val_bytes)
     finally:
-        pieces.spool.close()
+        spool.close()
         spool_path.unlink(missing_ok=True)
 
     def split_meta(name, ids, flags, n_tokens):
-        return {"file": f"{name}.bin", "tokens": int(n_tokens), "documents": int(len(np.unique(pieces.doc_of[ids]))),
-                "bytes": int(pieces.lengths[ids].sum()), "segments": int(flags.sum()), "pieces": int(len(ids))}
+        return {"file": f"{name}.bin", "tokens": int(n_tokens), "documents": split.documents_in(ids),
+                "bytes": int(corpus.piece_lengths[ids].astype(np.int64).sum()), "segments": int(flags.sum()),
+                "pieces": int(len(ids))}
 
+    splits = {"train": split_meta("train", train_ids, train_flags, n_train),
+              "val": split_meta("val", val_ids, val_flags, n_val)}
     meta = {
         "format": FORMAT,
         "dtype": dtype.name,
         "vocab_size": int(vocab_size),
         "eot_token": EOT_TOKEN,
         "eot_id": int(eot_id),
-        "splits": {"train": split_meta("train", train_ids, train_flags, n_train),
-                   "val": split_meta("val", val_ids, val_flags, n_val)},
+        "splits": splits,
+        "split": {"unit": split.unit, "train_documents": splits["train"]["documents"],
+                  "val_documents": splits["val"]["documents"], "reason": split.reason, "rule": SPLIT_RULE},
         "tokenizer": {"file": "tokenizer.json", "sha256": sha256_file(tok_path), "trained": given_tok is None,
                       "from": str(Path(settings.tokenizer).resolve()) if given_tok is not None else None,
                       "sample_bytes": sample_bytes},
         "sources": source_entries,
         "reading": {"documents": stats.documents, "empty_dropped": stats.empty, "bytes": stats.bytes,
-                    "capped": stats.capped},
+                    "capped": stats.capped, "split_long_documents": stats.split_long_documents},
         "settings": settings_d,
         "fingerprint": fingerprint,
         "slovo_version": __version__,
