@@ -20,10 +20,11 @@ import pytest
 import yaml
 
 from slovo import sweep as sweep_mod
+from slovo.callbacks import Control
 from slovo.cli import main as cli_main
 from slovo.config import load_config, save_config
 from slovo.errors import SlovoError
-from slovo.sweep_spec import load_sweep
+from slovo.sweep import load_sweep
 from slovo.utils import atomic_write_json
 
 SWEEPS_DIR = Path(__file__).resolve().parents[1] / "src" / "slovo" / "configs" / "sweeps"
@@ -50,7 +51,7 @@ def fake_train(cfg, run_dir, resume=False, callbacks=(), sleep=0.0, calls=None):
         run_dir.mkdir(parents=True, exist_ok=False)  # the sweep must hand over a fresh folder
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "checkpoints" / "step_0000001").mkdir(parents=True, exist_ok=True)
-    state = SimpleNamespace(progress=0.0, step=0, should_stop=False, stop_reason=None)
+    state, control = SimpleNamespace(progress=0.0, step=0), Control()
     every, status, loss = cfg.eval.every, "finished", None
     for k in range(1, every + 1):
         if sleep:
@@ -58,9 +59,9 @@ def fake_train(cfg, run_dir, resume=False, callbacks=(), sleep=0.0, calls=None):
         state.progress, state.step = k / every, k * 10
         loss = _final_loss(cfg, state.progress)
         for cb in callbacks:
-            cb.on_eval(state, {"eval/loss": loss, "eval/bpb": loss / 2, "progress": state.progress})
-        if state.should_stop:
-            status = state.stop_reason
+            cb.on_eval(state, control, {"eval/loss": loss, "eval/bpb": loss / 2, "progress": state.progress})
+        if control.should_stop:
+            status = control.stop_reason
             break
     summary = {"name": run_dir.name, "status": status, "eval/loss": loss, "eval/bpb": loss / 2,
                "progress": state.progress, "train_runtime": state.progress * 10}
@@ -128,8 +129,8 @@ def test_example_sweep_files_load_and_validate(data_dir):
     for f in files:
         spec = load_sweep(f, data=str(data_dir))
         assert spec.params
-    seed_user = load_sweep(SWEEPS_DIR / "batch_x_accum.yaml", data=str(data_dir))
-    assert seed_user.grid_size == 12 and seed_user.fixed["optim.lr"] == 3e-3
+    batch_grid = load_sweep(SWEEPS_DIR / "batch_x_accum.yaml", data=str(data_dir))
+    assert batch_grid.grid_size == 12 and batch_grid.fixed["optim.lr"] == 3e-3
     schedules = load_sweep(SWEEPS_DIR / "lr_x_schedule.yaml", data=str(data_dir)).param("schedule.name").values
     assert set(schedules) == {"constant", "step_drop", "triangular", "wsd"}
 
@@ -396,6 +397,7 @@ def _spawn(target, *args):
     return proc
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_journal_without_losing_or_duplicating_trials(tmp_path, data_dir):
     values = [1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3, 7e-3, 8e-3]
     path = write_sweep(tmp_path, data_dir, parameters={"optim.lr": {"values": values}})
@@ -415,6 +417,7 @@ def test_two_worker_processes_share_one_journal_without_losing_or_duplicating_tr
     assert len(list((sweep_dir / "trials").iterdir())) == len(values)
 
 
+@pytest.mark.slow
 def test_trial_of_a_killed_worker_is_marked_failed_and_retried(tmp_path, data_dir):
     path = write_sweep(tmp_path, data_dir, parameters={"optim.lr": {"values": [1e-3, 3e-3]}})
     sweep_dir = tmp_path / "sweeps" / "s"

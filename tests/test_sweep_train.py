@@ -86,6 +86,7 @@ def test_real_hyperband_prunes_a_configuration_that_cannot_learn(tmp_path, datas
     assert summary["status"] == "pruned" and summary["train/global_step"] < 30  # stopped before its budget
 
 
+@pytest.mark.slow
 def test_cli_two_workers_train_distinct_trials_in_one_study(tmp_path, dataset):
     lrs = [1e-2, 3e-3, 1e-3, 3e-4]
     path = write_sweep(tmp_path, dataset, lrs, threads=False)

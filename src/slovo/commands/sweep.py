@@ -34,7 +34,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from slovo.sweep import run_sweep, run_worker
-    from slovo.sweep_spec import describe, load_sweep
+    from slovo.sweep import describe, load_sweep
 
     if args.dry_run:
         print(describe(load_sweep(args.sweep, data=args.data, name=args.name)))

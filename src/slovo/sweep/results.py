@@ -1,4 +1,6 @@
-"""A sweep's results: the leaderboard (terminal, CSV, markdown), the best config as a preset, importances.
+"""A sweep's results: the leaderboard (terminal, CSV, markdown), the best config as a preset, importances;
+and reading them back from a sweep folder (`read_sweep_folder`, for `slovo report`), so one module both
+writes and reads those files.
 
 Rows are configurations: a configuration trained with several seeds is one row whose figures are the
 mean and standard deviation over its finished seeds. Figures come from each trial's own run folder
@@ -12,12 +14,15 @@ import io
 import math
 import statistics
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from slovo.sweep_spec import SweepSpec, config_key
+from slovo.format import format_float, format_value
+from slovo.sweep.spec import SweepSpec, config_key
+from slovo.sweep.study import superseded
 from slovo.utils import atomic_write_json, atomic_write_text, read_json_dict
 
 _STATE_NAMES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
@@ -27,8 +32,6 @@ _FIGURES = ("eval/bpb", "eval/loss")
 
 def trial_rows(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
     """One row per run (the latest attempt of each trial), with its parameters, state and figures."""
-    from slovo.sweep import superseded
-
     trials = study.get_trials(deepcopy=False)
     replaced = superseded(trials)
     rows = []
@@ -88,16 +91,6 @@ def leaderboard(runs: list[dict], spec: SweepSpec) -> list[dict]:
     return rows
 
 
-def _fmt(mean: float | None, std: float | None, digits: int = 4) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
-
-
-def _value(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
 def _columns(spec: SweepSpec) -> list[str]:
     return list(dict.fromkeys((*_FIGURES, spec.metric)))
 
@@ -112,7 +105,7 @@ def to_csv(rows: list[dict], spec: SweepSpec) -> str:
     w = csv.writer(out, lineterminator="\n")
     w.writerow(header)
     for r in rows:
-        line = [r["rank"], *[_value(r["params"].get(p.name, "")) for p in spec.params]]
+        line = [r["rank"], *[format_value(r["params"].get(p.name, "")) for p in spec.params]]
         for f in figures:
             line += ["" if r[f] is None else f"{r[f]:.6g}", "" if r[f"{f}_std"] is None else f"{r[f'{f}_std']:.6g}"]
         runtime = "" if r["train_runtime"] is None else f"{r['train_runtime']:.1f}"
@@ -126,8 +119,8 @@ def to_markdown(rows: list[dict], spec: SweepSpec) -> str:
     header = ["#", *[p.name for p in spec.params], *figures, "status", "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [str(r["rank"]), *[_value(r["params"].get(p.name, "")) for p in spec.params],
-                 *[_fmt(r[f], r[f"{f}_std"]) for f in figures], r["status"], " ".join(r["runs"])]
+        cells = [str(r["rank"]), *[format_value(r["params"].get(p.name, "")) for p in spec.params],
+                 *[format_float(r[f], std=r[f"{f}_std"]) for f in figures], r["status"], " ".join(r["runs"])]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return f"# sweep {spec.name}\n\nmetric: {spec.metric} ({spec.goal})\n\n" + "\n".join(lines) + "\n"
 
@@ -153,9 +146,10 @@ def best_config_yaml(row: dict, spec: SweepSpec) -> str:
     stored = {p.name: next(v for v in p.choices() if p.decode(v) == row["params"][p.name])
               if p.kind == "categorical" else row["params"][p.name] for p in spec.params}
     cfg = spec.build_config(stored, 0)
-    figures = ", ".join(f"{f} {_fmt(row[f], row[f'{f}_std'])}" for f in _columns(spec) if row[f] is not None)
+    figures = ", ".join(f"{f} {format_float(row[f], std=row[f'{f}_std'])}"
+                        for f in _columns(spec) if row[f] is not None)
     header = (f"# best configuration of sweep {spec.name} ({', '.join(row['runs'])}): {figures}\n"
-              f"# {', '.join(f'{k}={_value(v)}' for k, v in row['params'].items())}\n"
+              f"# {', '.join(f'{k}={format_value(v)}' for k, v in row['params'].items())}\n"
               f"# train it: slovo train --config best.yaml\n")
     return header + yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
 
@@ -190,15 +184,15 @@ def print_leaderboard(results: dict, spec: SweepSpec, sweep_dir: Path, limit: in
     table.add_column("status")
     table.add_column("runs")
     for r in rows[:limit]:
-        table.add_row(str(r["rank"]), *[_value(r["params"].get(p.name, "")) for p in spec.params],
-                      *[_fmt(r[f], r[f"{f}_std"]) for f in figures], r["status"], " ".join(r["runs"]))
+        table.add_row(str(r["rank"]), *[format_value(r["params"].get(p.name, "")) for p in spec.params],
+                      *[format_float(r[f], std=r[f"{f}_std"]) for f in figures], r["status"], " ".join(r["runs"]))
     console = Console()
     console.print(table)
     if len(rows) > limit:
         console.print(f"... {len(rows) - limit} more rows in {sweep_dir / 'leaderboard.md'}")
     if results["best"] is not None:
         b = results["best"]
-        console.print(f"best: {', '.join(f'{k}={_value(v)}' for k, v in b['params'].items())} "
+        console.print(f"best: {', '.join(f'{k}={format_value(v)}' for k, v in b['params'].items())} "
                       f"-> {sweep_dir / 'best.yaml'}", highlight=False)
     if results["importances"]:
         console.print("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in results["importances"].items()),
@@ -208,3 +202,35 @@ def print_leaderboard(results: dict, spec: SweepSpec, sweep_dir: Path, limit: in
     console.print(f"leaderboard: {sweep_dir / 'leaderboard.csv'}, {sweep_dir / 'leaderboard.md'}{study}",
                   highlight=False)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# reading a sweep folder back (for `slovo report`)
+
+
+@dataclass
+class SweepFolder:
+    """A sweep folder: its trials are ordinary runs; the leaderboard and importances are the sweep's own."""
+
+    path: Path
+    leaderboard: list[dict[str, str]] = field(default_factory=list)  # leaderboard.csv rows, as text
+    importances: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def read_sweep_folder(path: Path) -> SweepFolder:
+    """What `write_results` left in a sweep folder; a file that is missing or unreadable reads as empty."""
+    sweep = SweepFolder(path=path)
+    board = path / "leaderboard.csv"
+    if board.is_file():
+        try:
+            with open(board, newline="", encoding="utf-8") as f:
+                sweep.leaderboard = list(csv.DictReader(f))
+        except (OSError, csv.Error, UnicodeDecodeError):
+            sweep.leaderboard = []
+    sweep.importances = {str(k): float(v) for k, v in read_json_dict(path / "importances.json").items()
+                         if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return sweep

@@ -32,6 +32,7 @@ from typing import Any
 
 from slovo import config as slovo_config
 from slovo.errors import SlovoError
+from slovo.format import format_value
 
 METHODS = ("grid", "random", "bayes")
 METRICS = ("eval/bpb", "eval/loss", "eval/perplexity")
@@ -124,10 +125,6 @@ class SweepSpec:
     grid_size: int = 0  # configurations in the grid (grid method only)
     raw: dict = field(default_factory=dict)
 
-    @property
-    def direction(self) -> str:
-        return self.goal
-
     def param(self, name: str) -> ParamSpec:
         return next(p for p in self.params if p.name == name)
 
@@ -148,7 +145,7 @@ class SweepSpec:
             cfg = slovo_config.load_config(preset=self.preset, config_file=self.config_file, overrides=overrides)
             slovo_config.require_budget(cfg)
         except SlovoError as e:
-            shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+            shown = ", ".join(f"{k}={format_value(v)}" for k, v in params.items())
             raise SlovoError(f"{self.path}: {e}" + (f" (with {shown})" if shown else "")) from None
         return cfg
 
@@ -163,10 +160,6 @@ def _encode(v: Any) -> Any:
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     return json.dumps(v, sort_keys=True)
-
-
-def _short(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _field_type(dotted: str) -> Any:

@@ -1,0 +1,260 @@
+"""The sweep's Optuna study: storage, sampler and pruner, and which trial runs next.
+
+Each worker takes the sweep lock, marks trials whose worker died as failed (queuing a retry that resumes
+from the run folder's checkpoint), asks Optuna for the next trial and releases the lock. A trial is lost
+when its worker's process on this host is gone, or when its heartbeat (stamped every `HEARTBEAT_S` by the
+worker) is older than `HEARTBEAT_LOST_AFTER_S` (a worker on another machine).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import statistics
+import time
+from pathlib import Path
+
+from slovo.errors import SlovoError
+from slovo.sweep.spec import SweepSpec, grid_points
+from slovo.utils import process_alive
+
+STORAGE_FILE = "optuna.journal"
+HEARTBEAT_S = 30.0  # how often a running trial writes its heartbeat into the study
+HEARTBEAT_LOST_AFTER_S = 300.0  # a trial whose heartbeat is this old is taken as lost (its worker died)
+MAX_ATTEMPTS = 3  # a run is tried at most this many times (lost workers, errors on a previous invocation)
+_IDENTITY_ATTRS = ("run_name", "seed_index", "config_trial")  # user attrs a retry keeps
+_RETRY_SYSTEM_ATTRS = ("grid_id", "search_space", "fixed_params")  # system attrs a retry keeps
+
+
+def import_optuna():
+    """optuna, imported when a sweep needs it and told to stay quiet."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # slovo prints its own one line per trial
+    return optuna
+
+
+def open_storage(url: str | None, sweep_dir: Path):
+    """The study's storage: a journal file in the sweep folder, or an RDB URL (postgresql://, sqlite:///)."""
+    optuna = import_optuna()
+    if url and "://" in url:
+        try:
+            return optuna.storages.RDBStorage(url)
+        except ImportError as e:
+            raise SlovoError(f"--storage {url}: needs a database driver ({e}); e.g. pip install psycopg2-binary")
+        except Exception as e:  # noqa: BLE001 - any connection problem is the user's to fix
+            raise SlovoError(f"--storage {url}: cannot open ({type(e).__name__}: {e})") from None
+    from optuna.storages.journal import JournalFileBackend
+
+    path = Path(url) if url else sweep_dir / STORAGE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def make_sampler(spec: SweepSpec):
+    optuna = import_optuna()
+    if spec.method == "grid":
+        return _ordered_grid_sampler(spec)
+    if spec.method == "random":
+        return optuna.samplers.RandomSampler()
+    # Workers sample independently; a fixed seed would make them all propose the same point.
+    return optuna.samplers.TPESampler(n_startup_trials=min(10, max(2, (spec.run_cap or 20) // 4)))
+
+
+def _ordered_grid_sampler(spec: SweepSpec):
+    """Optuna's GridSampler, visiting the points in the YAML's order (as wandb does; Optuna shuffles them)."""
+    from optuna.samplers import GridSampler
+
+    class SweepGridSampler(GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            # GridSampler calls study.stop() here when the grid is done, which only works inside
+            # study.optimize(); slovo's workers use ask/tell and stop on their own when the grid is done.
+            pass
+
+    sampler = SweepGridSampler({p.name: p.grid_values() for p in spec.params}, seed=0)
+    if hasattr(sampler, "_all_grids") and hasattr(sampler, "_param_names"):
+        # GridSampler keys a trial's point as a tuple in sorted-name order; keep that, change the order.
+        sampler._all_grids = [tuple(point[n] for n in sampler._param_names) for point in grid_points(spec)]
+    return sampler
+
+
+def make_pruner(spec: SweepSpec):
+    optuna = import_optuna()
+    if not spec.early_terminate:
+        return optuna.pruners.NopPruner()
+    et = spec.early_terminate
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=et["min_iter"], reduction_factor=et["eta"])
+
+
+def open_study(spec: SweepSpec, storage, create: bool = False):
+    """Create (or load) the sweep's study; a rerun with another search space is refused."""
+    optuna = import_optuna()
+    sampler, pruner = make_sampler(spec), make_pruner(spec)
+    if create:
+        study = optuna.create_study(storage=storage, study_name=spec.name, direction=spec.goal,
+                                    sampler=sampler, pruner=pruner, load_if_exists=True)
+        stored = study.user_attrs.get("slovo_fingerprint")
+        if stored is None:
+            study.set_user_attr("slovo_fingerprint", spec.fingerprint())
+            study.set_user_attr("slovo_method", spec.method)
+            study.set_user_attr("slovo_metric", spec.metric)
+        elif stored != spec.fingerprint():
+            raise SlovoError(
+                f"{spec.path}: sweep {spec.name!r} already exists with different parameters/method/budget; "
+                f"give it a new --name (or delete its folder)"
+            )
+        if study.direction.name.lower() != spec.goal:
+            raise SlovoError(f"{spec.path}: sweep {spec.name!r} exists with goal {study.direction.name.lower()}")
+        return study
+    return optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
+
+
+# ---------------------------------------------------------------------------------------------
+# which trial runs next: lost workers, retries, run caps and the sweep's time
+
+
+@contextlib.contextmanager
+def sweep_lock(sweep_dir: Path):
+    """Workers on this machine take turns choosing trials, so run_cap and the grid are never overrun."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: journal writes are still locked by Optuna; only the choice may race
+        yield
+        return
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with open(sweep_dir / ".lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def superseded(trials) -> set[int]:
+    """Numbers of trials that a later attempt replaced (Optuna's `retry_history` system attr)."""
+    out: set[int] = set()
+    for t in trials:
+        out.update(t.system_attrs.get("retry_history", []))
+    return out
+
+
+def _lost_reason(t) -> str | None:
+    """Why a RUNNING trial is taken as abandoned, or None when its worker may still be at it."""
+    worker = t.user_attrs.get("worker", "")
+    beat = t.user_attrs.get("heartbeat") or (t.datetime_start.timestamp() if t.datetime_start else time.time())
+    host, _, pid = worker.rpartition(":")
+    # process_alive can only tell for this host; another machine's worker is judged by its heartbeat
+    if host and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid), host):
+        return f"worker {worker} is gone"
+    if time.time() - beat > HEARTBEAT_LOST_AFTER_S:
+        return f"no heartbeat for {time.time() - beat:.0f}s"
+    return None
+
+
+def retry_trial(study, frozen) -> bool:
+    """Queue a new attempt of a failed trial with the same parameters and run folder.
+
+    Uses the system attrs of Optuna's RetryHeartbeatStaleTrialCallback (failed_trial, retry_history),
+    so Optuna's tools see the lineage, but keeps only identity attrs: a retry must not inherit the
+    pruner's rung records or the old worker's heartbeat.
+    """
+    optuna = import_optuna()
+    history = list(frozen.system_attrs.get("retry_history", [])) + [frozen.number]
+    if len(history) >= MAX_ATTEMPTS:
+        return False
+    system_attrs = {k: frozen.system_attrs[k] for k in _RETRY_SYSTEM_ATTRS if k in frozen.system_attrs}
+    system_attrs.update(failed_trial=history[0], retry_history=history)
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.WAITING, params=frozen.params, distributions=frozen.distributions,
+        user_attrs={k: frozen.user_attrs[k] for k in _IDENTITY_ATTRS if k in frozen.user_attrs},
+        system_attrs=system_attrs,
+    ))
+    return True
+
+
+def fail_lost_trials(study) -> None:
+    """Mark trials whose worker died as failed and queue a retry (Optuna's heartbeat idea, for any storage)."""
+    optuna = import_optuna()
+    TrialState = optuna.trial.TrialState
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = _lost_reason(t)
+        if reason is None:
+            continue
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "error", f"lost: {reason}")
+            if not study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # its worker finished it meanwhile, or another worker got here first
+        retried = retry_trial(study, study._storage.get_trial(t._trial_id))
+        print(f"[sweep] {t.user_attrs.get('run_name', t.number)}: {reason}; "
+              f"{'queued again (resumes from its checkpoint)' if retried else 'not retried (too many attempts)'}")
+
+
+def retry_failed_trials(study) -> int:
+    """At the start of an invocation, give trials that failed with an error (not a diverged run) another attempt."""
+    TrialState = import_optuna().trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    done = superseded(trials)
+    n = 0
+    for t in trials:
+        if (t.state == TrialState.FAIL and t.number not in done and "run_name" in t.user_attrs
+                and t.user_attrs.get("retryable")):
+            n += retry_trial(study, t)
+    return n
+
+
+def expected_trial_seconds(spec: SweepSpec, trials) -> float:
+    """How long the next trial will likely take: the median of finished ones, else the budget plus a margin."""
+    TrialState = import_optuna().trial.TrialState
+    walls = [t.user_attrs["wall_seconds"] for t in trials
+             if t.state == TrialState.COMPLETE and t.user_attrs.get("wall_seconds")]
+    if walls:
+        return float(statistics.median(walls))
+    return spec.budget_s * 1.2 if spec.budget_s else 0.0  # evals, samples and start-up come on top
+
+
+def _can_start_new_config(spec: SweepSpec, trials) -> bool:
+    runs = [t for t in trials if t.number not in superseded(trials)]
+    if spec.target is not None:
+        values = [t.value for t in trials if t.value is not None and t.state.name == "COMPLETE"]
+        if values and (min(values) <= spec.target if spec.goal == "minimize" else max(values) >= spec.target):
+            return False
+    if spec.run_cap is not None and len(runs) + spec.seeds > spec.run_cap:
+        return False
+    if spec.method == "grid":
+        used = {t.system_attrs.get("grid_id") for t in trials}
+        return any(i not in used for i in range(spec.grid_size))
+    return True
+
+
+def next_trial(study, spec: SweepSpec, deadline: float | None):
+    """Ask Optuna for the next trial (a queued one first), or None when the sweep has nothing left to start."""
+    TrialState = import_optuna().trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    if deadline is not None and time.time() + expected_trial_seconds(spec, trials) > deadline:
+        return None
+    waiting = any(t.state == TrialState.WAITING for t in trials)
+    if not waiting and not _can_start_new_config(spec, trials):
+        return None
+    trial = study.ask()
+    for p in spec.params:  # a queued trial gets its fixed values back; a new one is sampled
+        if p.kind == "categorical":
+            trial.suggest_categorical(p.name, p.choices())
+        elif p.kind == "int":
+            trial.suggest_int(p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+        else:
+            trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
+    if "run_name" not in trial.user_attrs:  # a new configuration: name it and queue its other seeds
+        base = f"trial-{trial.number:03d}"
+        name = f"{base}-seed0" if spec.seeds > 1 else base
+        for k, v in {"run_name": name, "seed_index": 0, "config_trial": trial.number}.items():
+            trial.set_user_attr(k, v)
+        for i in range(1, spec.seeds):
+            study.enqueue_trial(dict(trial.params),
+                                user_attrs={"run_name": f"{base}-seed{i}", "seed_index": i,
+                                            "config_trial": trial.number})
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr("heartbeat", time.time())
+    return trial
