@@ -12,7 +12,7 @@ import pytest
 from tests.fake_runs import make_fake_run, make_fake_sweep
 
 from slovo.cli import main
-from slovo.runs import STALE_AFTER_S, filter_runs, find_runs, load_run, load_runs, sort_runs
+from slovo.runs import SILENT_RUN_STALE_AFTER_S, filter_runs, find_runs, load_run, load_runs, sort_runs
 
 
 @pytest.fixture()
@@ -37,7 +37,7 @@ def test_find_runs_includes_sweep_trials_and_skips_run_internals(tmp_path, runs_
 def test_running_run_that_stopped_writing_shows_stale(runs_dir):
     run = make_fake_run(runs_dir, "live", status="running")
     assert load_run(run).status == "running"
-    old = time.time() - STALE_AFTER_S - 60
+    old = time.time() - SILENT_RUN_STALE_AFTER_S - 60
     for name in ("summary.json", "metrics.jsonl"):
         os.utime(run / name, (old, old))
     assert load_run(run).status == "stale"

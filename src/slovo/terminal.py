@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from slovo.config import format_duration
+from slovo.format import format_duration, format_number
 from slovo.utils import read_jsonl
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -32,14 +32,6 @@ def sparkline(values: list[float], width: int = 40) -> str:
     lo, hi = min(vals), max(vals)
     span = hi - lo or 1.0
     return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1) + 0.5))] for v in vals)
-
-
-def _fmt(v, digits: int = 4) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 1e5 else f"{v:.3e}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 class _Bar:
@@ -106,12 +98,16 @@ class TrainDisplay:
         table = Table(title=f"run {summary.get('name')} — {summary.get('status')}", show_header=False, box=None)
         table.add_column(style="bold")
         table.add_column()
+
+        def fig(key: str, digits: int = 4) -> str:
+            return format_number(summary.get(key), digits)
+
         rows = [
-            ("eval loss / best", f"{_fmt(summary.get('eval/loss'))} / {_fmt(summary.get('best/eval_loss'))}"),
-            ("eval bpb / best", f"{_fmt(summary.get('eval/bpb'))} / {_fmt(summary.get('best/eval_bpb'))}"),
-            ("steps", _fmt(summary.get("train/global_step"))),
-            ("tokens", _fmt(summary.get("tokens"))),
-            ("tokens/s", _fmt(summary.get("train_tokens_per_second"), 5)),
+            ("eval loss / best", f"{fig('eval/loss')} / {fig('best/eval_loss')}"),
+            ("eval bpb / best", f"{fig('eval/bpb')} / {fig('best/eval_bpb')}"),
+            ("steps", fig("train/global_step")),
+            ("tokens", fig("tokens")),
+            ("tokens/s", fig("train_tokens_per_second", 5)),
             ("train time", format_duration(summary.get("train_runtime") or 0)),
             ("ledger", "  ".join(f"{k} {v:.1f}s" for k, v in (summary.get("ledger") or {}).items() if v)),
         ]
@@ -119,7 +115,7 @@ class TrainDisplay:
                            ("train/learning_rate", "learning rate"), ("train/grad_norm", "grad norm")):
             series = [r[key] for r in records if r.get(key) is not None]
             if series:
-                rows.append((label, f"{sparkline(series)}  {_fmt(series[0])} → {_fmt(series[-1])}"))
+                rows.append((label, f"{sparkline(series)}  {format_number(series[0])} → {format_number(series[-1])}"))
         if summary.get("error"):
             rows.append(("error", str(summary["error"])))
         for k, v in rows:

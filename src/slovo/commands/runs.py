@@ -1,7 +1,7 @@
 """`slovo runs [DIR]`: a table of the runs in a folder (sweep trials included), sortable and filterable.
 
 Status `stale` means the summary still says `running` but nothing has been written for a while (see
-slovo.runs.STALE_AFTER_S): the process died without closing the run; `slovo train --resume RUN_DIR`
+slovo.runs.SILENT_RUN_STALE_AFTER_S): the process died without closing the run; `slovo train --resume RUN_DIR`
 continues it from its last checkpoint.
 """
 
