@@ -2,7 +2,7 @@
 
 Issue #3's claim: on this machine, `slovo train --preset tiny --time 300s` on ruslit (8192-token vocab,
 256-token context) stops at 300 s give or take one step and reaches a validation bits per byte clearly
-below what the seed user's setup reaches in the same 300 s of training. The seed setup is transformers'
+below what the user's own HF Trainer setup reaches in the same 300 s of training. That setup is transformers'
 `Trainer` with `GPT2LMHeadModel` and batch 6 x accumulation 6, lr 5e-4, constant after warmup (it
 reached about 1.57 bpb). Both runs happen here, one after the other so they don't compete for cores:
 
@@ -36,9 +36,9 @@ DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "ruslit.jsonl.gz"
 DEFAULT_DATASET = REPO / "data" / "ruslit-8k"
 DEFAULT_RUNS = REPO / "runs" / "bench"
 VOCAB_SIZE = 8192
-SEED_USER_HF_BPB = 1.57  # what the seed user's HF Trainer setup reached in 300 s on this machine (issue #3)
+USER_HF_SETUP_BPB = 1.57  # what the user's HF Trainer setup reached in 300 s on this machine (issue #3)
 
-# The seed user's HF Trainer settings (issue #3); only warmup length was left unstated.
+# The HF Trainer settings the user trained with (issue #3); only warmup length was left unstated.
 HF_BATCH, HF_ACCUM, HF_LR = 6, 6, 5e-4
 
 
@@ -98,7 +98,7 @@ def run_slovo(args, data: Path, stamp: str) -> dict:
 # ---- the peer: HF Trainer + GPT-2 ------------------------------------------------------------------
 
 def run_hf(args, data: Path, stamp: str) -> dict:
-    """HF Trainer with the seed user's settings on a same-size GPT-2, stopped after `args.seconds` of training."""
+    """HF Trainer with the user's settings on a same-size GPT-2, stopped after `args.seconds` of training."""
     import numpy as np
     import torch
     import transformers
@@ -116,7 +116,7 @@ def run_hf(args, data: Path, stamp: str) -> dict:
     seq_len = cfg.model.seq_len
 
     class RandomWindows(torch.utils.data.IterableDataset):
-        """Endless random `seq_len`-token windows of train.bin, as the seed user's packed-chunk dataset gave."""
+        """Endless random `seq_len`-token windows of train.bin, as the user's packed-chunk dataset gave."""
 
         def __iter__(self):
             rng = np.random.default_rng(args.seed)
@@ -246,7 +246,7 @@ def report(results: dict, seconds: float) -> dict:
         print(f"quality:    HF bpb / slovo bpb = {ratios['bpb_hf_over_slovo']:.3f} "
               f"(HF - slovo = {ratios['bpb_hf_minus_slovo']:+.4f} bpb; lower bpb is better)")
     if "slovo" in results:
-        print(f"slovo bpb {results['slovo']['eval_bpb']:.4f}; the seed user's HF setup reached {SEED_USER_HF_BPB} "
+        print(f"slovo bpb {results['slovo']['eval_bpb']:.4f}; the user's HF setup reached {USER_HF_SETUP_BPB} "
               f"in 300 s on this machine (comparable only when --time is 300s)")
     return ratios
 

@@ -210,6 +210,7 @@ def test_tensorboard_after_resume_matches_metrics_jsonl(tmp_path):
     assert tb == _steps(run / "metrics.jsonl") == list(range(1, 26))
 
 
+@pytest.mark.slow
 def test_wandb_offline_writes_a_run_folder_wandb_recognises(tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="wandb is not installed (pip install 'slovo[wandb]')")
     for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
@@ -247,6 +248,7 @@ print(json.dumps({"where": where, "losses": [r["train/loss"] for r in logs if "t
 """
 
 
+@pytest.mark.slow
 def test_trackio_logs_into_its_local_project(tmp_path):
     pytest.importorskip("trackio", reason="trackio is not installed (pip install 'slovo[trackio]')")
     # trackio reads its folder from the environment when imported, so it runs in a child process.

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from slovo.errors import SlovoError
+from slovo.utils import read_json_dict
 
 # name -> (module inside slovo.tracking, class, the package it needs, the pip extra that brings it)
 SINKS: dict[str, tuple[str, str, str, str]] = {
@@ -158,6 +159,27 @@ def _after(record: dict, step: int) -> bool:
     return isinstance(s, (int, float)) and not (isinstance(s, float) and math.isnan(s)) and s > step
 
 
+class NullTracker:
+    """A tracker that keeps nothing: what ranks other than 0 log to under torchrun (rank 0 writes the run folder)."""
+
+    name = "null"
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        pass
+
+    def log_samples(self, samples: list[dict[str, Any]], step: int) -> None:
+        pass
+
+    def locations(self) -> dict[str, str]:
+        return {}
+
+    def view_hints(self) -> dict[str, str]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
 class FanOutTracker:
     """The object `make_trackers` returns: the jsonl tracker plus sinks, each sink's failure contained.
 
@@ -277,10 +299,8 @@ def check_sink_available(name: str) -> None:
 
 
 def _run_name(run_dir: Path) -> str:
-    try:
-        return str(json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["name"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return run_dir.name
+    run_json = read_json_dict(run_dir / "run.json")
+    return str(run_json["name"]) if "name" in run_json else run_dir.name
 
 
 def make_trackers(cfg, run_dir: str | Path, resume: bool = False, name: str | None = None) -> FanOutTracker:
@@ -320,6 +340,7 @@ def make_trackers(cfg, run_dir: str | Path, resume: bool = False, name: str | No
 __all__ = [
     "Tracker",
     "JsonlTracker",
+    "NullTracker",
     "FanOutTracker",
     "make_trackers",
     "sink_names",
@@ -327,16 +348,3 @@ __all__ = [
     "scalar_items",
     "SINKS",
 ]
-
-
-class NullTracker:
-    """What ranks other than 0 log to: nothing."""
-
-    def log(self, metrics, step):
-        pass
-
-    def log_samples(self, samples, step):
-        pass
-
-    def close(self):
-        pass

@@ -1,6 +1,6 @@
 """Weights & Biases sink: offline by default (RUN_DIR/wandb/offline-run-*; `wandb sync` uploads it later).
 
-`tracking.wandb_mode: online` streams to the server as the seed user's setup did (needs `wandb login`).
+`tracking.wandb_mode: online` streams to the server live (needs `wandb login`).
 The wandb run id is kept in RUN_DIR/wandb/slovo-run-id so `slovo train --resume` continues the same
 wandb run instead of starting a second one.
 """
