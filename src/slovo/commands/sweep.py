@@ -11,14 +11,17 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep", metavar="SWEEP.yaml", help="sweep file (wandb sweep schema + preset/data/budget/seeds)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="trials trained at once on this machine (default 1)")
+    parser.add_argument("sweep", metavar="SWEEP.yaml",
+                        help="sweep file (wandb sweep schema + preset/data/budget/seeds)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="trials trained at once on this machine (default 1)")
     parser.add_argument("--storage", default=None, metavar="URL",
                         help="Optuna storage URL shared by several machines (postgresql://...); "
                              "default: a journal file in the sweep folder")
-    parser.add_argument("--time", default=None, metavar="DURATION", help="total time for this sweep, e.g. 2h: no trial starts "
-                        "that would not finish in it")
-    parser.add_argument("--name", default=None, metavar="NAME", help="sweep name (default: the file's `name`, else its stem)")
+    parser.add_argument("--time", default=None, metavar="DURATION",
+                        help="total time for this sweep, e.g. 2h: no trial starts that would not finish in it")
+    parser.add_argument("--name", default=None, metavar="NAME",
+                        help="sweep name (default: the file's `name`, else its stem)")
     parser.add_argument("--sweeps-dir", "--out", dest="sweeps_dir", default="sweeps", metavar="DIR",
                         help="folder holding sweep folders (default: sweeps)")
     parser.add_argument("--data", default=None, metavar="DIR", help="dataset folder (replaces the file's `data`)")
