@@ -78,6 +78,10 @@ class Dist:
         return Agreed(float(table[:, 0].mean()), float(table[:, 1].max()), bool(table[:, 2].max() > 0),
                       bool(table[:, 3].max() > 0))
 
+    def barrier(self) -> None:
+        if self.enabled:
+            self._dist.barrier()
+
     def sum(self, values: list[float], device: str) -> list[float]:
         if not self.enabled:
             return values

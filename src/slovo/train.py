@@ -86,16 +86,33 @@ def train_step(model, optimizer, loader, accumulation: int, grad_clip: float, au
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, callbacks: tuple | list = (),
           clock: Clock | None = None, quiet: bool = False) -> dict:
-    """Train `cfg` into `run_dir` until the budget is spent; returns the summary (also in summary.json)."""
+    """Train `cfg` into `run_dir` until the budget is spent; returns the summary (also in summary.json).
+
+    The run folder is locked (`slovo.runlock`) while this process trains in it: a second writer fails with
+    one line naming the holder, before anything is written."""
+    from slovo.checkpoint import clean_staging
     from slovo.distributed import Dist
-    from slovo.run_folder import RunFolder, now_iso, run_figures
-    from slovo.terminal import TrainDisplay
+    from slovo.runlock import RunLock
 
     run_dir = Path(run_dir)
     require_budget(cfg)
-    budget = Budget(budget_seconds(cfg), cfg.budget.max_steps, cfg.budget.max_tokens)
-    clock = clock or Clock()
     dist = Dist()
+    lock = RunLock(run_dir).acquire() if dist.is_main else None
+    try:
+        if dist.is_main:
+            clean_staging(run_dir)  # what killed checkpoint saves left behind
+        dist.barrier()  # no rank looks for a checkpoint while rank 0 tidies the folder
+        return _train(cfg, run_dir, resume, callbacks, clock or Clock(), quiet, dist)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, quiet: bool, dist) -> dict:
+    from slovo.run_folder import RunFolder, now_iso, run_figures
+    from slovo.terminal import TrainDisplay
+
+    budget = Budget(budget_seconds(cfg), cfg.budget.max_steps, cfg.budget.max_tokens)
     display = TrainDisplay(quiet=quiet or not dist.is_main)
     s = _Setup(cfg, dist, budget)
     state, control = TrainState(), Control()
@@ -148,7 +165,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, callbacks: tup
                     _evaluate(s, state, control, clock, folder, display, callbacks, finish_summary)
                     stop_reason = _stop_reason(budget, state, control)
                 if _checkpoint_due(cfg, state):
-                    _checkpoint(s, run_dir, state, clock, final=False)
+                    _checkpoint(s, run_dir, state, clock, final=False, display=display)
         status = stop_reason if stop_reason in ("interrupted", "pruned") else "finished"
         if state.last_eval_step != state.step:  # a run stopped right after an eval needs no second one
             _evaluate(s, state, control, clock, folder, display, callbacks, finish_summary)
@@ -218,6 +235,7 @@ class _Setup:
         self.peak_flops = peak_flops(device)
         self.flops_per_token = self.model.flops_per_token()
         self.first_step = True
+        self.checkpoint_failing = False  # a periodic save failed; say so once, not at every try
 
     def info(self, budget: Budget) -> dict:
         from slovo.run_folder import run_info
@@ -272,11 +290,11 @@ class _Setup:
 
 
 def _restore(run_dir: Path, s: _Setup, state: TrainState, clock: Clock, display) -> None:
-    from slovo.checkpoint import latest_checkpoint, load_training_state
+    from slovo.checkpoint import checkpoint_to_resume, load_training_state
 
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise SlovoError(f"{run_dir}: no checkpoint to resume from; start the run again without --resume")
+    ckpt, notice = checkpoint_to_resume(run_dir)  # the newest good one; says which damaged ones it skipped
+    if notice:
+        display.say(f"[yellow]{notice}[/]")
     saved = load_training_state(ckpt, s.model)
     s.optimizer.load_state_dict(saved["optimizer"])
     s.loader.load_state_dict(saved["loader"])
@@ -318,8 +336,10 @@ def _evaluate(s: _Setup, state: TrainState, control: Control, clock: Clock, fold
     return metrics
 
 
-def _checkpoint(s: _Setup, run_dir: Path, state: TrainState, clock: Clock, final: bool) -> None:
-    from slovo.checkpoint import prune_checkpoints, save_checkpoint
+def _checkpoint(s: _Setup, run_dir: Path, state: TrainState, clock: Clock, final: bool, display=None) -> None:
+    """Save a checkpoint (rank 0). A periodic one that fails (disk full, permission) is reported once and
+    tried again at the next; the run goes on. The final one's failure fails the run."""
+    from slovo.checkpoint import CheckpointSaveError, prune_checkpoints, save_checkpoint
 
     state.last_ckpt_train_time = state.train_time  # every rank: the next periodic checkpoint is agreed too
     if not s.dist.is_main:
@@ -330,7 +350,16 @@ def _checkpoint(s: _Setup, run_dir: Path, state: TrainState, clock: Clock, final
         if s.scaler is not None:
             payload["scaler"] = s.scaler.state_dict()
         info = {"tokens": state.tokens, "train_time": state.train_time, "final": final}
-        path = save_checkpoint(run_dir, state.step, s.model, payload, info)
+        try:
+            path = save_checkpoint(run_dir, state.step, s.model, payload, info)
+        except CheckpointSaveError as e:
+            if final:
+                raise
+            if not s.checkpoint_failing and display is not None:
+                display.say(f"[yellow]{e}; training goes on and the next checkpoint tries again[/]")
+            s.checkpoint_failing = True
+            return
+        s.checkpoint_failing = False
         prune_checkpoints(run_dir, s.cfg.checkpoint.keep_last, keep=path)
 
 

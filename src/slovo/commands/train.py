@@ -87,6 +87,13 @@ def run(args) -> int:
     require_budget(cfg)
     load_dataset(cfg.data.path)  # a bad dataset path fails here, before an old run folder is replaced
     if not resume and run_dir.exists() and args.overwrite:
+        from slovo.runlock import describe_holder, lock_holder
+
+        holder = lock_holder(run_dir)
+        if holder is not None:
+            raise SlovoError(f"{run_dir}: cannot --overwrite: another slovo process is training in it "
+                             f"({describe_holder(holder)}); "
+                             "wait for it or stop it")
         shutil.rmtree(run_dir)
 
     from slovo.train import train
