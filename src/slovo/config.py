@@ -180,14 +180,21 @@ class EvalConfig:
 
     every: int = 10  # evaluations per run, spread evenly over progress (plus one at the end)
     every_seconds: float = 0.0  # if set: evaluate every this many training seconds instead of `every` per run
-    tokens: int = 131072  # validation tokens used (the same first tokens of val for every run of a dataset)
+    # validation tokens scored: windows spread evenly over the whole val split, the same for every run of a
+    # dataset and context length; more than the split holds = all of it
+    tokens: int = 131072
     batch_size: int = 0  # sequences per eval batch; 0 = per_device_train_batch_size
+    # evals during training score a fixed, evenly spread subset of the windows, sized at the first eval from its
+    # measured speed so that all evals (the final full one included) take about this fraction of training time;
+    # the final eval scores every window. 0 = every eval scores every window
+    max_fraction: float = 0.1
 
     def __post_init__(self):
         need(self.every >= 0, f"eval.every: must be 0 or more, got {self.every}")
         need(self.every_seconds >= 0, f"eval.every_seconds: must be 0 or more, got {self.every_seconds}")
         need(self.tokens > 0, f"eval.tokens: must be positive, got {self.tokens}")
         need(self.batch_size >= 0, f"eval.batch_size: must be 0 or more, got {self.batch_size}")
+        need(0 <= self.max_fraction < 1, f"eval.max_fraction: must be at least 0 and below 1, got {self.max_fraction}")
 
 
 @dataclass
@@ -297,15 +304,6 @@ def parse_duration(text: str | float | int, what: str = "duration") -> float:
     if seconds == 0:
         raise SlovoError(f"{what}: must be more than zero, got {text!r}")
     return seconds
-
-
-def format_duration(seconds: float) -> str:
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 # ---------------------------------------------------------------------------------------------
