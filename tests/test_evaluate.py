@@ -1,4 +1,5 @@
-"""Bits per byte on a case whose answer is known."""
+"""The eval set and its figures: bits per byte on cases whose answer is known, windows spread over the whole split,
+special tokens left out, and evals during training on a fixed subset with the final eval on every window."""
 
 import math
 
@@ -6,38 +7,155 @@ import numpy as np
 import pytest
 import torch
 
-from slovo.evaluate import eval_windows, evaluate
+from slovo.budget import Clock
+from slovo.evaluate import (
+    eval_set_facts, eval_windows, evaluate, in_training_windows, subset_indices, whole_split_note,
+)
+from slovo.utils import read_json, read_jsonl
 
 
 class Uniform(torch.nn.Module):
-    """Predicts every one of V tokens with equal probability: cross-entropy is ln V per token."""
+    """Predicts every one of V tokens with equal probability, or never `banned` (then V - 1 equally)."""
 
-    def __init__(self, vocab):
+    def __init__(self, vocab, banned=None):
         super().__init__()
-        self.vocab = vocab
+        self.vocab, self.banned = vocab, banned
         self.dummy = torch.nn.Parameter(torch.zeros(1))
 
     def forward(self, idx, targets=None):
-        return torch.zeros(*idx.shape, self.vocab), None
+        logits = torch.zeros(*idx.shape, self.vocab)
+        if self.banned is not None:
+            logits[..., self.banned] = -1e4
+        return logits, None
 
 
-def test_uniform_model_bpb_is_log2_vocab_times_tokens_over_bytes():
+def test_uniform_model_bpb_is_log2_vocab_times_text_tokens_over_bytes():
     vocab, seq = 16, 8
-    tokens = np.arange(1 + 4 * seq) % vocab
+    tokens = 1 + np.arange(1 + 4 * seq) % (vocab - 1)  # ids 1..15: no end-of-text token among the targets
     token_bytes = np.full(vocab, 3)
     token_bytes[0] = 0  # the end-of-text token has no bytes
     windows = eval_windows(tokens, seq, 10_000)
     m = evaluate(Uniform(vocab), windows, token_bytes, batch_size=3, device="cpu")
-    targets = tokens[1 : 1 + 4 * seq]
+    targets = windows[:, 1:]
     expected_bytes = int(token_bytes[targets].sum())
-    assert m["eval/tokens"] == 4 * seq and m["eval/bytes"] == expected_bytes
+    assert m["eval/tokens"] == 4 * seq and m["eval/windows"] == 4 and m["eval/bytes"] == expected_bytes
     assert m["eval/loss"] == pytest.approx(math.log(vocab))
     assert m["eval/bpb"] == pytest.approx(4 * seq * math.log2(vocab) / expected_bytes)
     assert m["eval/perplexity"] == pytest.approx(vocab)
 
 
-def test_eval_windows_are_the_first_tokens_and_cover_each_target_once():
-    tokens = np.arange(100)
-    w = eval_windows(tokens, 10, 35)
-    assert w.shape == (3, 11)
-    assert list(w[:, 1:].ravel()) == list(range(1, 31))
+def test_end_of_text_targets_count_in_neither_loss_nor_tokens_nor_bytes():
+    """A model that never predicts <|endoftext|> pays ~1e4 nats at each one; left out, its loss is exactly ln(V-1)."""
+    vocab, seq = 16, 8
+    tokens = np.arange(1 + 6 * seq) % vocab  # token 0 (end of text) every 16 tokens
+    token_bytes = np.full(vocab, 2)
+    token_bytes[0] = 0
+    windows = eval_windows(tokens, seq, 10_000)
+    m = evaluate(Uniform(vocab, banned=0), windows, token_bytes, batch_size=4, device="cpu")
+    text_targets = int((windows[:, 1:] != 0).sum())
+    assert text_targets < windows[:, 1:].size  # the case does contain end-of-text targets
+    assert m["eval/tokens"] == text_targets and m["eval/bytes"] == 2 * text_targets
+    assert m["eval/loss"] == pytest.approx(math.log(vocab - 1))
+    assert m["eval/bpb"] == pytest.approx(math.log2(vocab - 1) / 2)
+
+
+def test_eval_windows_reach_from_the_start_to_the_end_of_the_split_evenly_and_without_overlap():
+    tokens = np.arange(10_000)
+    w = eval_windows(tokens, 16, 16 * 50)
+    starts = w[:, 0]
+    assert w.shape == (50, 17)
+    assert starts[0] == 0 and w[-1, -1] == len(tokens) - 1  # first token to last
+    gaps = np.diff(starts)
+    assert gaps.min() >= 16 and gaps.max() - gaps.min() <= 1  # no target scored twice; evenly strided
+    assert (w == starts[:, None] + np.arange(17)).all()  # each window is a contiguous run of the split
+    assert np.array_equal(w, eval_windows(tokens, 16, 16 * 50))  # the same every time
+
+
+def test_eval_tokens_beyond_the_split_use_the_whole_split_and_say_so():
+    tokens = np.arange(101)
+    w = eval_windows(tokens, 10, 10_000)
+    assert w.shape == (10, 11) and list(w[:, 1:].ravel()) == list(range(1, 101))  # tiles the split, each target once
+    note = whole_split_note(len(tokens), 10, 10_000)
+    assert note is not None and "10,000" in note and "100 tokens" in note
+    assert whole_split_note(len(tokens), 10, 100) is None
+
+
+def test_too_short_a_split_is_an_error():
+    with pytest.raises(ValueError, match="shorter than one window"):
+        eval_windows(np.arange(8), 10, 100)
+
+
+def test_subset_is_spread_over_all_windows_and_the_same_each_time():
+    idx = subset_indices(100, 10)
+    assert len(idx) == 10 and idx[0] == 0 and idx[-1] == 99 and np.all(np.diff(idx) >= 10)
+    assert np.array_equal(idx, subset_indices(100, 10))
+    assert np.array_equal(subset_indices(7, 50), np.arange(7))
+
+
+@pytest.mark.parametrize("window_s", [0.001, 0.01, 0.05])
+def test_in_training_subset_keeps_all_evals_within_the_fraction_when_it_can(window_s):
+    n_windows, train_s, evals, fraction = 256, 180.0, 9, 0.1
+    n = in_training_windows(n_windows, window_s, train_s, evals, fraction, multiple=8)
+    assert n % 8 == 0 and 8 <= n <= n_windows
+    total_eval_s = (evals * n + n_windows) * window_s
+    if n_windows * window_s + evals * 8 * window_s <= fraction * train_s:  # feasible: stays within the fraction
+        assert total_eval_s <= fraction * train_s
+    else:  # not even one batch per eval fits next to the final full eval: one batch
+        assert n == 8
+    assert in_training_windows(n_windows, window_s, train_s, evals, 0.0) == n_windows  # 0: every eval is full
+
+
+def test_eval_set_facts_count_windows_and_text_tokens():
+    tokens = np.arange(1 + 4 * 8) % 16
+    facts = eval_set_facts(tokens, 8, 10_000, eot_id=0)
+    assert facts == {"eval_windows": 4, "eval_tokens": 4 * 8 - int((tokens[1:] == 0).sum())}
+
+
+class TickingTime:
+    """A fake clock that moves 0.25 s every time it is read: eval speed and training time are known."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        self.t += 0.25
+        return self.t
+
+
+def test_evals_during_training_score_one_fixed_subset_and_the_final_eval_all_windows(tiny_config, tmp_path):
+    from slovo.train import train
+
+    cfg = tiny_config(**{"budget.time": "10s", "eval.every": 4})
+    summary = train(cfg, tmp_path / "run", clock=Clock(now=TickingTime()), quiet=True)
+    evals = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "eval/loss" in r]
+    mid, final = evals[:-1], evals[-1]
+    assert len(mid) == 3
+    assert len({r["eval/windows"] for r in mid}) == 1  # the same subset at every eval
+    assert mid[0]["eval/windows"] < final["eval/windows"] == 1024 // 32
+    assert final["eval/tokens"] > mid[0]["eval/tokens"]
+    assert summary["ledger"]["eval"] > 0 and summary["ledger"]["final_eval"] > 0
+    assert summary["eval/tokens"] == final["eval/tokens"] and summary["eval/windows"] == final["eval/windows"]
+    assert summary["eval/subset_windows"] == mid[0]["eval/windows"]
+    run = read_json(tmp_path / "run" / "run.json")
+    assert run["dataset"]["eval_windows"] == final["eval/windows"]
+    assert run["dataset"]["eval_tokens"] == final["eval/tokens"]
+    assert "val_documents" in run["dataset"]
+
+
+def test_max_fraction_zero_scores_every_window_at_every_eval(tiny_config, tmp_path):
+    from slovo.train import train
+
+    cfg = tiny_config(**{"budget.max_steps": 8, "eval.every": 4, "eval.max_fraction": 0.0})
+    train(cfg, tmp_path / "run", quiet=True)
+    evals = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "eval/loss" in r]
+    assert len(evals) == 4 and {r["eval/windows"] for r in evals} == {1024 // 32}
+
+
+def test_eval_tokens_beyond_the_split_is_said_once_and_the_run_goes_on(tiny_config, tmp_path, capsys):
+    from slovo.train import train
+
+    cfg = tiny_config(**{"budget.max_steps": 6, "eval.every": 3, "eval.tokens": 10**7})
+    summary = train(cfg, tmp_path / "run", quiet=False)
+    out = capsys.readouterr().out
+    assert summary["status"] == "finished"
+    assert out.count("more than the validation split holds") == 1

@@ -101,6 +101,7 @@ def run_info(cfg: Config, ds, model, device: str, tokens_per_step: int, world: i
     import torch
 
     from slovo.device import device_name
+    from slovo.evaluate import eval_set_facts
 
     meta = ds.meta
     return {
@@ -111,6 +112,8 @@ def run_info(cfg: Config, ds, model, device: str, tokens_per_step: int, world: i
             "vocab_size": ds.vocab_size,
             "train_tokens": len(ds.train),
             "val_tokens": len(ds.val),
+            "val_documents": (meta.get("split") or {}).get("val_documents"),
+            **eval_set_facts(ds.val, cfg.model.seq_len, cfg.eval.tokens, ds.eot_id),  # what the final eval scores
         },
         "code": code_version(),
         "torch": torch.__version__,

@@ -198,7 +198,7 @@ class _Setup:
         from slovo.data import load_dataset, load_tokenizer, token_byte_lengths
         from slovo.data.loader import BatchLoader
         from slovo.device import autocast_for, device_name, enable_fast_matmul, peak_flops, pick_device
-        from slovo.evaluate import eval_windows
+        from slovo.evaluate import eval_windows, whole_split_note
         from slovo.model import GPT
         from slovo.optim import make_optimizer, set_lr_factor
 
@@ -217,7 +217,9 @@ class _Setup:
         self.token_bytes = token_byte_lengths(self.tokenizer)
         seq_len, batch = cfg.model.seq_len, cfg.train.per_device_train_batch_size
         try:
-            self.windows = eval_windows(ds.val, seq_len, cfg.eval.tokens)
+            self.windows = eval_windows(ds.val, seq_len, cfg.eval.tokens)  # spread over the whole split
+            self.eval_note = whole_split_note(len(ds.val), seq_len, cfg.eval.tokens)  # said once, at the first eval
+            self.eval_subset = None  # window indices evals during training score, fixed at the first one
             self.loader = BatchLoader(ds.train, batch, seq_len, cfg.train.seed, rank=dist.rank, device=device)
         except ValueError as e:  # a split shorter than one window of model.seq_len + 1 tokens
             raise SlovoError(f"{cfg.data.path}: {e}; use a smaller model.seq_len or more text") from None
@@ -309,23 +311,53 @@ def _restore(run_dir: Path, s: _Setup, state: TrainState, clock: Clock, display)
 
 
 def _evaluate(s: _Setup, state: TrainState, control: Control, clock: Clock, folder, display,
-              callbacks, write_summary) -> dict:
-    """Eval loss/bpb on the eval windows (each rank its share), samples on rank 0, callbacks, summary."""
-    from slovo.evaluate import evaluate
+              callbacks, write_summary, final: bool | None = None) -> dict:
+    """Eval loss/bpb (each rank its share of the windows), samples on rank 0, callbacks, summary.
+
+    The final eval scores every window (ledger `final_eval`); evals during training score the same evenly spread
+    subset every time (ledger `eval`), sized at the first of them from its measured speed (eval.max_fraction).
+    """
+    from slovo.evaluate import evaluate, in_training_windows, probe_window_seconds, subset_indices
     from slovo.generate import sample_texts
 
     cfg, dist = s.cfg, s.dist
-    with clock.measure("eval"):
-        metrics = evaluate(s.eval_model, s.windows[dist.rank :: dist.world], s.token_bytes,
-                           cfg.eval.batch_size or cfg.train.per_device_train_batch_size, s.device, s.autocast,
-                           reduce=(lambda v: dist.sum(v, s.device)) if dist.enabled else None)
+    if final is None:  # the loop evaluates mid-run only while no limit is reached and nothing asked to stop
+        final = state.progress >= 1.0 or control.should_stop
+    if s.eval_note:
+        display.say(f"  eval: {s.eval_note}")
+        s.eval_note = None
+    batch = cfg.eval.batch_size or cfg.train.per_device_train_batch_size
+    reduce = (lambda v: dist.sum(v, s.device)) if dist.enabled else None
+
+    def score(windows):
+        return evaluate(s.eval_model, windows[dist.rank :: dist.world], s.token_bytes, batch, s.device, s.autocast,
+                        reduce=reduce)
+
+    with clock.measure("final_eval" if final else "eval"):
+        if not final and s.eval_subset is None:
+            n = state.last_eval.get("eval/subset_windows")  # a resumed run keeps the subset it started with
+            if not n:
+                per_window = probe_window_seconds(score, s.windows, batch * dist.world, clock.now, reduce, dist.world)
+                total = state.train_time / state.progress if state.progress > 0 else 0.0  # the run's training time
+                evals = int(total // cfg.eval.every_seconds) if cfg.eval.every_seconds else cfg.eval.every - 1
+                n = in_training_windows(len(s.windows), per_window, total, evals, cfg.eval.max_fraction,
+                                        batch * dist.world)
+            s.eval_subset = subset_indices(len(s.windows), n)
+        metrics = score(s.windows if final else s.windows[s.eval_subset])
     if not math.isfinite(metrics["eval/loss"]):
         raise _Diverged(f"eval loss became {metrics['eval/loss']} at step {state.step} (try a lower optim.lr)")
-    state.last_eval = {k: metrics[k] for k in ("eval/loss", "eval/bpb", "eval/perplexity")}
+    subset = len(s.eval_subset) if s.eval_subset is not None else state.last_eval.get("eval/subset_windows")
+    state.last_eval = {k: metrics[k] for k in ("eval/loss", "eval/bpb", "eval/perplexity", "eval/tokens",
+                                               "eval/windows")}
+    if subset:  # kept in the checkpoint (and shown in summary.json): evals during training score this many
+        state.last_eval["eval/subset_windows"] = subset
+    if (s.ds.meta.get("split") or {}).get("val_documents") is not None:
+        state.last_eval["eval/val_documents"] = s.ds.meta["split"]["val_documents"]
     state.last_eval_train_time, state.last_eval_step = state.train_time, state.step
     state.best_eval_loss = min(state.best_eval_loss, metrics["eval/loss"])
     state.best_eval_bpb = min(state.best_eval_bpb, metrics["eval/bpb"])
-    full = folder.record(state, {k: metrics[k] for k in ("eval/loss", "eval/perplexity", "eval/bpb", "eval/runtime")})
+    full = folder.record(state, {k: metrics[k] for k in ("eval/loss", "eval/perplexity", "eval/bpb", "eval/runtime",
+                                                         "eval/tokens", "eval/windows")})
     display.eval_line(state, clock, metrics)
     if cfg.sample.enabled and dist.is_main:
         with clock.measure("sample"):
