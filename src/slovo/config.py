@@ -212,6 +212,51 @@ class CheckpointConfig:
 
 
 @dataclass
+class GuardConfig:
+    """The divergence guard: on a non-finite loss or grad norm, or a loss spike, go back to the last good state
+    (an in-memory snapshot), lower the peak lr, skip the batches that broke it and go on (`slovo/guard.py`)."""
+
+    enabled: bool = True  # false: a divergence ends the run `failed` at once (a spike too)
+    lr_factor: float = 0.5  # each rollback multiplies the peak lr (every optimizer group's) by this
+    max_rollbacks: int = 3  # the divergence after this many rollbacks ends the run `failed`
+    # a step's loss above spike_factor x the median of the last spike_window losses is a spike; 0 = no spike check
+    spike_factor: float = 2.0
+    spike_window: int = 20  # steps of loss history the median is taken over; no spike check until it is full
+    # steps between in-memory snapshots (model, optimizer, scaler, RNG; a copy on the same device). Two are kept and
+    # a rollback takes the older, so a state damaged by the step right before a snapshot is never restored
+    snapshot_every: int = 10
+
+    def __post_init__(self):
+        need(0 < self.lr_factor <= 1, f"guard.lr_factor: must be in (0, 1], got {self.lr_factor}")
+        need(self.max_rollbacks >= 0, f"guard.max_rollbacks: must be 0 or more, got {self.max_rollbacks}")
+        need(self.spike_factor == 0 or self.spike_factor > 1,
+             f"guard.spike_factor: must be above 1 (or 0 = no spike check), got {self.spike_factor}")
+        need(self.spike_window >= 2, f"guard.spike_window: must be 2 or more, got {self.spike_window}")
+        need(self.snapshot_every > 0, f"guard.snapshot_every: must be positive, got {self.snapshot_every}")
+
+
+@dataclass
+class LrSpikeConfig:
+    """A deliberate lr spike, to see the divergence guard work: fires once."""
+
+    at: float | None = None  # progress (0..1) at which it fires; null = never
+    factor: float = 100.0  # the lr is multiplied by this ...
+    steps: int = 3  # ... for this many optimizer steps
+
+    def __post_init__(self):
+        need(self.at is None or 0 <= self.at < 1, f"debug.lr_spike.at: must be in [0, 1) or null, got {self.at}")
+        need(self.factor > 0, f"debug.lr_spike.factor: must be positive, got {self.factor}")
+        need(self.steps > 0, f"debug.lr_spike.steps: must be positive, got {self.steps}")
+
+
+@dataclass
+class DebugConfig:
+    """Test hooks that break a run on purpose, so its fault handling can be shown from the command line."""
+
+    lr_spike: LrSpikeConfig = field(default_factory=LrSpikeConfig)
+
+
+@dataclass
 class SampleConfig:
     """Samples written at every eval: runs are judged by their text as well as by their loss."""
 
@@ -267,9 +312,11 @@ class Config:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
     preset: str = ""  # the preset this config started from, for tables and reports
 
 
