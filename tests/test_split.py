@@ -130,6 +130,12 @@ def test_a_long_document_first_in_hash_order_goes_to_training_not_to_validation(
     assert set(val.tolist()) <= reserve and not reserve & outside
 
 
+def test_min_val_tokens_lets_longer_documents_into_validation():
+    corpus = corpus_of([9000] + [1000] * 100, [0] + list(range(1, 101)))
+    split = plan_split(corpus, 0.01, no_piece_scores, min_val_tokens=1000)  # ~8 KB expected: 9000 may go
+    assert split.reserve[0] == 0 and split.choose_val(0.01 * corpus.total_bytes).tolist() == [0]
+
+
 @pytest.mark.parametrize("sizes,why", [
     ([5000], "single document"),
     ([20] * 10 + [4000], "more than 25%"),

@@ -365,7 +365,15 @@ def _build(tmp: Path, sources, settings: PrepareSettings, given_tok, source_entr
            command, ui: ProgressUI, log, t0: float) -> dict:
     stats = ReadStats()
     spool_path = tmp / "spool.tmp"
+    timing, t_phase = {}, time.time()
+
+    def phase_done(name: str) -> None:
+        nonlocal t_phase
+        timing[name] = round(time.time() - t_phase, 2)
+        t_phase = time.time()
+
     corpus = _read_and_spool(sources, settings, spool_path, ui, stats)
+    phase_done("reading")
     specs = ", ".join(s.spec for s in sources)
     if stats.documents == 0:
         raise SlovoError(f"{specs}: empty corpus: no non-empty documents ({stats.empty} empty ones dropped)")
@@ -375,16 +383,18 @@ def _build(tmp: Path, sources, settings: PrepareSettings, given_tok, source_entr
 
     spool = _Spool(spool_path, corpus)
     try:
-        split = plan_split(corpus, settings.val_fraction, spool.piece_scores)
+        split = plan_split(corpus, settings.val_fraction, spool.piece_scores, settings.min_val_tokens)
         if split.reason:
             log(f"validation is split by piece, not by whole document: {split.reason}")
         tokenizer, tok_path, sample_bytes = _train_or_copy_tokenizer(tmp, settings, given_tok, split, spool, ui, log)
+        phase_done("tokenizer")
         vocab_size = tokenizer.get_vocab_size()
         eot_id = eot_id_of(tokenizer)
         dtype = dtype_for_vocab(vocab_size)
         encoder = fast_encoder(tokenizer)
 
         val_units = _choose_validation(split, settings, encoder, spool, log)
+        phase_done("validation_choice")
         # Both splits are written in corpus order, so a window of val.bin reads as running text.
         val_ids = split.pieces_of(val_units)
         in_val = np.zeros(corpus.n_pieces, dtype=bool)
@@ -399,6 +409,7 @@ def _build(tmp: Path, sources, settings: PrepareSettings, given_tok, source_entr
             n_val = _write_split(tmp / "val.bin", spool, corpus, val_ids, val_flags, encoder, eot_id, dtype, update)
             n_train = _write_split(tmp / "train.bin", spool, corpus, train_ids, train_flags, encoder, eot_id, dtype,
                                    update, done_before=val_bytes)
+        phase_done("encoding")
     finally:
         spool.close()
         spool_path.unlink(missing_ok=True)
@@ -431,6 +442,7 @@ def _build(tmp: Path, sources, settings: PrepareSettings, given_tok, source_entr
         "command": command,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.time() - t0, 2),
+        "timing": timing,  # seconds per phase
     }
     atomic_write_json(tmp / "meta.json", meta)  # last: its presence marks the folder complete
     return meta

@@ -12,8 +12,9 @@ one that holds a large share of the text. Then the split falls back to the piece
 says why (`Split.reason`).
 
 The selection works on "units" (documents or pieces) in ascending score. The *reserve* is the units
-validation may ever take: in score order, those no larger than twice the validation share (so one long
-work cannot make validation several times the asked size), as many as fit in `MAX_VAL_SHARE` of the text.
+validation may ever take: in score order, those no larger than twice the expected validation size
+(`val_fraction` of the text, or `min_val_tokens` at BYTES_PER_TOKEN_GUESS if that is more; so one long work
+cannot make validation several times that), as many as fit in `MAX_VAL_SHARE` of the text.
 Validation is a prefix of the reserve. The tokenizer is trained outside the reserve, so it never sees
 validation text whatever `min_val_tokens` adds later.
 """
@@ -28,6 +29,9 @@ import numpy as np
 
 MAX_VAL_SHARE = 0.10  # validation never takes more than this share of the bytes (or val_fraction, if larger)
 MAX_DOC_SHARE = 0.25  # a document holding more than this share of the text rules out a split by document
+# Before the tokenizer exists, min_val_tokens is turned into bytes with this (generous) guess; byte-level
+# BPEs of 8k tokens give 4-6 bytes per token on Russian or English text.
+BYTES_PER_TOKEN_GUESS = 8
 
 
 def content_score(data: bytes) -> int:
@@ -134,18 +138,20 @@ def _documents_too_few_or_too_big(corpus: Corpus) -> str | None:
     return None
 
 
-def plan_split(corpus: Corpus, val_fraction: float, piece_scores: Callable[[], np.ndarray]) -> Split:
+def plan_split(corpus: Corpus, val_fraction: float, piece_scores: Callable[[], np.ndarray],
+               min_val_tokens: int = 0) -> Split:
     """Split by document if the corpus allows it, else by piece (with the reason); `piece_scores()` gives
     the pieces' content scores and is only called for a split by piece."""
     total = corpus.total_bytes
     cap = max(MAX_VAL_SHARE, val_fraction) * total
-    largest = 2 * val_fraction * total  # a unit larger than twice the validation share never goes to validation
+    # A unit larger than twice the expected validation size never goes to validation.
+    largest = 2 * max(val_fraction * total, min_val_tokens * BYTES_PER_TOKEN_GUESS)
     reason = _documents_too_few_or_too_big(corpus)
     if reason is None:
         reserve, outside = _units(corpus.doc_scores, corpus.doc_bytes, largest, cap)
         if corpus.doc_bytes[reserve].sum() >= val_fraction * total:
             return Split(corpus, "document", None, corpus.doc_bytes, reserve, outside)
-        reason = (f"whole documents no larger than {2 * val_fraction:.0%} of the text cannot make up "
+        reason = (f"whole documents no larger than {largest / total:.0%} of the text cannot make up "
                   f"{val_fraction:.0%} of it")
     sizes = corpus.piece_lengths.astype(np.int64)
     reserve, outside = _units(piece_scores(), sizes, largest, cap)
