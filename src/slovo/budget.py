@@ -16,8 +16,9 @@ from typing import Callable, Iterator
 
 # Ledger categories that count against the budget.
 ON_THE_CLOCK = ("train", "data")
-# eval: evals during training (a subset of the eval windows); final_eval: the last eval, on every window
-LEDGER_KEYS = ("train", "data", "eval", "final_eval", "sample", "checkpoint", "compile", "probe")  # probe: speed checks
+# eval: evals during training (a subset of the eval windows); final_eval: the last eval, on every window;
+# probe: speed checks; guard: the divergence guard's snapshots and rollbacks (the lost steps stay in train)
+LEDGER_KEYS = ("train", "data", "eval", "final_eval", "sample", "checkpoint", "compile", "probe", "guard")
 
 
 @dataclass

@@ -41,7 +41,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, safe_open, save_model
 
 from slovo.errors import SlovoError
-from slovo.utils import atomic_write_json, fsync_dir, process_alive, read_json
+from slovo.utils import atomic_write_json, fsync_dir, process_alive, read_json, read_json_dict
 
 CKPT_DIR = "checkpoints"
 PREFIX = "step_"
@@ -170,8 +170,11 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, stat
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int, keep: Path | None = None) -> None:
-    """Delete all but the newest `keep_last + 1` checkpoints (always keeping `keep`)."""
+    """Delete all but the newest `keep_last + 1` checkpoints (always keeping `keep`, and the newest checkpoint
+    tagged `decay_start` in its checkpoint.json: where a run extended to a larger budget continues from)."""
     found = list_checkpoints(run_dir)
+    tagged = [p for p in found if read_json_dict(p / INFO_FILE).get("tag") == "decay_start"]
+    found = [p for p in found if p not in tagged[-1:]]
     for old in found[: max(0, len(found) - keep_last - 1)]:
         if keep is None or old.resolve() != keep.resolve():
             shutil.rmtree(old, ignore_errors=True)

@@ -81,6 +81,21 @@ SHAPES: dict[str, Callable[[ScheduleConfig, float, int], float]] = {
 }
 
 
+def decay_start(cfg: ScheduleConfig) -> float | None:
+    """Progress at which the lr leaves its peak for good, for schedules that hold a peak and then decay to the
+    deadline (wsd; step_drop with progress points), else None.
+
+    The training loop saves a checkpoint there, and a run resumed with a larger budget continues from it: the
+    stable phase runs on and a new decay ends at the new deadline (the WSD way of extending a run). A cosine decays
+    from its first step, so it has no such point (extending one continues from its end); step_drop's `drop_steps`
+    are optimizer steps, which a larger budget does not move."""
+    if cfg.name == "wsd":
+        return 1.0 - cfg.decay_fraction
+    if cfg.name == "step_drop" and cfg.drop_at:
+        return min(cfg.drop_at)
+    return None
+
+
 def lr_factor(cfg: ScheduleConfig, progress: float, step: int) -> float:
     """Multiplier on the peak learning rate at this point of the run."""
     return warmup_factor(cfg, progress, step) * SHAPES[cfg.name](cfg, progress, step)

@@ -24,7 +24,8 @@ from slovo.budget import Budget, Clock
 from slovo.callbacks import Callback, Control, StopOnSigint
 from slovo.config import Config, budget_seconds, require_budget
 from slovo.errors import SlovoError
-from slovo.schedules import lr_factor
+from slovo.guard import DivergenceGuard
+from slovo.schedules import decay_start, lr_factor
 
 
 @dataclass
@@ -42,6 +43,12 @@ class TrainState:
     best_eval_loss: float = math.inf
     best_eval_bpb: float = math.inf
     last_eval: dict = field(default_factory=dict)
+    # the divergence guard (slovo/guard.py)
+    rollbacks: int = 0  # times the guard went back to a snapshot
+    lr_scale: float = 1.0  # multiplies every group's peak lr: guard.lr_factor per rollback
+    recent_losses: list = field(default_factory=list)  # agreed losses of the last guard.spike_window healthy steps
+    lr_spike_left: int = -1  # debug.lr_spike: -1 not fired yet, then the spiked steps still to come
+    decay_ckpt_step: int = -1  # step of the checkpoint saved where the lr began to decay; -1 none yet
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -118,11 +125,13 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
     state, control = TrainState(), Control()
     if resume:
         _restore(run_dir, s, state, clock, display)
+        _follow_new_budget(cfg, budget, state)
     folder = RunFolder(run_dir, cfg, writer=dist.is_main, resume=resume, resume_step=state.step)
     folder.describe(s.info(budget), s.ds.tokenizer_path, resume)
 
     def finish_summary(status: str, **extra) -> dict:
         figures = run_figures(state, clock.ledger, len(s.ds.train), cfg.model.seq_len, s.flops_per_token)
+        figures.update(rollbacks=state.rollbacks, lr_scale=state.lr_scale)
         return folder.write_summary(status, figures, **extra)
 
     finish_summary("running")
@@ -132,10 +141,14 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
     window_losses: list[float] = []
     window_start = (state.train_time, state.tokens)
     stop_reason = budget_mod.exhausted(budget, state.train_time, state.step, state.tokens)
+    guard = DivergenceGuard(cfg.guard, cfg.debug.lr_spike, s.model, s.optimizer, s.scaler, clock)
+    guard.snapshot(state)
     try:
         with StopOnSigint(display.say) as sigint, display.progress_bar(budget) as bar:
             while stop_reason is None:
-                factor = lr_factor(cfg.schedule, state.progress, state.step)
+                # the lr scale left by rollbacks multiplies the schedule, not the groups' `initial_lr`: a restored
+                # optimizer state dict brings its saved `initial_lr` back, the factor is set anew every step
+                factor = lr_factor(cfg.schedule, state.progress, state.step) * guard.lr_multiplier(state, display.say)
                 s.set_lr_factor(factor)
                 lr = cfg.optim.lr * factor
                 step_start = clock.now()
@@ -148,9 +161,15 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
                 agreed = dist.agree_step(result.loss, clock.train_time, sigint.requested, nonfinite, s.device)
                 state.train_time = agreed.train_time
                 state.progress = budget_mod.progress(budget, state.train_time, state.step, state.tokens)
-                if agreed.nonfinite:
-                    bad = agreed.loss if not math.isfinite(agreed.loss) else f"finite but the grad norm {result.grad_norm}"
-                    raise _Diverged(f"loss became {bad} at step {state.step} (try a lower optim.lr)")
+                diverged = guard.check(state, agreed.loss, agreed.nonfinite, result.grad_norm)
+                if diverged is not None:
+                    if not guard.can_roll_back(state):
+                        raise _Diverged(guard.failure(state, diverged))
+                    _roll_back(guard, state, diverged, folder, display, cfg)
+                    window_losses, window_start = [], (state.train_time, state.tokens)
+                    stop_reason = "interrupted" if agreed.stop else _stop_reason(budget, state, control)
+                    continue
+                guard.accept(state, agreed.loss)
                 window_losses.append(agreed.loss)
                 bar.update(state, clock, agreed.loss, lr)
                 if state.step % cfg.train.log_every == 0:
@@ -164,7 +183,10 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
                 if stop_reason is None and _eval_due(cfg, state):
                     _evaluate(s, state, control, clock, folder, display, callbacks, finish_summary)
                     stop_reason = _stop_reason(budget, state, control)
-                if _checkpoint_due(cfg, state):
+                if _decay_checkpoint_due(cfg, state):  # always: a longer budget continues from here
+                    state.decay_ckpt_step = state.step
+                    _checkpoint(s, run_dir, state, clock, final=False, display=display)
+                elif _checkpoint_due(cfg, state):
                     _checkpoint(s, run_dir, state, clock, final=False, display=display)
         status = stop_reason if stop_reason in ("interrupted", "pruned") else "finished"
         if state.last_eval_step != state.step:  # a run stopped right after an eval needs no second one
@@ -298,6 +320,12 @@ def _restore(run_dir: Path, s: _Setup, state: TrainState, clock: Clock, display)
     if notice:
         display.say(f"[yellow]{notice}[/]")
     saved = load_training_state(ckpt, s.model)
+    extension = _extension_start(run_dir, s.cfg, saved["loop"])
+    if extension is not None:  # a longer budget after the decay began: go back to where it began
+        ckpt, line = extension
+        display.say(line)
+        if ckpt is not None:
+            saved = load_training_state(ckpt, s.model)
     s.optimizer.load_state_dict(saved["optimizer"])
     s.loader.load_state_dict(saved["loader"])
     clock.load_state_dict(saved["clock"])
@@ -382,6 +410,8 @@ def _checkpoint(s: _Setup, run_dir: Path, state: TrainState, clock: Clock, final
         if s.scaler is not None:
             payload["scaler"] = s.scaler.state_dict()
         info = {"tokens": state.tokens, "train_time": state.train_time, "final": final}
+        if state.decay_ckpt_step == state.step:  # where a longer budget continues from; pruning keeps it
+            info["tag"] = "decay_start"
         try:
             path = save_checkpoint(run_dir, state.step, s.model, payload, info)
         except CheckpointSaveError as e:
@@ -418,6 +448,60 @@ def _checkpoint_due(cfg: Config, state: TrainState) -> bool:
     c = cfg.checkpoint
     return bool((c.every_steps and state.step % c.every_steps == 0)
                 or (c.every_seconds and state.train_time - state.last_ckpt_train_time >= c.every_seconds))
+
+
+def _decay_checkpoint_due(cfg: Config, state: TrainState) -> bool:
+    """True at the first step at or past the schedule's decay start (`schedules.decay_start`), once per budget."""
+    start = decay_start(cfg.schedule)
+    return start is not None and state.decay_ckpt_step < 0 and state.progress >= start
+
+
+def _roll_back(guard: DivergenceGuard, state: TrainState, reason: str, folder, display, cfg: Config) -> None:
+    """The guard's rollback, as a `guard/*` metrics record (stamped with the step the run goes on from) and a line."""
+    bad_step = state.step
+    event = guard.rollback(state, reason)
+    if state.decay_ckpt_step > state.step:  # the decay checkpoint came from the discarded steps: save it again
+        state.decay_ckpt_step = -1
+    folder.record(state, event)
+    display.say(f"[yellow]guard: {reason} at step {bad_step}; back to step {state.step} with the peak lr x "
+                f"{state.lr_scale:g} (optim.lr {cfg.optim.lr * state.lr_scale:.3g}), skipping the batches of the "
+                f"lost steps (rollback {state.rollbacks} of at most {cfg.guard.max_rollbacks})[/]")
+
+
+def _extension_start(run_dir: Path, cfg: Config, loop: dict) -> tuple[Path | None, str] | None:
+    """(checkpoint, line) when a run whose lr had begun to decay is resumed with a larger budget: the checkpoint
+    saved where the decay began, from which the stable phase runs on and a new decay ends at the new deadline.
+    (None, line) when that checkpoint is gone or damaged (the run goes on from its end). None otherwise: an
+    interrupted run resumed with the same budget, a schedule without a decay start, a smaller budget."""
+    from slovo.checkpoint import CKPT_DIR, checkpoint_name, verify_checkpoint
+
+    decay_step = loop.get("decay_ckpt_step", -1)
+    if decay_start(cfg.schedule) is None or decay_step < 0 or decay_step >= loop["step"]:
+        return None
+    budget = Budget(budget_seconds(cfg), cfg.budget.max_steps, cfg.budget.max_tokens)
+    if budget_mod.progress(budget, loop["train_time"], loop["step"], loop["tokens"]) >= loop["progress"]:
+        return None  # the budget did not grow
+    ckpt = run_dir / CKPT_DIR / checkpoint_name(decay_step)
+    why = verify_checkpoint(ckpt) if ckpt.is_dir() else "it is gone"
+    if why:
+        return None, (f"[yellow]extending: the checkpoint where the lr began to decay ({ckpt.name}) cannot be used "
+                      f"({why}); continuing from step {loop['step']}, where the lr was already decaying[/]")
+    return ckpt, (f"extending to the larger budget from {ckpt.name}, saved where the lr began to decay (step "
+                  f"{decay_step}); the stable phase runs on and a new decay ends at the new deadline")
+
+
+def _follow_new_budget(cfg: Config, budget: Budget, state: TrainState) -> None:
+    """A run resumed under another budget: progress, the next eval point and the decay checkpoint follow it, so a
+    longer run evaluates over its extension and saves a new decay-start checkpoint where its own decay begins."""
+    progress = budget_mod.progress(budget, state.train_time, state.step, state.tokens)
+    if progress == state.progress:
+        return
+    state.progress = progress
+    if cfg.eval.every:
+        state.next_eval = min(cfg.eval.every, int(progress * cfg.eval.every) + 1)
+    start = decay_start(cfg.schedule)
+    if start is not None and progress < start:
+        state.decay_ckpt_step = -1
 
 
 def _write_report(run_dir: Path, display) -> Path | None:
