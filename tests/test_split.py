@@ -136,6 +136,16 @@ def test_min_val_tokens_lets_longer_documents_into_validation():
     assert split.reserve[0] == 0 and split.choose_val(0.01 * corpus.total_bytes).tolist() == [0]
 
 
+def test_a_document_that_does_not_fit_in_the_reserve_does_not_stop_smaller_ones_after_it():
+    # 999 documents of 100 bytes; the 21st in hash order has 9500: within the size limit, but it does not fit in
+    # the 10% reserve (10,940 bytes) after the first 20, so it stays in training and small ones fill the reserve
+    sizes = [100] * 20 + [9500] + [100] * 979
+    corpus = corpus_of(sizes, list(range(1000)))
+    split = plan_split(corpus, 0.01, no_piece_scores, min_val_tokens=600)  # expected ~4.8 KB: limit 9.6 KB
+    assert 20 in split.outside and 20 not in split.reserve
+    assert len(split.reserve) == 109 and corpus.doc_bytes[split.reserve].sum() == 10_900
+
+
 @pytest.mark.parametrize("sizes,why", [
     ([5000], "single document"),
     ([20] * 10 + [4000], "more than 25%"),

@@ -14,7 +14,7 @@ says why (`Split.reason`).
 The selection works on "units" (documents or pieces) in ascending score. The *reserve* is the units
 validation may ever take: in score order, those no larger than twice the expected validation size
 (`val_fraction` of the text, or `min_val_tokens` at BYTES_PER_TOKEN_GUESS if that is more; so one long work
-cannot make validation several times that), as many as fit in `MAX_VAL_SHARE` of the text.
+cannot make validation several times that), as many as fit together in `MAX_VAL_SHARE` of the text.
 Validation is a prefix of the reserve. The tokenizer is trained outside the reserve, so it never sees
 validation text whatever `min_val_tokens` adds later.
 """
@@ -116,12 +116,31 @@ class Split:
         return int(len(np.unique(self.corpus.doc_of_piece()[piece_ids])))
 
 
+def _fill(sizes: np.ndarray, cap: float) -> np.ndarray:
+    """Positions of the units, taken in order, that fit in `cap` bytes together: one that does not fit is
+    passed over and smaller ones after it may still be taken (a long work must not leave the reserve short).
+    Vectorised for the prefix that fits as a whole; the loop after it stops once nothing left can fit."""
+    cum = np.cumsum(sizes)
+    head = int(np.searchsorted(cum, cap, side="right"))
+    if head == len(sizes):
+        return np.arange(head, dtype=np.int64)
+    taken, acc = list(range(head)), int(cum[head - 1]) if head else 0
+    smallest_after = np.minimum.accumulate(sizes[::-1])[::-1]
+    for k in range(head, len(sizes)):
+        if acc + int(smallest_after[k]) > cap:
+            break
+        if acc + int(sizes[k]) <= cap:
+            taken.append(k)
+            acc += int(sizes[k])
+    return np.array(taken, dtype=np.int64)
+
+
 def _units(scores: np.ndarray, sizes: np.ndarray, largest: float, cap: float) -> tuple[np.ndarray, np.ndarray]:
     """(reserve, outside): units of at most `largest` bytes in ascending score while they fit in `cap` bytes;
     every other unit in ascending score."""
     order = np.argsort(scores, kind="stable")
     eligible = order[sizes[order] <= largest]
-    reserve = eligible[:int(np.searchsorted(np.cumsum(sizes[eligible]), cap, side="right"))]
+    reserve = eligible[_fill(sizes[eligible], cap)]
     rest = np.ones(len(sizes), dtype=bool)
     rest[reserve] = False
     return reserve, order[rest[order]]
