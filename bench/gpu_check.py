@@ -116,7 +116,7 @@ def main() -> int:
 
     if not args.skip_tests:
         rc, secs = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py"],
-                       timeout=300, log=out / "tests.log")
+                       timeout=240, log=out / "tests.log")
         tail = (out / "tests.log").read_text().strip().splitlines()[-1:] or [""]
         results["cuda_tests"] = {"exit": rc, "seconds": round(secs, 1), "summary": tail[0]}
         print(f"CUDA tests: exit {rc} in {secs:.0f}s: {tail[0]}", flush=True)

@@ -91,6 +91,7 @@ def test_export_from_a_cuda_run_loads_in_transformers_with_the_same_logits(tiny_
     from slovo.export import export_run
 
     train(tiny_config(**{"train.device": "cuda", "budget.max_steps": 3}), tmp_path / "run", quiet=True)
+    torch.backends.cuda.matmul.allow_tf32 = False  # training turned TF32 on; compare in true fp32
     export_run(tmp_path / "run", tmp_path / "hf")
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").cuda().eval()
     model, _, _ = load_for_inference(tmp_path / "run", "cuda")
