@@ -2,7 +2,7 @@
 
 Rerunning the same command resumes the sweep: finished trials are skipped, trials a killed worker left
 running are retried from their checkpoint. `--workers N` trains N trials at once on this machine; other
-machines join with the same `--storage postgresql://...` URL.
+machines join with the same `--storage postgresql://...` URL and the sweep folder on a shared filesystem.
 """
 
 from __future__ import annotations
@@ -16,14 +16,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="trials trained at once on this machine (default 1)")
     parser.add_argument("--storage", default=None, metavar="URL",
-                        help="Optuna storage URL shared by several machines (postgresql://...); "
-                             "default: a journal file in the sweep folder")
+                        help="Optuna storage URL shared by several machines (postgresql://USER@HOST/DB, "
+                             "needs pip install 'slovo[postgres]'; the sweep folder must then be on a "
+                             "filesystem every machine reaches); default: a journal file in the sweep folder")
     parser.add_argument("--time", default=None, metavar="DURATION",
                         help="total time for this sweep, e.g. 2h: no trial starts that would not finish in it")
     parser.add_argument("--name", default=None, metavar="NAME",
                         help="sweep name (default: the file's `name`, else its stem)")
-    parser.add_argument("--sweeps-dir", "--out", dest="sweeps_dir", default="sweeps", metavar="DIR",
-                        help="folder holding sweep folders (default: sweeps)")
+    parser.add_argument("--sweeps-dir", "--out", dest="sweeps_dir", default=None, metavar="DIR",
+                        help="folder holding sweep folders (default: sweeps; with a database --storage, the "
+                             "folder the sweep was started in when this machine reaches it)")
     parser.add_argument("--data", default=None, metavar="DIR", help="dataset folder (replaces the file's `data`)")
     parser.add_argument("--dry-run", action="store_true", help="check the sweep file and print its size, run nothing")
     # Used by `--workers N` to start its worker processes; not for people.
@@ -44,7 +46,7 @@ def run(args) -> int:
         return 0
     if args.worker:
         spec = load_sweep(args.sweep, data=args.data, name=args.name)
-        run_worker(args.sweep, Path(args.sweeps_dir) / spec.name, name=spec.name, data=args.data,
+        run_worker(args.sweep, Path(args.sweeps_dir or "sweeps") / spec.name, name=spec.name, data=args.data,
                    storage=args.storage, deadline=args.deadline, worker_index=args.worker_index,
                    worker_count=args.worker_count, quiet=True)
         return 0

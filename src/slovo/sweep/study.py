@@ -1,55 +1,31 @@
-"""The sweep's Optuna study: storage, sampler and pruner, and which trial runs next.
+"""The sweep's Optuna study: sampler and pruner, and which trial runs next.
 
-Each worker takes the sweep lock, marks trials whose worker died as failed (queuing a retry that resumes
-from the run folder's checkpoint), asks Optuna for the next trial and releases the lock. A trial is lost
-when its worker's process on this host is gone, or when its heartbeat (stamped every `HEARTBEAT_S` by the
-worker) is older than `HEARTBEAT_LOST_AFTER_S` (a worker on another machine).
+Each worker takes the sweep lock (slovo.sweep.storage: in the database when the study is in one), marks
+trials whose worker died as failed (queuing a retry that resumes from the run folder's checkpoint), asks
+Optuna for the next trial and releases the lock. Everything a worker decides from is in the study's storage
+(trial states, the heartbeat and worker attrs), so workers on different machines decide alike. A trial is
+lost when its worker's process on this host is gone, or when its heartbeat (stamped every `HEARTBEAT_S` by
+the worker) is older than `HEARTBEAT_LOST_AFTER_S` (a worker on another machine; the machines' clocks must
+agree to well within that).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import statistics
 import time
-from pathlib import Path
 
 from slovo.errors import SlovoError
 from slovo.sweep.spec import SweepSpec, grid_points
+from slovo.sweep.storage import import_optuna, worker_name
 from slovo.utils import process_alive
 
-STORAGE_FILE = "optuna.journal"
 HEARTBEAT_S = 30.0  # how often a running trial writes its heartbeat into the study
 HEARTBEAT_LOST_AFTER_S = 300.0  # a trial whose heartbeat is this old is taken as lost (its worker died)
+POLL_S = 5.0  # how often a worker with nothing to start looks again while trials run elsewhere
 MAX_ATTEMPTS = 3  # a run is tried at most this many times (lost workers, errors on a previous invocation)
 _IDENTITY_ATTRS = ("run_name", "seed_index", "config_trial")  # user attrs a retry keeps
 _RETRY_SYSTEM_ATTRS = ("grid_id", "search_space", "fixed_params")  # system attrs a retry keeps
-
-
-def import_optuna():
-    """optuna, imported when a sweep needs it and told to stay quiet."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # slovo prints its own one line per trial
-    return optuna
-
-
-def open_storage(url: str | None, sweep_dir: Path):
-    """The study's storage: a journal file in the sweep folder, or an RDB URL (postgresql://, sqlite:///)."""
-    optuna = import_optuna()
-    if url and "://" in url:
-        try:
-            return optuna.storages.RDBStorage(url)
-        except ImportError as e:
-            raise SlovoError(f"--storage {url}: needs a database driver ({e}); e.g. pip install psycopg2-binary")
-        except Exception as e:  # noqa: BLE001 - any connection problem is the user's to fix
-            raise SlovoError(f"--storage {url}: cannot open ({type(e).__name__}: {e})") from None
-    from optuna.storages.journal import JournalFileBackend
-
-    path = Path(url) if url else sweep_dir / STORAGE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
 def make_sampler(spec: SweepSpec):
@@ -114,23 +90,6 @@ def open_study(spec: SweepSpec, storage, create: bool = False):
 # which trial runs next: lost workers, retries, run caps and the sweep's time
 
 
-@contextlib.contextmanager
-def sweep_lock(sweep_dir: Path):
-    """Workers on this machine take turns choosing trials, so run_cap and the grid are never overrun."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: journal writes are still locked by Optuna; only the choice may race
-        yield
-        return
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    with open(sweep_dir / ".lock", "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def superseded(trials) -> set[int]:
     """Numbers of trials that a later attempt replaced (Optuna's `retry_history` system attr)."""
     out: set[int] = set()
@@ -165,10 +124,12 @@ def retry_trial(study, frozen) -> bool:
         return False
     system_attrs = {k: frozen.system_attrs[k] for k in _RETRY_SYSTEM_ATTRS if k in frozen.system_attrs}
     system_attrs.update(failed_trial=history[0], retry_history=history)
+    user_attrs = {k: frozen.user_attrs[k] for k in _IDENTITY_ATTRS if k in frozen.user_attrs}
+    if frozen.user_attrs.get("worker"):  # whose run lock the retry may take over (slovo.sweep.workers)
+        user_attrs["previous_worker"] = frozen.user_attrs["worker"]
     study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.WAITING, params=frozen.params, distributions=frozen.distributions,
-        user_attrs={k: frozen.user_attrs[k] for k in _IDENTITY_ATTRS if k in frozen.user_attrs},
-        system_attrs=system_attrs,
+        user_attrs=user_attrs, system_attrs=system_attrs,
     ))
     return True
 
@@ -203,6 +164,12 @@ def retry_failed_trials(study) -> int:
                 and t.user_attrs.get("retryable")):
             n += retry_trial(study, t)
     return n
+
+
+def running_trials(study) -> int:
+    """Trials some worker is training now (here or on another machine)."""
+    TrialState = import_optuna().trial.TrialState
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def expected_trial_seconds(spec: SweepSpec, trials) -> float:
@@ -255,6 +222,6 @@ def next_trial(study, spec: SweepSpec, deadline: float | None):
             study.enqueue_trial(dict(trial.params),
                                 user_attrs={"run_name": f"{base}-seed{i}", "seed_index": i,
                                             "config_trial": trial.number})
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr("worker", worker_name())
     trial.set_user_attr("heartbeat", time.time())
     return trial
