@@ -10,7 +10,7 @@ PRESET  ?= tiny
 TIME    ?= 3m
 RUN     ?= demo
 
-.PHONY: demo test install install-test chromium clean
+.PHONY: demo test install install-test chromium postgresql clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -35,7 +35,7 @@ demo: install
 	$(BIN)/slovo train --data $(DATASET) --preset $(PRESET) --time $(TIME) --name $(RUN) --runs-dir runs --overwrite
 	$(BIN)/slovo generate runs/$(RUN) --num-samples 2
 
-test: install-test chromium
+test: install-test chromium postgresql
 	$(BIN)/python -m pytest -q
 
 # headless Chromium for tests/test_report.py's rendering check (that test skips, saying why, where it is absent):
@@ -44,6 +44,17 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    chromium fonts-dejavu-core >/dev/null; } || echo "could not install chromium: the report rendering test will skip"
+
+# PostgreSQL's server binaries for tests/test_sweep_postgres.py (each test starts its own throwaway server in a
+# temporary folder): installed from Debian's packages when missing and we are root. The cluster the package sets
+# up for the system is stopped: the tests need only the binaries.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    postgresql >/dev/null && { command -v pg_ctlcluster >/dev/null 2>&1 && pg_lsclusters -h 2>/dev/null | \
+	    while read -r ver name rest; do pg_ctlcluster "$$ver" "$$name" stop >/dev/null 2>&1; done; true; }; } || \
+	  echo "could not install postgresql: the cross-machine sweep tests will skip or fail"
 
 clean:
 	rm -rf $(VENV) runs data .pytest_cache
