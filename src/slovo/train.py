@@ -371,6 +371,9 @@ def _evaluate(s: _Setup, state: TrainState, control: Control, clock: Clock, fold
                 n = in_training_windows(len(s.windows), per_window, total, evals, cfg.eval.max_fraction,
                                         batch * dist.world)
             s.eval_subset = subset_indices(len(s.windows), n)
+            if len(s.eval_subset) < len(s.windows):
+                display.say(f"  eval: evals during training score {len(s.eval_subset)} of the {len(s.windows)} eval "
+                            f"windows (eval.max_fraction={cfg.eval.max_fraction:g}); the final eval scores all")
         metrics = score(s.windows if final else s.windows[s.eval_subset])
     if not math.isfinite(metrics["eval/loss"]):
         raise _Diverged(f"eval loss became {metrics['eval/loss']} at step {state.step} (try a lower optim.lr)")

@@ -14,7 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="a dataset folder (its val split) or a text source (.txt, .jsonl[.gz], .parquet, ...); "
                    "default: the run's own dataset")
     p.add_argument("--split", default="val", choices=["val", "train"], help="split of a dataset folder (default val)")
-    p.add_argument("--tokens", type=int, help="evaluate on at most this many tokens (default: the run's eval.tokens)")
+    p.add_argument("--tokens", type=int, help="score this many tokens, in windows spread evenly over the whole text "
+                   "(default: the run's eval.tokens; more than the text holds = all of it)")
     p.add_argument("--text-field", default="text", help="text field of JSONL/parquet sources")
     p.add_argument("--batch-size", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -26,7 +27,7 @@ def run(args) -> int:
 
     from slovo.checkpoint import load_for_inference
     from slovo.data import load_dataset, token_byte_lengths, tokenize_source
-    from slovo.evaluate import eval_windows, evaluate
+    from slovo.evaluate import eval_windows, evaluate, whole_split_note
     from slovo.device import pick_device
 
     device = pick_device(args.device)
@@ -49,6 +50,9 @@ def run(args) -> int:
         windows = eval_windows(tokens, cfg.model.seq_len, max_tokens)
     except ValueError as e:
         raise SlovoError(f"{source}: {e}") from None
+    note = whole_split_note(len(tokens), cfg.model.seq_len, max_tokens, "--tokens" if args.tokens else "eval.tokens")
+    if note and not args.json:
+        print(note)
     from slovo.device import autocast_for
 
     metrics = evaluate(model, windows, token_byte_lengths(tokenizer), args.batch_size or cfg.train.per_device_train_batch_size,
@@ -56,7 +60,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"data": what, **metrics}, ensure_ascii=False))
     else:
-        print(f"{what}: {metrics['eval/tokens']:,} tokens, {metrics['eval/bytes']:,} bytes")
+        print(f"{what}: {metrics['eval/windows']:,} windows spread over the text, {metrics['eval/tokens']:,} tokens "
+              f"scored (<|endoftext|> left out), {metrics['eval/bytes']:,} bytes")
         print(f"  loss {metrics['eval/loss']:.4f}   perplexity {metrics['eval/perplexity']:.2f}   bits/byte {metrics['eval/bpb']:.4f}")
     return 0
 
