@@ -223,3 +223,72 @@ def test_real_ctrl_c_stops_after_the_step_with_a_resumable_checkpoint(small_data
     assert (tmp_path / "c" / "checkpoints" / f"step_{step:07d}").is_dir()
     assert main(["train", "--resume", str(tmp_path / "c"), "--max-steps", str(step + 2), "--quiet"]) == 0
     assert read_json(tmp_path / "c" / "summary.json")["train/global_step"] == step + 2
+
+
+def _steps_and_lrs(run_dir):
+    return [(r["train/global_step"], r["train/learning_rate"]) for r in read_jsonl(run_dir / "metrics.jsonl")
+            if "train/loss" in r]
+
+
+def _checkpoint_tags(run_dir):
+    return {int(p.name[5:]): read_json(p / "checkpoint.json").get("tag")
+            for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("step_")}
+
+
+def test_decay_start_is_where_the_lr_leaves_its_peak_for_good():
+    from slovo.config import ScheduleConfig
+    from slovo.schedules import decay_start
+
+    assert decay_start(ScheduleConfig(name="wsd", decay_fraction=0.3)) == pytest.approx(0.7)
+    assert decay_start(ScheduleConfig(name="step_drop", drop_at=[0.8, 0.5])) == 0.5
+    assert decay_start(ScheduleConfig(name="step_drop", drop_steps=[100])) is None  # steps do not move with a budget
+    assert decay_start(ScheduleConfig(name="cosine")) is None  # decays from the start
+    assert decay_start(ScheduleConfig(name="constant")) is None
+
+
+def test_extending_a_wsd_run_goes_back_to_where_the_decay_began_and_decays_again_at_the_new_end(
+        tiny_config, tmp_path, capsys):
+    run = tmp_path / "run"
+    over = {"schedule.name": "wsd", "schedule.decay_fraction": 0.3, "schedule.warmup": 1,
+            "checkpoint.every_steps": 4, "checkpoint.keep_last": 0, "eval.every": 4}
+    short = train(tiny_config(**over, **{"budget.max_steps": 20}), run, quiet=True)
+    # the decay began at progress 0.7 = step 14: that checkpoint is always saved and pruning keeps it
+    assert _checkpoint_tags(run) == {14: "decay_start", 20: None}
+    peak = tiny_config(**over).optim.lr
+
+    assert main(["train", "--resume", str(run), "--max-steps", "40"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "extending to the larger budget from step_0000014, saved where the lr began to decay" in said
+    extended = read_json(run / "summary.json")
+    assert extended["status"] == "finished" and extended["train/global_step"] == 40
+    steps_lrs = _steps_and_lrs(run)
+    assert [s for s, _ in steps_lrs] == list(range(1, 41))  # the old decay's records are gone, none doubled
+    lr = dict(steps_lrs)
+    # a step's lr comes from the progress before it: the stable phase runs on through 0.7 x 40 = step 28 (+1)
+    assert all(lr[s] == pytest.approx(peak) for s in range(2, 30))
+    decay = [lr[s] for s in range(29, 41)]
+    assert all(a > b for a, b in zip(decay, decay[1:])) and decay[-1] < 0.1 * peak  # a new decay to the new end
+    evals = [r["train/global_step"] for r in read_jsonl(run / "metrics.jsonl") if "eval/loss" in r]
+    assert [s for s in evals if s > 14] == [20, 30, 40]  # evals at 0.5 and 0.75 of the new budget, and the last
+    assert extended["eval/loss"] < short["eval/loss"]
+    assert _checkpoint_tags(run)[28] == "decay_start"  # where a further extension would continue from
+
+
+def test_resuming_an_interrupted_wsd_run_with_the_same_budget_continues_from_its_newest_checkpoint(
+        tiny_config, tmp_path):
+    over = {"budget.max_steps": 20, "schedule.name": "wsd", "checkpoint.every_steps": 2}
+    straight = train(tiny_config(**over), tmp_path / "straight", quiet=True)
+    first = train(tiny_config(**over), tmp_path / "run", callbacks=[StopAt(18)], quiet=True)
+    assert first["status"] == "interrupted"
+    resumed = train(tiny_config(**over), tmp_path / "run", resume=True, quiet=True)
+    assert resumed["eval/loss"] == pytest.approx(straight["eval/loss"], rel=1e-6)
+    assert _losses(tmp_path / "run") == pytest.approx(_losses(tmp_path / "straight"), rel=1e-6)
+
+
+def test_an_extended_constant_run_evaluates_over_its_extension(tiny_config, tmp_path):
+    over = {"schedule.name": "constant", "schedule.warmup": 2, "eval.every": 4}
+    train(tiny_config(**over, **{"budget.max_steps": 6}), tmp_path / "ext", quiet=True)
+    train(tiny_config(**over, **{"budget.max_steps": 12}), tmp_path / "ext", resume=True, quiet=True)
+    evals = [r["train/global_step"] for r in read_jsonl(tmp_path / "ext" / "metrics.jsonl") if "eval/loss" in r]
+    assert [s for s in evals if s > 6] == [9, 12]  # progress 0.75 of the new budget, and the end
+    assert len(_steps_and_lrs(tmp_path / "ext")) == 12  # from its end: nothing trained twice
