@@ -1,21 +1,28 @@
-"""Training under a time budget: `slovo train --preset tiny` against HF Trainer + GPT-2 of the same size.
+"""Time to quality, recipe against recipe: slovo's tiny preset against HF Trainer + GPT-2 with the user's settings.
 
-Issue #3's claim: on this machine, `slovo train --preset tiny --time 300s` on ruslit (8192-token vocab,
-256-token context) stops at 300 s give or take one step and reaches a validation bits per byte clearly
-below what the user's own HF Trainer setup reaches in the same 300 s of training. That setup is transformers'
-`Trainer` with `GPT2LMHeadModel` and batch 6 x accumulation 6, lr 5e-4, constant after warmup (it
-reached about 1.57 bpb). Both runs happen here, one after the other so they don't compete for cores:
+Both train for the same training-time budget (--time, default 300 s) on the same prepared dataset, with several
+seeds each (--seeds, default 3), alternating (slovo first for the first seed, HF first for the next, ...), each
+run in its own subprocess. Both are scored on exactly the same validation windows: slovo's eval set (windows
+spread evenly over the whole validation split, `eval.tokens` of the tiny preset, every window, special targets
+left out), by slovo's own `evaluate`.
 
-1. the dataset: `slovo prepare` on ruslit (reused when already prepared), or `--data DIR`;
-2. slovo: `slovo train --preset tiny --time T` in a subprocess; figures from its summary.json;
-3. the peer: `Trainer` on a `GPT2LMHeadModel` of the tiny preset's depth, width and heads, fed random
-   256-token windows of the same train.bin, stopped by a callback once its training time reaches T;
-   then scored on exactly slovo's validation windows with slovo's own `evaluate` (same tokens, same bytes);
-4. a table, the ratios, and a JSON of everything (runs/bench/ by default).
+- slovo: `slovo.train.train` on the tiny preset as shipped, except what does not touch training: evals at 20
+  points (`eval.every=20`, --eval-points) on the full eval set (`eval.max_fraction=0`) so the curve can be
+  read, no samples, no periodic checkpoints, no HTML report. Its figures come from its summary.json and metrics.jsonl.
+- HF: `transformers.Trainer` on a `GPT2LMHeadModel` of the tiny preset's depth, width and heads, with the
+  settings the user trained with: batch 6 x accumulation 6, lr 5e-4, constant after a linear warmup
+  (--hf-warmup-steps, default 10), Trainer's other defaults (AdamW, grad clip 1.0, GPT-2's dropout 0.1), fed
+  random 256-token windows of train.bin; a callback stops it after the optimizer step at which its training
+  time reaches the budget (clock started at on_train_begin).
 
-    .venv/bin/python bench/bench_train.py                     # the full comparison, 300 s each
-    .venv/bin/python bench/bench_train.py --time 20s          # a quick check that everything runs
-    .venv/bin/python bench/bench_train.py --only hf --data data/ruslit-8k
+It prints, per run, the training time each side reported and the same time on an outside clock (see
+`outside_*` below), whether the run stopped within one step of the budget, and the final bpb; then each side's
+median bpb with its min-max, and the training time slovo needed to reach HF's median final bpb (read from
+slovo's eval curve, linear between eval points). Nothing is compared with figures from elsewhere.
+
+    .venv/bin/python bench/bench_train.py                             # 300 s x 3 seeds x 2 sides (~40 min)
+    .venv/bin/python bench/bench_train.py --time 20s --seeds 1        # a quick check that everything runs
+    .venv/bin/python bench/bench_train.py --only hf --data data/ruslit-8k --threads 2
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -36,9 +44,9 @@ DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "ruslit.jsonl.gz"
 DEFAULT_DATASET = REPO / "data" / "ruslit-8k"
 DEFAULT_RUNS = REPO / "runs" / "bench"
 VOCAB_SIZE = 8192
-USER_HF_SETUP_BPB = 1.57  # what the user's HF Trainer setup reached in 300 s on this machine (issue #3)
+PRESET = "tiny"
 
-# The HF Trainer settings the user trained with (issue #3); only warmup length was left unstated.
+# The HF Trainer settings the user trained with; only the warmup length was left unstated.
 HF_BATCH, HF_ACCUM, HF_LR = 6, 6, 5e-4
 
 
@@ -59,59 +67,91 @@ def ensure_dataset(args) -> Path:
     return out
 
 
-# ---- slovo ------------------------------------------------------------------------------------------
+def eval_set(data: Path):
+    """slovo's full eval set for the tiny preset on this dataset, and the byte length of every token id."""
+    from slovo.config import load_config
+    from slovo.data import load_dataset, load_tokenizer, token_byte_lengths
+    from slovo.evaluate import eval_windows
 
-def run_slovo(args, data: Path, stamp: str) -> dict:
-    """`slovo train --preset tiny --time T` as a user runs it; the figures come from its summary.json."""
-    name = f"bench-slovo-{stamp}"
-    cmd = [sys.executable, "-m", "slovo", "train", "--data", str(data), "--preset", "tiny", "--time", args.time,
-           "--name", name, "--runs-dir", str(args.runs_dir)]
+    cfg = load_config(preset=PRESET)
+    ds = load_dataset(data)
+    windows = eval_windows(ds.val, cfg.model.seq_len, cfg.eval.tokens)
+    return windows, token_byte_lengths(load_tokenizer(ds.tokenizer_path))
+
+
+# ---- slovo (child process) ------------------------------------------------------------------------------
+
+def run_slovo(args, data: Path) -> dict:
+    """The tiny preset under the budget; an outside clock times the steps between its evals."""
+    from slovo.callbacks import Callback
+    from slovo.config import load_config
+    from slovo.train import train
+    from slovo.utils import read_jsonl
+
+    class StepClock(Callback):
+        """perf_counter after every step's log (log_every=1) and after every eval (its samples included)."""
+
+        def __init__(self):
+            self.logs: list[float] = []
+            self.evals: list[float] = []
+
+        def on_log(self, state, control, metrics):
+            self.logs.append(time.perf_counter())
+
+        def on_eval(self, state, control, metrics):
+            self.evals.append(time.perf_counter())
+
+    overrides = {"data.path": str(data), "budget.time": args.time, "train.seed": args.seed,
+                 "eval.every": args.eval_points, "eval.max_fraction": 0.0, "sample.enabled": False,
+                 "checkpoint.every_seconds": 0, "tracking.report": False, "train.log_every": 1}
     if args.threads:
-        cmd += ["--set", f"train.num_threads={args.threads}"]
-    print("\n$", " ".join(cmd), flush=True)
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    wall = time.perf_counter() - t0
-    run_dir = Path(args.runs_dir) / name
-    summary = json.loads((run_dir / "summary.json").read_text())
-    run = json.loads((run_dir / "run.json").read_text())
+        overrides["train.num_threads"] = args.threads
+    cfg = load_config(preset=PRESET, overrides=overrides)
+    run_dir = Path(args.runs_dir) / f"bench-slovo-{args.stamp}-seed{args.seed}"
+    clock = StepClock()
+    summary = train(cfg, run_dir, callbacks=[clock], quiet=True)
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    train_recs = [r for r in records if "train/loss" in r]
+    curve = [(r["train_time"], r["eval/bpb"]) for r in records if "eval/bpb" in r]
     steps = summary["train/global_step"]
+    # Outside clock: the first step as slovo timed it, then every gap between consecutive step logs, less the
+    # part of the gap after the previous step that an eval (and its samples) took.
+    outside = train_recs[0]["train_time"]
+    evals = iter(sorted(clock.evals))
+    pending = next(evals, None)
+    for before, after in zip(clock.logs, clock.logs[1:]):
+        start = before
+        while pending is not None and pending < after:
+            start = max(start, pending)
+            pending = next(evals, None)
+        outside += after - start
     return {
-        "name": "slovo",
-        "run_dir": str(run_dir),
-        "status": summary["status"],
-        "stop_reason": summary.get("stop_reason"),
-        "params": summary["params"],
-        "threads": run.get("threads"),
-        "train_seconds": summary["train_runtime"],
-        "steps": steps,
-        "tokens": summary["tokens"],
-        "tokens_per_second": summary["train_tokens_per_second"],
-        "seconds_per_step": summary["train_runtime"] / steps if steps else None,
-        "eval_loss": summary["eval/loss"],
-        "eval_bpb": summary["eval/bpb"],
-        "wall_seconds": wall,
-        "ledger": summary.get("ledger"),
+        "side": "slovo", "seed": args.seed, "run_dir": str(run_dir), "status": summary["status"],
+        "params": summary["params"], "train_seconds": summary["train_runtime"], "outside_seconds": outside,
+        "steps": steps, "seconds_per_step": summary["train_runtime"] / steps if steps else None,
+        "tokens": summary["tokens"], "tokens_per_second": summary["train_tokens_per_second"],
+        "eval_bpb": summary["eval/bpb"], "eval_loss": summary["eval/loss"], "eval_windows": summary["eval/windows"],
+        "eval_tokens": summary["eval/tokens"], "curve": curve, "ledger": summary["ledger"],
     }
 
 
-# ---- the peer: HF Trainer + GPT-2 ------------------------------------------------------------------
+# ---- HF Trainer + GPT-2 (child process) ------------------------------------------------------------------
 
-def run_hf(args, data: Path, stamp: str) -> dict:
-    """HF Trainer with the user's settings on a same-size GPT-2, stopped after `args.seconds` of training."""
+def run_hf(args, data: Path) -> dict:
+    """HF Trainer with the user's settings on a same-size GPT-2, stopped after the step that reaches the budget."""
     import numpy as np
     import torch
     import transformers
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
 
     from slovo.config import load_config
-    from slovo.data import load_dataset, load_tokenizer, token_byte_lengths
-    from slovo.evaluate import eval_windows, evaluate
+    from slovo.data import load_dataset
+    from slovo.evaluate import evaluate
 
     if args.threads:
         torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_warning()
-    cfg = load_config(preset="tiny")
+    cfg = load_config(preset=PRESET)
     ds = load_dataset(data)
     seq_len = cfg.model.seq_len
 
@@ -145,32 +185,19 @@ def run_hf(args, data: Path, stamp: str) -> dict:
         vocab_size=ds.vocab_size, n_positions=seq_len, n_embd=cfg.model.n_embd, n_layer=cfg.model.n_layer,
         n_head=cfg.model.n_head, bos_token_id=ds.eot_id, eos_token_id=ds.eot_id,
     ))
-    out_dir = Path(args.runs_dir) / f"bench-hf-{stamp}"
+    out_dir = Path(args.runs_dir) / f"bench-hf-{args.stamp}-seed{args.seed}"
     training_args = TrainingArguments(
-        output_dir=str(out_dir),
-        per_device_train_batch_size=HF_BATCH,
-        gradient_accumulation_steps=HF_ACCUM,
-        learning_rate=HF_LR,
-        lr_scheduler_type="constant_with_warmup",
-        warmup_steps=args.hf_warmup_steps,
+        output_dir=str(out_dir), per_device_train_batch_size=HF_BATCH, gradient_accumulation_steps=HF_ACCUM,
+        learning_rate=HF_LR, lr_scheduler_type="constant_with_warmup", warmup_steps=args.hf_warmup_steps,
         max_steps=10**7,  # the clock stops it; a streaming dataset needs some max_steps
-        eval_strategy="no",
-        save_strategy="no",
-        logging_steps=args.hf_logging_steps,
-        report_to=[],
-        use_cpu=True,
-        dataloader_pin_memory=False,
-        disable_tqdm=True,
-        seed=args.seed,
+        eval_strategy="no", save_strategy="no", logging_steps=args.hf_logging_steps, report_to=[], use_cpu=True,
+        dataloader_pin_memory=False, disable_tqdm=True, seed=args.seed,
     )
     stopper = StopAtTime(args.seconds)
     trainer = Trainer(model=model, args=training_args, train_dataset=RandomWindows(), callbacks=[stopper])
-    print(f"\nHF Trainer: GPT2LMHeadModel {model.num_parameters() / 1e6:.2f}M params, batch {HF_BATCH} x accumulation "
-          f"{HF_ACCUM}, lr {HF_LR:g} constant after {args.hf_warmup_steps} warmup steps, "
-          f"{torch.get_num_threads()} threads, stop at {args.seconds:g} s of training", flush=True)
     t0 = time.perf_counter()
     trainer.train()
-    wall = time.perf_counter() - t0
+    outside = time.perf_counter() - t0  # the outside clock: the whole train() call, nothing else happens in it
 
     class LogitsOnly(torch.nn.Module):
         """slovo's `evaluate` calls model(x) -> (logits, loss); GPT-2 returns an output object."""
@@ -182,29 +209,17 @@ def run_hf(args, data: Path, stamp: str) -> dict:
         def forward(self, idx):
             return self.inner(input_ids=idx).logits, None
 
-    windows = eval_windows(ds.val, seq_len, cfg.eval.tokens)
-    token_bytes = token_byte_lengths(load_tokenizer(ds.tokenizer_path))
+    windows, token_bytes = eval_set(data)
     metrics = evaluate(LogitsOnly(model), windows, token_bytes,
                        cfg.eval.batch_size or cfg.train.per_device_train_batch_size, "cpu")
     tokens = stopper.steps * HF_BATCH * HF_ACCUM * seq_len
     return {
-        "name": "hf",
-        "run_dir": str(out_dir),
-        "status": "finished",
-        "stop_reason": "time" if stopper.elapsed >= args.seconds else "max_steps",
-        "params": model.num_parameters(),
-        "threads": torch.get_num_threads(),
-        "train_seconds": round(stopper.elapsed, 3),
-        "steps": stopper.steps,
-        "tokens": tokens,
-        "tokens_per_second": tokens / stopper.elapsed if stopper.elapsed else None,
-        "seconds_per_step": stopper.elapsed / stopper.steps if stopper.steps else None,
-        "eval_loss": metrics["eval/loss"],
-        "eval_bpb": metrics["eval/bpb"],
-        "eval_tokens": metrics["eval/tokens"],
-        "eval_bytes": metrics["eval/bytes"],
-        "wall_seconds": wall,
-        "transformers": transformers.__version__,
+        "side": "hf", "seed": args.seed, "run_dir": str(out_dir), "status": "finished",
+        "params": model.num_parameters(), "train_seconds": stopper.elapsed, "outside_seconds": outside,
+        "steps": stopper.steps, "seconds_per_step": stopper.elapsed / stopper.steps if stopper.steps else None,
+        "tokens": tokens, "tokens_per_second": tokens / stopper.elapsed if stopper.elapsed else None,
+        "eval_bpb": metrics["eval/bpb"], "eval_loss": metrics["eval/loss"], "eval_windows": metrics["eval/windows"],
+        "eval_tokens": metrics["eval/tokens"], "transformers": transformers.__version__,
         "settings": {"per_device_train_batch_size": HF_BATCH, "gradient_accumulation_steps": HF_ACCUM,
                      "learning_rate": HF_LR, "lr_scheduler_type": "constant_with_warmup",
                      "warmup_steps": args.hf_warmup_steps,
@@ -212,93 +227,130 @@ def run_hf(args, data: Path, stamp: str) -> dict:
     }
 
 
-# ---- report -------------------------------------------------------------------------------------------
+# ---- the parent: alternate, then report ------------------------------------------------------------------
 
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def spawn(side: str, seed: int, args, data: Path) -> dict:
+    cmd = [sys.executable, __file__, "--side", side, "--seed", str(seed), "--time", args.time, "--data", str(data),
+           "--runs-dir", str(args.runs_dir), "--stamp", args.stamp, "--threads", str(args.threads),
+           "--eval-points", str(args.eval_points), "--hf-warmup-steps", str(args.hf_warmup_steps),
+           "--hf-logging-steps", str(args.hf_logging_steps)]
+    print(f"\n[{side} seed {seed}] $ {' '.join(cmd)}", flush=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.exit(f"{side} seed {seed} failed ({proc.returncode})")
+    return json.loads(lines[-1][len("RESULT "):])
 
 
-def report(results: dict, seconds: float) -> dict:
-    """Print the side-by-side table and the ratios; return the ratios."""
-    rows = [("train seconds", "train_seconds", ".1f"), ("seconds/step", "seconds_per_step", ".3f"),
-            ("steps", "steps", "d"), ("tokens", "tokens", ",d"), ("tokens/s", "tokens_per_second", ",.0f"),
-            ("params", "params", ",d"), ("eval loss", "eval_loss", ".4f"), ("eval bpb", "eval_bpb", ".4f")]
-    names = [n for n in ("slovo", "hf") if n in results]
-    print(f"\n{'':16}" + "".join(f"{n:>16}" for n in names))
-    for label, key, spec in rows:
-        print(f"{label:16}" + "".join(f"{_fmt(results[n].get(key), spec):>16}" for n in names))
+def time_to_reach(curve: list[list[float]], target: float) -> float | None:
+    """Training seconds at which the eval curve first reaches `target` bpb (linear between eval points)."""
+    prev_t, prev_b = 0.0, math.inf
+    for t, b in curve:
+        if b <= target:
+            if not math.isfinite(prev_b):
+                return t
+            return prev_t + (t - prev_t) * (prev_b - target) / (prev_b - b)
+        prev_t, prev_b = t, b
+    return None
 
-    for n in names:  # issue #3: the run stops at the budget give or take one step of training time
-        r = results[n]
-        over = r["train_seconds"] - seconds
-        within = r["seconds_per_step"] is not None and abs(over) <= r["seconds_per_step"]
-        print(f"{n} stop: {r['train_seconds']:.1f} s for a {seconds:g} s budget ({over:+.2f} s; one step is "
-              f"{_fmt(r['seconds_per_step'], '.2f')} s) -> within one step: {'yes' if within else 'NO'}")
-    ratios: dict = {}
-    if len(names) == 2:
-        s, h = results["slovo"], results["hf"]
-        ratios = {
-            "tokens_per_second_slovo_over_hf": s["tokens_per_second"] / h["tokens_per_second"],
-            "bpb_hf_over_slovo": h["eval_bpb"] / s["eval_bpb"],
-            "bpb_hf_minus_slovo": h["eval_bpb"] - s["eval_bpb"],
-        }
-        print(f"throughput: slovo / HF = {ratios['tokens_per_second_slovo_over_hf']:.2f}x tokens/s")
-        print(f"quality:    HF bpb / slovo bpb = {ratios['bpb_hf_over_slovo']:.3f} "
-              f"(HF - slovo = {ratios['bpb_hf_minus_slovo']:+.4f} bpb; lower bpb is better)")
-    if "slovo" in results:
-        print(f"slovo bpb {results['slovo']['eval_bpb']:.4f}; the user's HF setup reached {USER_HF_SETUP_BPB} "
-              f"in 300 s on this machine (comparable only when --time is 300s)")
-    return ratios
+
+def median_spread(values: list[float], spec: str) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):{spec}} ({min(values):{spec}}-{max(values):{spec}})"
+
+
+def report(runs: list[dict], seconds: float) -> dict:
+    print(f"\n{'side':6} {'seed':>5} {'train s':>8} {'outside s':>9} {'s/step':>7} {'steps':>6} {'tokens/s':>9} "
+          f"{'stop check':>11} {'eval bpb':>9}")
+    for r in runs:
+        step = r["seconds_per_step"] or math.inf
+        within = abs(r["train_seconds"] - seconds) <= step and abs(r["outside_seconds"] - r["train_seconds"]) <= step
+        r["stopped_within_one_step"] = within
+        print(f"{r['side']:6} {r['seed']:>5} {r['train_seconds']:>8.1f} {r['outside_seconds']:>9.1f} {step:>7.3f} "
+              f"{r['steps']:>6} {r['tokens_per_second']:>9,.0f} {'yes' if within else 'NO':>11} {r['eval_bpb']:>9.4f}")
+    print("stop check: the reported training time is within one step of the budget, and so is the outside clock's "
+          "(slovo: gaps between step logs minus evals; HF: the whole Trainer.train call)")
+    sides = {s: [r for r in runs if r["side"] == s] for s in ("slovo", "hf")}
+    summary: dict = {}
+    for side, rs in sides.items():
+        if rs:
+            bpbs = [r["eval_bpb"] for r in rs]
+            summary[side] = {"bpb_median": statistics.median(bpbs), "bpb_min": min(bpbs), "bpb_max": max(bpbs)}
+            print(f"{side:6} eval bpb median (min-max) {median_spread(bpbs, '.4f')} over {len(rs)} seeds; tokens/s "
+                  f"{median_spread([r['tokens_per_second'] for r in rs], ',.0f')}")
+    if sides["slovo"] and sides["hf"]:
+        target = summary["hf"]["bpb_median"]
+        reach = [time_to_reach(r["curve"], target) for r in sides["slovo"]]
+        reached = [t for t in reach if t is not None]
+        summary["slovo_seconds_to_hf_median_bpb"] = reach
+        text = ", ".join("not reached" if t is None else f"{t:.0f} s" for t in reach)
+        print(f"slovo reached HF's median final bpb {target:.4f} after {text} of training "
+              f"(median {median_spread(reached, '.0f')} s of a {seconds:g} s budget)")
+        windows = {r["eval_windows"] for r in runs}
+        print(f"both scored on the same {windows.pop() if len(windows) == 1 else windows} eval windows")
+    return summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--time", default="300s", help="training-time budget of each run (default 300s)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per side (default 3)")
+    parser.add_argument("--seed", type=int, default=1337, help="first seed; the others follow (default 1337)")
     parser.add_argument("--data", help="an existing dataset folder (default: prepare ruslit into --dataset-dir)")
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="text source for `slovo prepare`")
     parser.add_argument("--dataset-dir", default=str(DEFAULT_DATASET), help="where to prepare (or reuse) ruslit")
+    parser.add_argument("--eval-points", type=int, default=20,
+                        help="slovo evals per run (full eval set), to read its time to HF's bpb (default 20)")
     parser.add_argument("--only", choices=("slovo", "hf"), help="run one side only (quick checks)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for both (0 = torch's default)")
-    parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="folder for both runs' outputs")
-    parser.add_argument("--seed", type=int, default=1337, help="HF side's seed (slovo's tiny preset uses 1337)")
+    parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="folder for the runs' outputs")
     parser.add_argument("--hf-warmup-steps", type=int, default=10, help="HF linear warmup steps (default 10)")
     parser.add_argument("--hf-logging-steps", type=int, default=25, help="HF Trainer's logging_steps")
     parser.add_argument("--json", help="write the results here (default: RUNS_DIR/bench-train-<time>.json)")
+    parser.add_argument("--side", choices=("slovo", "hf"), help=argparse.SUPPRESS)  # child process
+    parser.add_argument("--stamp", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     from slovo.config import parse_duration
     from slovo.errors import SlovoError
-    from slovo.utils import atomic_write_json, code_version
 
     try:
         args.seconds = parse_duration(args.time, "--time")
     except SlovoError as e:
         sys.exit(str(e))
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    Path(args.runs_dir).mkdir(parents=True, exist_ok=True)
+    if args.side:  # child: one run, its figures as one JSON line
+        result = (run_slovo if args.side == "slovo" else run_hf)(args, Path(args.data))
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+
     import torch
 
-    results: dict = {}
+    from slovo.utils import atomic_write_json, code_version
+
+    args.stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    Path(args.runs_dir).mkdir(parents=True, exist_ok=True)
     try:
         data = ensure_dataset(args)
-        if args.only in (None, "slovo"):
-            results["slovo"] = run_slovo(args, data, stamp)
-        if args.only in (None, "hf"):
-            results["hf"] = run_hf(args, data, stamp)
     except subprocess.CalledProcessError as e:  # slovo already printed its one-line reason
         sys.exit(f"failed ({e.returncode}): {' '.join(map(str, e.cmd))}")
-    ratios = report(results, args.seconds)
+    runs = []
+    sides = [args.only] if args.only else ["slovo", "hf"]
+    for i in range(args.seeds):
+        for side in (sides if i % 2 == 0 else sides[::-1]):  # alternate which side goes first
+            runs.append(spawn(side, args.seed + i, args, data))
+    summary = report(runs, args.seconds)
 
-    out = Path(args.json) if args.json else Path(args.runs_dir) / f"bench-train-{stamp}.json"
+    out = Path(args.json) if args.json else Path(args.runs_dir) / f"bench-train-{args.stamp}.json"
     atomic_write_json(out, {
-        "benchmark": "train", "time_s": args.seconds, "dataset": str(Path(data).resolve()),
+        "benchmark": "train", "time_s": args.seconds, "dataset": str(Path(data).resolve()), "preset": PRESET,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "python": platform.python_version()},
-        "code": code_version(), "results": results, "ratios": ratios,
+        "code": code_version(), "runs": runs, "summary": summary,
         "created": datetime.now().isoformat(timespec="seconds"),
     })
     print(f"results: {out}")
-    if any(not math.isfinite(r["eval_bpb"]) for r in results.values()):
+    if any(not math.isfinite(r["eval_bpb"]) for r in runs):
         sys.exit(1)
 
 
