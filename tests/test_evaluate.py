@@ -1,6 +1,7 @@
 """The eval set and its figures: bits per byte on cases whose answer is known, windows spread over the whole split,
 special tokens left out, and evals during training on a fixed subset with the final eval on every window."""
 
+import json
 import math
 
 import numpy as np
@@ -159,3 +160,18 @@ def test_eval_tokens_beyond_the_split_is_said_once_and_the_run_goes_on(tiny_conf
     out = capsys.readouterr().out
     assert summary["status"] == "finished"
     assert out.count("more than the validation split holds") == 1
+
+
+def test_slovo_eval_spreads_tokens_over_the_text_and_says_when_asked_for_more(small_dataset, tmp_path, capsys):
+    from slovo.cli import main
+    from tests.conftest import TINY_RUN
+
+    sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
+    assert main(["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "c",
+                 "--max-steps", "2", "--quiet", *sets]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "c"), "--tokens", "10000000"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("more than the validation split holds") == 1
+    assert main(["eval", str(tmp_path / "c"), "--tokens", "64", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["eval/windows"] == 2  # 64 tokens = two 32-token windows
