@@ -67,13 +67,16 @@ def in_training_windows(n_windows: int, window_seconds: float, train_seconds: fl
     `n_windows`, take about `max_fraction` of `train_seconds`.
 
     `window_seconds`: measured seconds to score one window; `evals`: evals during training (the final one
-    excluded); `multiple`: round down to whole batches (at least one). `max_fraction` 0 means every eval is full.
+    excluded); `multiple`: whole batches (at least one), a power of two of them, so that runs on similar
+    machines mostly land on the same subset. `max_fraction` 0 means every eval is full.
     """
     if max_fraction <= 0 or evals <= 0 or window_seconds <= 0:
         return n_windows
     allowed = max_fraction * train_seconds - n_windows * window_seconds  # what the final full eval leaves
-    per_eval = int(max(allowed, 0.0) / evals / window_seconds)
-    return max(min(multiple, n_windows), min(n_windows, per_eval // multiple * multiple))
+    batches = int(max(allowed, 0.0) / evals / window_seconds) // multiple
+    if batches * multiple >= n_windows:
+        return n_windows
+    return min(n_windows, multiple * (1 << max(batches, 1).bit_length() - 1))
 
 
 @torch.no_grad()
