@@ -74,3 +74,16 @@ def test_muon_updates_hidden_matrices_with_muon_and_the_rest_with_adamw(tiny_con
     assert {g["initial_lr"] for g in opt.members["muon"].param_groups} == {cfg.optim.muon_lr}
     assert {g["initial_lr"] for g in opt.members["adamw"].param_groups} == {cfg.optim.lr}
     assert all(isinstance(m, torch.optim.Optimizer) for m in opt.members.values())
+
+
+def test_compile_auto_compiles_only_when_the_budget_wins_back_the_compile_time():
+    from slovo.accel import choose_compile, remember
+
+    assert choose_compile("auto", "cuda", 90.0, "k")[0] is True  # 90 s x 100% gain > 25 s
+    assert choose_compile("auto", "cpu", 60.0, "k")[0] is False  # 60 s x 17% < 47 s
+    assert choose_compile("auto", "cpu", 600.0, "k")[0] is True  # 600 s x 17% > 47 s
+    assert choose_compile("false", "cuda", 3600.0, "k") == (False, "train.compile=false")
+    remember("measured", compile_s=10.0, eager_step_s=1.0, compiled_step_s=0.5)  # this machine: cheap and 2x
+    use, why = choose_compile("auto", "cpu", 60.0, "measured")
+    assert use is True and "measured on this machine" in why
+    assert choose_compile("auto", "cpu", None, "k")[0] is False  # no time budget: eager off CUDA
