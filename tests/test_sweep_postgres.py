@@ -20,10 +20,10 @@ import optuna
 import pytest
 import yaml
 
-from tests.postgres import PostgresServer
 from slovo.cli import main as cli_main
 from slovo.errors import SlovoError
 from slovo.sweep import run_sweep
+from tests.postgres import PostgresServer
 from tests.test_sweep_train import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,12 +24,12 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+import slovo.sweep.study as study_mod
 from slovo.callbacks import Callback
 from slovo.errors import SlovoError
 from slovo.format import format_value
 from slovo.sweep.results import print_leaderboard, write_results
 from slovo.sweep.spec import SweepSpec, describe, load_sweep
-from slovo.sweep import study as study_mod
 from slovo.sweep.storage import (
     bind_sweep_folder,
     check_sweep_folder,
@@ -49,7 +49,6 @@ from slovo.sweep.study import (
     running_trials,
 )
 from slovo.utils import read_json_dict
-
 
 # ---------------------------------------------------------------------------------------------
 # one trial = one ordinary training run
