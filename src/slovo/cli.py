@@ -22,6 +22,7 @@ COMMANDS = {
     "generate": "sample text from a run",
     "export": "write a run as a transformers-loadable model folder",
     "sweep": "run a hyperparameter sweep (wandb sweep YAML, Optuna engine)",
+    "tune": "find the model size, batch and lr that make the most of a total time on this machine, and train it",
     "runs": "table of the runs in a folder",
     "report": "self-contained HTML report comparing runs",
 }

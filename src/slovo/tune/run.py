@@ -1,0 +1,387 @@
+"""`slovo tune`: the two phases (probe sweep, final run) on one clock, and what they leave in tune/NAME/.
+
+    tune/NAME/
+      plan.json        what was measured and decided before training (a rerun continues this plan)
+      clock.json       seconds this tune has run so far, over all its invocations (written every 2 s)
+      probes.yaml      the probe sweep's file;  probes/  the sweep folder (trials are ordinary run folders)
+      choice.yaml      the chosen config, ready for `slovo train --config`
+      final/           the final run, an ordinary run folder
+      report.html      the probes and the final run's curves;  tune.json  the figures of both phases
+
+The final run's budget clock is the wall clock (`WallClock`): evals, samples, checkpoints, compiling and start-up
+count, only the final eval does not, so its schedule's cooldown ends at tune's deadline rather than after it.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from slovo.budget import Clock
+from slovo.callbacks import Callback
+from slovo.errors import SlovoError
+from slovo.format import format_duration, format_value, human_count
+from slovo.tune.plan import HYPERBAND, PROBE_EVALS, Plan, horizon_lr, make_plan, probe_eval_tokens
+from slovo.utils import atomic_write_json, atomic_write_text, read_json_dict
+
+MIN_TOTAL_S = 120.0  # below this there is no time to measure, probe and still train
+HEARTBEAT_S = 2.0  # how often clock.json is written: a killed tune loses at most this much of its clock
+
+
+class WallClock(Clock):
+    """The final run's budget clock: wall seconds since it started (over resumes), less the final eval."""
+
+    def __init__(self):
+        super().__init__()
+        self.origin = self.now()
+
+    @property
+    def train_time(self) -> float:
+        return self.now() - self.origin - self.ledger.get("final_eval", 0.0)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "wall_s": self.train_time}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        spent = state.get("wall_s", sum(state["ledger"].values()) - state["ledger"].get("final_eval", 0.0))
+        self.origin = self.now() - float(spent) - self.ledger.get("final_eval", 0.0)
+
+
+class TuneClock:
+    """Seconds this tune has run, kept in clock.json across invocations, and the one progress bar over them."""
+
+    def __init__(self, folder: Path, total_s: float, console, show_bar: bool):
+        self.path, self.total_s, self.console = folder / "clock.json", total_s, console
+        self.before = float(read_json_dict(self.path).get("spent_s", 0.0))
+        self.start = time.monotonic()
+        self.info = ""
+        self._stop = threading.Event()
+        self._progress = self._task = None
+        if show_bar:
+            from rich.progress import BarColumn, Progress, TextColumn
+
+            self._progress = Progress(TextColumn("[bold blue]tune"), BarColumn(), TextColumn("{task.fields[clock]}"),
+                                      TextColumn("{task.fields[info]}"), console=console, transient=False)
+            self._task = self._progress.add_task("tune", total=total_s, clock="", info="")
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def spent(self) -> float:
+        return self.before + time.monotonic() - self.start
+
+    def left(self) -> float:
+        return self.total_s - self.spent()
+
+    def _write(self) -> None:
+        atomic_write_json(self.path, {"spent_s": round(self.spent(), 3), "total_s": self.total_s,
+                                      "updated": time.time()})
+
+    def _beat(self) -> None:
+        last = 0.0
+        while not self._stop.wait(0.25):
+            if self._progress is not None:
+                self._progress.update(self._task, completed=min(self.spent(), self.total_s), info=self.info,
+                                      clock=f"{format_duration(self.spent())} / {format_duration(self.total_s)}")
+            if time.monotonic() - last >= HEARTBEAT_S:
+                self._write()
+                last = time.monotonic()
+
+    def __enter__(self):
+        if self._progress is not None:
+            self._progress.start()
+        self._write()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._write()
+        if self._progress is not None:
+            self._progress.update(self._task, completed=min(self.spent(), self.total_s))
+            self._progress.stop()
+
+
+class _Show(Callback):
+    """Puts the running trial's or final run's step and loss on the bar; eval lines of the final run."""
+
+    def __init__(self, clock: TuneClock, label: str, console=None):
+        self.clock, self.label, self.console = clock, label, console
+
+    def on_log(self, state, control, metrics: dict) -> None:
+        loss = metrics.get("train/loss")
+        self.clock.info = f"{self.label}  step {state.step}  loss {loss:.4f}" if loss is not None else self.label
+
+    def on_eval(self, state, control, metrics: dict) -> None:
+        if self.console is not None:
+            self.console.print(f"eval  step {state.step:>6}  progress {state.progress:5.1%}  "
+                               f"loss {metrics['eval/loss']:.4f}  bpb {metrics['eval/bpb']:.4f}", highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+
+def base_config(base: str, data: str):
+    """The base preset (a name) or config (a YAML path), on `data`, with the dataset's vocabulary."""
+    from slovo.config import load_config
+
+    is_file = base.endswith((".yaml", ".yml")) or Path(base).is_file()
+    overrides = {"data.path": str(Path(data).resolve())}
+    cfg = (load_config(config_file=base, overrides=overrides) if is_file
+           else load_config(preset=base, overrides=overrides))
+    return cfg, is_file
+
+
+def check_inputs(cfg, ds, total_s: float, total_text: str, probe_fraction: float) -> None:
+    """Bad input is one line: a total too short, a fraction outside (0, 0.9], a dataset smaller than a batch."""
+    if total_s < MIN_TOTAL_S:
+        raise SlovoError(f"--time {total_text}: too short to probe and train; slovo tune needs at least "
+                         f"{format_duration(MIN_TOTAL_S)}")
+    if not 0 < probe_fraction <= 0.9:
+        raise SlovoError(f"--probe-fraction: must be above 0 and at most 0.9, got {probe_fraction}")
+    batch, window = cfg.train.per_device_train_batch_size, cfg.model.seq_len + 1
+    if len(ds.train) < batch * window:
+        raise SlovoError(f"{ds.dir}: the train split has {len(ds.train):,} tokens, fewer than one batch of "
+                         f"windows ({batch} x {window} = {batch * window:,}); use more text or a smaller "
+                         f"model.seq_len")
+    if len(ds.val) < window:
+        raise SlovoError(f"{ds.dir}: the validation split has {len(ds.val):,} tokens, fewer than one window of "
+                         f"{window}; use more text or a smaller model.seq_len")
+
+
+def default_name(data: str, total_text: str) -> str:
+    """Same data and time, same name: rerunning the same command continues the same tune."""
+    return f"{Path(data).resolve().name}-{total_text.strip().replace(' ', '')}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the probe sweep
+
+
+def probe_sweep_yaml(plan: Plan, base: str, is_file: bool, cfg) -> str:
+    """The probe sweep as an ordinary sweep file; the best predicted shape's values come first in the grid."""
+    fixed = {"eval.every": PROBE_EVALS, "eval.tokens": probe_eval_tokens(cfg), "sample.enabled": False,
+             "tracking.report": False, "checkpoint.every_seconds": 0, "train.compile": "false"}
+    params = {"model.n_layer": {"values": plan.depths}, "model.n_embd": {"values": plan.widths},
+              "train.per_device_train_batch_size": {"values": plan.batches}, "optim.lr": {"values": plan.lrs}}
+    params.update({k: {"value": v} for k, v in fixed.items()})
+    doc = {"name": "probes", "method": "grid", "metric": {"name": "eval/bpb", "goal": "minimize"},
+           ("config" if is_file else "preset"): str(Path(base).resolve()) if is_file else base,
+           "data": plan.data, "budget": f"{plan.trial_s:.1f}s", "parameters": params,
+           "early_terminate": dict(HYPERBAND)}
+    header = ("# slovo tune's probe sweep: short runs of each candidate shape x lr (x batch), successive halving\n"
+              "# on evals at fixed fractions of each probe's budget. Rerun with `slovo tune` (same arguments).\n")
+    return header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+
+
+def run_probes(folder: Path, plan: Plan, clock: TuneClock, quiet: bool) -> dict:
+    from slovo.sweep import run_sweep
+    from slovo.train import train
+
+    def probe_train(cfg, run_dir, resume=False, callbacks=()):
+        clock.info = f"probe {Path(run_dir).name}"
+        return train(cfg, run_dir, resume=resume, callbacks=[*callbacks, _Show(clock, clock.info)], quiet=True)
+
+    left = max(plan.probe_s - clock.spent(), 0.001)  # none left: nothing starts, the finished probes still count
+    return run_sweep(folder / "probes.yaml", sweeps_dir=folder, name="probes", time_limit=left,
+                     train_fn=probe_train, print_table=not quiet)
+
+
+def choose(plan: Plan, results: dict, final_s: float) -> tuple[dict, list[str]]:
+    """The final run's shape, batch and lr from the probes' winner (lr carried to the final horizon)."""
+    best = results.get("best") if results else None
+    if best is None:  # no probe finished (too little time, or all failed): the rule's shape at the base lr
+        shape = min((s for s in plan.shapes if s.speed), key=lambda s: s.predicted_loss)
+        return ({"model.n_layer": shape.n_layer, "model.n_embd": shape.n_embd,
+                 "train.per_device_train_batch_size": plan.batches[0], "optim.lr": plan.lrs[len(plan.lrs) // 2]},
+                [f"no probe finished: the predicted best shape {shape.name} at the base lr"])
+    p = best["params"]
+    shape = plan.shape(p["model.n_layer"], p["model.n_embd"])
+    speed = shape.speed if shape and shape.speed else 1.0
+    probe_tokens, final_tokens = speed * plan.trial_s, speed * final_s
+    lr = float(f"{horizon_lr(p['optim.lr'], probe_tokens, final_tokens):.3g}")
+    why = [f"probe winner {' '.join(best['runs'])}: {p['model.n_layer']}x{p['model.n_embd']}, batch "
+           f"{p['train.per_device_train_batch_size']}, lr {format_value(p['optim.lr'])}, eval/bpb {best['eval/bpb']:.4f}",
+           f"lr {format_value(p['optim.lr'])} x ({human_count(final_tokens)} final / {human_count(probe_tokens)} probe "
+           f"tokens)^-0.3 = {format_value(lr)} (the best lr falls with the training horizon)"]
+    return {**p, "optim.lr": lr}, why
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole tune
+
+
+def run_tune(data: str, total: str, base: str = "tiny", name: str | None = None, tune_dir: str | Path = "tune",
+             probe_fraction: float = 0.25, dry_run: bool = False, quiet: bool = False, console=None) -> dict:
+    """Probe, choose, train the winner until the total time is spent; returns tune.json's figures."""
+    from rich.console import Console
+
+    from slovo.config import parse_duration
+    from slovo.data import load_dataset
+    from slovo.device import pick_device
+
+    started = time.monotonic()  # the tune's clock starts here: measuring the shapes is on it
+    console = console or Console(highlight=False, quiet=quiet)
+    total_s = parse_duration(total, "--time")
+    cfg, is_file = base_config(base, data)
+    ds = load_dataset(cfg.data.path)
+    cfg.model.vocab_size = cfg.model.vocab_size or ds.vocab_size
+    check_inputs(cfg, ds, total_s, str(total), probe_fraction)
+    folder = Path(tune_dir) / (name or default_name(data, str(total)))
+    args = {"data": cfg.data.path, "total_s": total_s, "base": str(Path(base).resolve()) if is_file else base,
+            "probe_fraction": probe_fraction}
+    saved = read_json_dict(folder / "plan.json")
+    if saved and saved.get("args") != args:
+        raise SlovoError(f"{folder}: holds a tune with other arguments ({_args_text(saved.get('args') or {})}); "
+                         f"give another --name, or delete the folder")
+    if cfg.train.num_threads:
+        import torch
+
+        torch.set_num_threads(cfg.train.num_threads)
+    device = pick_device(cfg.train.device)
+    if saved:
+        plan = Plan.from_dict(saved["plan"])
+        console.print(f"[bold]slovo tune[/] {folder}: continuing ({format_duration(_spent(folder))} of "
+                      f"{format_duration(total_s)} spent)")
+    else:
+        console.print(f"[bold]slovo tune[/] {args['base']} on {device}, {format_duration(total_s)} in all: measuring "
+                      f"this machine's speed for a few shapes ...")
+        plan = make_plan(cfg, args["base"], total_s, probe_fraction, device, len(ds.train))
+    show_plan(console, plan)
+    if dry_run:
+        return {"plan": plan.to_dict(), "dry_run": True}
+    folder.mkdir(parents=True, exist_ok=True)
+    if not saved:
+        atomic_write_json(folder / "plan.json", {"args": args, "plan": plan.to_dict()})
+        atomic_write_text(folder / "probes.yaml", probe_sweep_yaml(plan, base, is_file, cfg))
+        atomic_write_json(folder / "clock.json", {"spent_s": time.monotonic() - started, "total_s": total_s})
+    final_dir = folder / "final"
+    with TuneClock(folder, total_s, console, show_bar=not quiet and console.is_terminal) as clock:
+        chosen = read_json_dict(folder / "tune.json")
+        if "choice" not in chosen:  # the probes are not done: run (or continue) the probe sweep
+            results = run_probes(folder, plan, clock, quiet)
+            choice, why = choose(plan, results, total_s - clock.spent())
+            chosen = {"probe_s": round(clock.spent(), 2), "choice": choice, "why": why}
+            atomic_write_json(folder / "tune.json", chosen)
+        summary = _final_run(folder, final_dir, cfg, is_file, base, chosen, clock, console)
+        spent = clock.spent()
+    return _finish(folder, final_dir, plan, summary, chosen, spent, console, quiet)
+
+
+def _final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, chosen: dict, clock, console) -> dict:
+    """Train the chosen config into final/ for the time left; a killed final run resumes from its checkpoint."""
+    from slovo.checkpoint import checkpoint_to_resume
+    from slovo.config import load_config, to_dict
+    from slovo.train import train
+
+    summary = read_json_dict(final_dir / "summary.json")
+    if summary.get("status") == "finished":
+        return summary
+    try:
+        checkpoint_to_resume(final_dir)
+        resume = True
+    except (SlovoError, FileNotFoundError, OSError):
+        resume = False
+    if resume:
+        run_cfg = load_config(config_file=final_dir / "config.yaml")
+        console.print(f"final run: resuming {final_dir}")
+    else:
+        if final_dir.exists():  # killed before its first checkpoint: start it again, for the time left now
+            shutil.rmtree(final_dir)
+        final_s = max(clock.left(), 0.05 * clock.total_s)
+        every = min(cfg.checkpoint.every_seconds or math.inf, max(5.0, final_s / 10))  # a kill loses at most this
+        overrides = {**chosen["choice"], "data.path": cfg.data.path, "budget.time": f"{final_s:.1f}s",
+                     "checkpoint.every_seconds": every}
+        choice_cfg = (load_config(config_file=base, overrides=overrides) if is_file
+                      else load_config(preset=base, overrides=overrides))
+        header = (f"# slovo tune's choice for {format_duration(clock.total_s)} in all on this machine; its final run "
+                  f"is {final_dir}\n" + "".join(f"# {line}\n" for line in chosen.get("why", []))
+                  + f"# train it: slovo train --config {folder / 'choice.yaml'}\n")
+        atomic_write_text(folder / "choice.yaml",
+                          header + yaml.safe_dump(to_dict(choice_cfg), sort_keys=False, allow_unicode=True))
+        # tune writes the run's report itself (timed: it comes after the deadline, like the final eval)
+        run_cfg = load_config(config_file=folder / "choice.yaml", overrides={"tracking.report": False})
+        console.print(f"final run: {run_cfg.model.n_layer}x{run_cfg.model.n_embd}, batch "
+                      f"{run_cfg.train.per_device_train_batch_size}, lr {format_value(run_cfg.optim.lr)}, "
+                      f"{format_duration(final_s)} to the deadline -> {final_dir}", highlight=False)
+    clock.info = "final run"
+    return train(run_cfg, final_dir, resume=resume, callbacks=[_Show(clock, "final run", console)],
+                 clock=WallClock(), quiet=True)
+
+
+def _finish(folder: Path, final_dir: Path, plan: Plan, summary: dict, chosen: dict, spent: float, console,
+            quiet: bool) -> dict:
+    from slovo.report import write_report
+    from slovo.terminal import TrainDisplay
+
+    started = time.monotonic()
+    report = folder / "report.html"
+    try:
+        write_report([final_dir], final_dir / "report.html")
+        write_report([folder / "probes", final_dir], report, title=f"slovo tune {folder.name}")
+    except Exception as e:  # noqa: BLE001 - the runs are all written; a page that fails is said, not fatal
+        console.print(f"[yellow]could not write the report: {e}[/]")
+        report = None
+    result = {**chosen, "name": folder.name, "total_s": plan.total_s, "spent_s": round(spent, 2),
+              "final_budget_s": (summary.get("budget") or {}).get("time_s"),
+              "final_eval_s": (summary.get("ledger") or {}).get("final_eval"),
+              "report_s": round(time.monotonic() - started, 2), "status": summary.get("status"),
+              "eval/bpb": summary.get("eval/bpb"), "choice_yaml": str(folder / "choice.yaml"),
+              "final_dir": str(final_dir)}
+    atomic_write_json(folder / "tune.json", result)
+    if not quiet:
+        for line in chosen.get("why", []):
+            console.print(f"  chose: {line}", highlight=False)
+        TrainDisplay(console=console).finish(final_dir, summary, report=report)
+        console.print(f"tune folder: {folder}  (choice.yaml, probes/, final/, report.html)")
+    return result
+
+
+def _spent(folder: Path) -> float:
+    return float(read_json_dict(folder / "clock.json").get("spent_s", 0.0))
+
+
+def _args_text(args: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in args.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# the table
+
+
+def show_plan(console, plan: Plan) -> None:
+    """What the probe phase measured and chose, and the time each phase gets."""
+    from rich.table import Table
+
+    table = Table(title="shapes: measured speed and the size rule", title_justify="left")
+    for col, justify in (("shape", "left"), ("params", "right"), ("tokens/s", "right"), ("final tokens", "right"),
+                         ("tokens/param", "right"), ("predicted loss", "right"), ("", "left")):
+        table.add_column(col, justify=justify)
+    probed = {(d, w) for d in plan.depths for w in plan.widths}
+    unmeasured = [s.name for s in plan.shapes if not s.speed]
+    for s in sorted((s for s in plan.shapes if s.speed), key=lambda s: s.predicted_loss):
+        speed = f"{s.speed:,.0f}" + ("" if s.tokens_per_s else " (est.)")
+        table.add_row(s.name, human_count(s.params), speed, human_count(s.final_tokens),
+                      f"{s.final_tokens / s.params:.2f}" if s.params else "-",
+                      f"{s.predicted_loss:.3f}" if math.isfinite(s.predicted_loss) else "-",
+                      "probed" if (s.n_layer, s.n_embd) in probed else "")
+    console.print(table)
+    if unmeasured:
+        console.print(f"  not measured (the measuring time ran out): {', '.join(unmeasured)}")
+    for note in plan.notes:
+        console.print(f"  {note}")
+    console.print(f"  compile: {plan.compile_note}")
+    sweep_s = plan.probe_s - plan.measure_s
+    console.print(
+        f"probe phase {format_duration(plan.probe_s)}: speeds measured in {format_duration(plan.measure_s)}, then "
+        f"{plan.trials} probes (depth {plan.depths} x width {plan.widths} x batch {plan.batches} x lr "
+        f"{[format_value(x) for x in plan.lrs]}) of {format_duration(plan.trial_s)} training each, successive "
+        f"halving (eta {HYPERBAND['eta']}) in {format_duration(sweep_s)}\n"
+        f"final run: the rest, about {format_duration(plan.final_s)} (the total less what the probes took)",
+        highlight=False)
