@@ -181,19 +181,20 @@ def _guard(**cfg):
 
 
 def test_a_spike_is_measured_against_the_median_of_a_full_window():
-    guard, _, _ = _guard(spike_factor=2.0, spike_window=4)
+    guard, _, _ = _guard(spike_factor=2.0, spike_window=6)
     state = TrainState()
-    for loss in (5.0, 4.0, 100.0):  # one earlier outlier does not raise the bar: the median ignores it
-        assert guard.check(state, loss, False, 1.0) is None  # the window is not full yet: no spike check
+    for loss in (5.0, 4.0, 100.0, 4.0):  # one earlier outlier does not raise the bar: the median ignores it
+        assert guard.check(state, 1000.0, False, 1.0) is None  # fewer than 5 losses seen: no spike check yet
         guard.accept(state, loss)
     guard.accept(state, 4.0)
-    assert state.recent_losses == [5.0, 4.0, 100.0, 4.0]
-    assert guard.check(state, 9.0, False, 1.0) is None  # median 4.5: 9.0 is exactly 2x, not above
-    assert "spiked" in guard.check(state, 9.1, False, 1.0)
+    assert state.recent_losses == [5.0, 4.0, 100.0, 4.0, 4.0]
+    assert guard.check(state, 8.0, False, 1.0) is None  # median 4.0: 8.0 is exactly 2x, not above
+    assert "spiked" in guard.check(state, 8.1, False, 1.0)
     assert "nan" in guard.check(state, math.nan, False, 1.0)
     assert "grad norm" in guard.check(state, 4.0, True, math.inf)
     guard.accept(state, 4.2)
-    assert state.recent_losses == [4.0, 100.0, 4.0, 4.2]  # a window, not a growing list
+    guard.accept(state, 4.4)
+    assert state.recent_losses == [4.0, 100.0, 4.0, 4.0, 4.2, 4.4]  # a window, not a growing list
 
 
 def test_spike_factor_0_turns_the_spike_check_off():

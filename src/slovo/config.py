@@ -223,7 +223,7 @@ class GuardConfig:
     max_rollbacks: int = 3  # the divergence after this many rollbacks ends the run `failed`
     # a step's loss above spike_factor x the median of the last spike_window losses is a spike; 0 = no spike check
     spike_factor: float = 2.0
-    spike_window: int = 20  # steps of loss history the median is taken over; no spike check until it is full
+    spike_window: int = 20  # steps of loss history the median is taken over; the check starts at the 5th step
     # steps between in-memory snapshots (model, optimizer, scaler, RNG; a copy on the same device). Two are kept and
     # a rollback takes the older, so a state damaged by the step right before a snapshot is never restored
     snapshot_every: int = 10

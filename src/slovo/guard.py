@@ -4,9 +4,9 @@ After every step the loop asks `check` whether the step diverged:
   - a non-finite loss;
   - a non-finite grad norm, except under fp16's GradScaler: there an overflow is a step the scaler skips while it
     lowers its scale, which is how fp16 training works, not a divergence (a non-finite loss still is one);
-  - a loss spike: the loss above `guard.spike_factor` x the median of the last `guard.spike_window` losses. The
-    median, not the mean, so one earlier spike does not raise the bar; early in a run the loss falls, so the
-    median of the past lies above the present and warmup never looks like a spike.
+  - a loss spike: the loss above `guard.spike_factor` x the median of the last `guard.spike_window` losses (from
+    the 5th step on). The median, not the mean, so one earlier outlier does not raise the bar; early in a run the
+    loss falls, so the median of the past lies above the present and warmup never looks like a spike.
 The loop passes the loss and the non-finite flag the ranks agreed on (`Dist.agree_step`), and the loss history is
 made of agreed losses, so under torchrun every rank takes the same decision at the same step.
 
@@ -40,6 +40,9 @@ import torch
 if TYPE_CHECKING:
     from slovo.budget import Clock
     from slovo.config import GuardConfig, LrSpikeConfig
+
+
+SPIKE_MIN_HISTORY = 5  # losses seen before the spike check starts (a short run's window may never fill)
 
 
 @dataclass
@@ -102,7 +105,7 @@ class DivergenceGuard:
         if nonfinite:
             return f"the grad norm became {grad_norm} (loss {loss:.4g})"
         history = state.recent_losses
-        if self.cfg.spike_factor and len(history) >= self.cfg.spike_window:
+        if self.cfg.spike_factor and len(history) >= min(SPIKE_MIN_HISTORY, self.cfg.spike_window):
             median = statistics.median(history)
             if loss > self.cfg.spike_factor * median:
                 return (f"loss spiked to {loss:.4g}, {loss / median:.1f}x the median {median:.4g} "
