@@ -2,10 +2,14 @@
 
     setup (device, data, model, optimizer, run folder) -> maybe resume -> loop:
         lr from progress -> train_step (forward/backward x accumulation, clip, step)
-        -> ranks agree (one collective) -> log -> eval + samples when due -> checkpoint when due -> stop?
+        -> ranks agree (one collective) -> diverged? the guard rolls back (slovo/guard.py) -> log
+        -> eval + samples when due -> checkpoint when due (and always where the lr begins to decay) -> stop?
     -> final eval, final checkpoint, summary
 
 Time spent on eval, samples, checkpoints and compile warm-up goes to the ledger, not the budget.
+Resuming with a larger budget extends the run: a schedule that decays to the deadline (wsd) goes back to the
+checkpoint saved where its decay began, so the stable phase runs on and a new decay ends at the new deadline;
+progress and the eval points follow the new budget.
 Callbacks (`slovo.callbacks.Callback`, HF Trainer style) see the state after each log and eval and may
 ask the loop to stop through `Control`; the loop acts on it after the current step.
 """
