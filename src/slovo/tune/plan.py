@@ -27,8 +27,6 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
-from slovo.errors import SlovoError
-from slovo.format import format_duration
 
 # Chinchilla's parametric loss, Besiroglu et al. 2024's refit of Hoffmann et al. 2022's Approach 3
 LAW_E, LAW_A, LAW_B, LAW_ALPHA, LAW_BETA = 1.82, 482.01, 2085.43, 0.3478, 0.3658
@@ -82,6 +80,8 @@ class Plan:
     batches: list[int] = field(default_factory=list)
     trial_s: float = 0.0  # each probe's training budget
     measure_s: float = 0.0  # seconds the speed measurements took
+    base_lr: float = 0.0  # the base preset's lr and batch: the final run's when there is no time to probe
+    base_batch: int = 0
     notes: list[str] = field(default_factory=list)  # why each choice was made, for the table
 
     def to_dict(self) -> dict:
@@ -245,7 +245,8 @@ def make_plan(base_cfg, base_name: str, total_s: float, probe_fraction: float, d
     m, t = base_cfg.model, base_cfg.train
     compile_final, compile_note = choose_compile(t.compile, device, final_s, shape_key(base_cfg, device_name(device)))
     plan = Plan(total_s=total_s, probe_s=probe_s, final_s=final_s, base=base_name, data=base_cfg.data.path,
-                device=device, compile=compile_final, compile_note=compile_note)
+                device=device, compile=compile_final, compile_note=compile_note, base_lr=base_cfg.optim.lr,
+                base_batch=t.per_device_train_batch_size)
     depths, widths = shape_ladder(m.n_layer, m.n_embd, m.n_head)
     # the base shape first, then widths at the base depth, then depths at the base width: the closest first,
     # so a slow machine that runs out of measuring time has measured the shapes most likely to be chosen
@@ -269,14 +270,20 @@ def make_plan(base_cfg, base_name: str, total_s: float, probe_fraction: float, d
     if time.perf_counter() - started < measure_budget:
         batches += _batch_choices(base_cfg, device, per_shape, ref, plan)
     if compile_final:  # one compile, on the base shape: its time and speed-up stand for every shape
-        fast = _fits(base_cfg, device, per_shape, compile_model=True)
+        from slovo.accel import DEFAULT_COMPILE
+
+        compile_s, speedup = DEFAULT_COMPILE.get(device.split(":")[0], (60.0, 1.0))
+        fast = None
+        if time.perf_counter() - started < measure_budget:
+            fast = _fits(base_cfg, device, per_shape, compile_model=True)
         if fast is not None:
-            speedup = fast["tokens_per_s"] / ref.tokens_per_s
-            plan.notes.append(f"compiling (the final run will): {fast['first_step_s']:.0f}s to compile, "
-                              f"{speedup:.2f}x the eager speed, counted in every shape's tokens")
-            for s in plan.shapes:
-                s.tokens_per_s = s.tokens_per_s * speedup if s.tokens_per_s else None
-            final_s -= fast["first_step_s"]
+            compile_s, speedup = fast["first_step_s"], fast["tokens_per_s"] / ref.tokens_per_s
+        plan.notes.append(f"compiling (the final run will): {compile_s:.0f}s to compile, {speedup:.2f}x the eager "
+                          f"speed ({'measured' if fast else 'defaults: no measuring time left'}), in every shape's "
+                          f"tokens")
+        for s in plan.shapes:
+            s.tokens_per_s = s.tokens_per_s * speedup if s.tokens_per_s else None
+        final_s -= compile_s
     plan.measure_s = time.perf_counter() - started
     _fill_estimates(plan, depths, widths, base_cfg)
     for s in plan.shapes:
@@ -365,12 +372,14 @@ def _choose_axes(plan: Plan, base_cfg, batches: list[int], sweep_s: float) -> No
                          f"at the tokens/s measured here (Chinchilla's law; 20 assumes speed ~ 1/params)")
     if trial_s < min_trial:
         steps = trial_s * slowest / (tokens_per_step * max(batches_o))
-        if steps < MIN_PROBE_STEPS / 4:
-            raise SlovoError(f"--time {format_duration(plan.total_s)}: too short to probe on this machine: a probe "
-                             f"would train {max(steps, 0):.0f} steps (it needs {MIN_PROBE_STEPS}); give more time "
-                             f"or a larger --probe-fraction")
-        plan.notes.append(f"probes are short on this machine: {steps:.0f} optimizer steps each "
-                          f"({MIN_PROBE_STEPS} wanted)")
+        if steps < MIN_PROBE_STEPS / 4:  # nothing worth learning from: the rule's shape at the base lr and batch
+            plan.depths, plan.widths, plan.lrs, plan.batches, plan.trial_s = [], [], [], [], 0.0
+            plan.notes.append(f"no time to probe on this machine (a probe would train {max(steps, 0):.0f} steps, "
+                              f"{MIN_PROBE_STEPS} wanted): the final run takes the predicted best shape at the base "
+                              f"lr and batch; more --time or --probe-fraction gives probes")
+        else:
+            plan.notes.append(f"probes are short on this machine: {steps:.0f} optimizer steps each "
+                              f"({MIN_PROBE_STEPS} wanted)")
 
 
 def _trial_overhead(base_cfg, tokens_per_s: float) -> float:

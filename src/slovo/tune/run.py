@@ -199,8 +199,9 @@ def choose(plan: Plan, results: dict, final_s: float) -> tuple[dict, list[str]]:
     if best is None:  # no probe finished (too little time, or all failed): the rule's shape at the base lr
         shape = min((s for s in plan.shapes if s.speed), key=lambda s: s.predicted_loss)
         return ({"model.n_layer": shape.n_layer, "model.n_embd": shape.n_embd,
-                 "train.per_device_train_batch_size": plan.batches[0], "optim.lr": plan.lrs[len(plan.lrs) // 2]},
-                [f"no probe finished: the predicted best shape {shape.name} at the base lr"])
+                 "train.per_device_train_batch_size": plan.base_batch, "optim.lr": plan.base_lr},
+                [f"no probe {'finished' if plan.trials else 'ran'}: the predicted best shape {shape.name} at the "
+                 f"base lr {format_value(plan.base_lr)} and batch {plan.base_batch}"])
     p = best["params"]
     shape = plan.shape(p["model.n_layer"], p["model.n_embd"])
     speed = shape.speed if shape and shape.speed else 1.0
@@ -259,13 +260,14 @@ def run_tune(data: str, total: str, base: str = "tiny", name: str | None = None,
     folder.mkdir(parents=True, exist_ok=True)
     if not saved:
         atomic_write_json(folder / "plan.json", {"args": args, "plan": plan.to_dict()})
-        atomic_write_text(folder / "probes.yaml", probe_sweep_yaml(plan, base, is_file, cfg))
+        if plan.trials:
+            atomic_write_text(folder / "probes.yaml", probe_sweep_yaml(plan, base, is_file, cfg))
         atomic_write_json(folder / "clock.json", {"spent_s": time.monotonic() - started, "total_s": total_s})
     final_dir = folder / "final"
     with TuneClock(folder, total_s, console, show_bar=not quiet and console.is_terminal) as clock:
         chosen = read_json_dict(folder / "tune.json")
         if "choice" not in chosen:  # the probes are not done: run (or continue) the probe sweep
-            results = run_probes(folder, plan, clock, quiet)
+            results = run_probes(folder, plan, clock, quiet) if plan.trials else None
             choice, why = choose(plan, results, total_s - clock.spent())
             chosen = {"probe_s": round(clock.spent(), 2), "choice": choice, "why": why}
             atomic_write_json(folder / "tune.json", chosen)
@@ -324,7 +326,8 @@ def _finish(folder: Path, final_dir: Path, plan: Plan, summary: dict, chosen: di
     report = folder / "report.html"
     try:
         write_report([final_dir], final_dir / "report.html")
-        write_report([folder / "probes", final_dir], report, title=f"slovo tune {folder.name}")
+        parts = [p for p in (folder / "probes", final_dir) if p.is_dir()]
+        write_report(parts, report, title=f"slovo tune {folder.name}")
     except Exception as e:  # noqa: BLE001 - the runs are all written; a page that fails is said, not fatal
         console.print(f"[yellow]could not write the report: {e}[/]")
         report = None
@@ -378,6 +381,10 @@ def show_plan(console, plan: Plan) -> None:
         console.print(f"  {note}")
     console.print(f"  compile: {plan.compile_note}")
     sweep_s = plan.probe_s - plan.measure_s
+    if not plan.trials:
+        console.print(f"probe phase: speeds measured in {format_duration(plan.measure_s)}, no probes\n"
+                      f"final run: the rest, about {format_duration(plan.total_s - plan.measure_s)}", highlight=False)
+        return
     console.print(
         f"probe phase {format_duration(plan.probe_s)}: speeds measured in {format_duration(plan.measure_s)}, then "
         f"{plan.trials} probes (depth {plan.depths} x width {plan.widths} x batch {plan.batches} x lr "
