@@ -43,7 +43,7 @@ def content_score(data: bytes) -> int:
 class Corpus:
     """What prepare keeps about the spooled corpus: O(pieces) + O(documents) numpy, no Python objects.
 
-    Per piece 4 bytes (`piece_lengths`) plus 8 for the offsets derived from them; per document 20 bytes.
+    Per piece 4 bytes (`piece_lengths`) plus 8 for the offsets derived from them; per document 28 bytes.
     Pieces are stored in corpus order, the pieces of one document one after the other.
     """
 
