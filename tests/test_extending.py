@@ -97,3 +97,26 @@ def test_every_shipped_preset_loads_and_builds_its_model():
         cfg = load_config(preset=name)
         cfg.model.vocab_size = 512
         assert GPT(cfg.model).num_params() > 0
+
+
+def test_a_registered_file_format_is_read_by_prepare(tmp_path, monkeypatch):
+    """A toy `.csvtext` format: one document per line after a header."""
+    from slovo.cli import main
+    from slovo.data import load_dataset, load_tokenizer
+    from slovo.data import sources
+
+    def read_lines(path, opts, stats):
+        lines = path.read_text(encoding="utf-8").splitlines()[1:]  # after the header
+        for i, line in enumerate(lines):
+            yield f"{path.name}:{i}", line, path.stat().st_size * (i + 1) // len(lines)
+
+    monkeypatch.setitem(sources.FILE_READERS, "csvtext", ((".csvtext",), read_lines))
+    words = "в начале было слово и слово было у бога".split()
+    lines = [" ".join(words[i % 9:] + words[: i % 9]) + f" {i}" for i in range(400)]
+    (tmp_path / "corpus.csvtext").write_text("text\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["prepare", "--data", str(tmp_path / "corpus.csvtext"), "--out", str(tmp_path / "ds"),
+                 "--vocab-size", "300", "--min-val-tokens", "200", "--quiet"]) == 0
+    ds = load_dataset(tmp_path / "ds")
+    assert ds.meta["reading"]["documents"] == 400
+    text = load_tokenizer(ds.tokenizer_path).decode(list(map(int, ds.train[:200])))
+    assert "слово" in text and "text" not in text.split()  # the header line was not a document

@@ -32,10 +32,6 @@ from urllib.parse import urlparse
 
 from slovo.errors import SlovoError
 
-TEXT_SUFFIXES = (".txt", ".text", ".md")
-JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
-PARQUET_SUFFIXES = (".parquet",)
-SUPPORTED = TEXT_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
 HUB_PREFIX = "hf:"
 READ_BLOCK = 8 << 20  # bytes per read of a text file; bounds memory when a separator splits a huge file
 # A .txt document (a file without --separator, or the text between two separators) longer than this many
@@ -124,7 +120,7 @@ def resolve_source(spec: str) -> Source:
         matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True))
         files = [p for p in matches if p.is_file() and _suffix_kind(p)]
         if not files:
-            raise SlovoError(f"{spec}: the pattern matches no {'/'.join(SUPPORTED)} files")
+            raise SlovoError(f"{spec}: the pattern matches no {'/'.join(supported_suffixes())} files")
         return Source(spec=spec, files=[p.resolve() for p in files])
     path = Path(spec).expanduser()
     if not path.exists():
@@ -132,10 +128,10 @@ def resolve_source(spec: str) -> Source:
     if path.is_dir():
         files = _files_under(path)
         if not files:
-            raise SlovoError(f"{spec}: the folder holds no {'/'.join(SUPPORTED)} files")
+            raise SlovoError(f"{spec}: the folder holds no {'/'.join(supported_suffixes())} files")
         return Source(spec=spec, files=[p.resolve() for p in files])
     if not _suffix_kind(path):
-        raise SlovoError(f"{spec}: unsupported file type; expected one of {', '.join(SUPPORTED)} "
+        raise SlovoError(f"{spec}: unsupported file type; expected one of {', '.join(supported_suffixes())} "
                          f"(or a folder, a glob, hf:NAME)")
     return Source(spec=spec, files=[path.resolve()])
 
@@ -152,14 +148,11 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None, str]:
 
 
 def _suffix_kind(path: Path) -> str | None:
+    """The FILE_READERS entry whose suffix `path` ends with (the longest match: `.jsonl.gz` before `.gz`)."""
     name = path.name.lower()
-    if name.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    if name.endswith(JSON_SUFFIXES):
-        return "json"
-    if name.endswith(TEXT_SUFFIXES):
-        return "text"
-    return None
+    matches = [(len(suffix), kind) for kind, (suffixes, _) in FILE_READERS.items() for suffix in suffixes
+               if name.endswith(suffix)]
+    return max(matches)[1] if matches else None
 
 
 def _files_under(folder: Path) -> list[Path]:
@@ -216,12 +209,8 @@ def iter_documents(sources: list[Source], opts: ReadOptions,
 
 
 def _read_file(path: Path, opts: ReadOptions, stats: ReadStats) -> Iterator[tuple[str, str | None, int]]:
-    kind = _suffix_kind(path)
-    if kind == "parquet":
-        return _read_parquet(path, opts.text_field)
-    if kind == "json":
-        return _read_jsonl(path, opts.text_field, opts.encoding)
-    return _read_text(path, opts.separator, opts.encoding, stats)
+    _, reader = FILE_READERS[_suffix_kind(path)]
+    return reader(path, opts, stats)
 
 
 def _encoding_error(path: Path, encoding: str, offset: int, bad: bytes, decompressed: bool = False) -> SlovoError:
@@ -462,3 +451,20 @@ def _read_hub(source: Source, opts: ReadOptions) -> Iterator[tuple[str, str | No
         raise
     except (ConnectionError, OSError) as e:
         raise SlovoError(_offline_hint(source.spec) + f" ({type(e).__name__})") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# file formats by suffix. Adding one: a reader (path, ReadOptions, ReadStats) -> iterator of
+# (doc_id or None, text, bytes of the file read so far), and an entry here; prepare, `slovo eval --data`, folders
+# and globs then take it. tests/test_extending.py registers a toy one.
+
+FileReader = Callable[[Path, "ReadOptions", "ReadStats"], Iterator[tuple[str, "str | None", int]]]
+FILE_READERS: dict[str, tuple[tuple[str, ...], FileReader]] = {
+    "text": ((".txt", ".text", ".md"), lambda path, o, st: _read_text(path, o.separator, o.encoding, st)),
+    "json": ((".jsonl", ".json", ".jsonl.gz", ".json.gz"), lambda path, o, st: _read_jsonl(path, o.text_field, o.encoding)),
+    "parquet": ((".parquet",), lambda path, o, st: _read_parquet(path, o.text_field)),
+}
+
+
+def supported_suffixes() -> tuple[str, ...]:
+    return tuple(suffix for suffixes, _ in FILE_READERS.values() for suffix in suffixes)
