@@ -292,3 +292,16 @@ def test_an_extended_constant_run_evaluates_over_its_extension(tiny_config, tmp_
     evals = [r["train/global_step"] for r in read_jsonl(tmp_path / "ext" / "metrics.jsonl") if "eval/loss" in r]
     assert [s for s in evals if s > 6] == [9, 12]  # progress 0.75 of the new budget, and the end
     assert len(_steps_and_lrs(tmp_path / "ext")) == 12  # from its end: nothing trained twice
+
+
+def test_a_run_stopped_right_after_a_subset_eval_still_ends_with_a_full_eval(tiny_config, tmp_path):
+    class StopAtFirstEval(Callback):
+        def on_eval(self, state, control, metrics):
+            control.stop("interrupted")
+
+    over = {"budget.max_steps": 40, "eval.every": 4, "eval.max_fraction": 0.01, "eval.tokens": 4096}
+    summary = train(tiny_config(**over), tmp_path / "run", callbacks=[StopAtFirstEval()], quiet=True)
+    evals = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "eval/loss" in r]
+    assert summary["status"] == "interrupted"
+    assert evals[0]["eval/windows"] < evals[-1]["eval/windows"] == summary["eval/windows"]
+    assert evals[-1]["train/global_step"] == evals[0]["train/global_step"]  # the same step, scored in full

@@ -193,8 +193,9 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
                 elif _checkpoint_due(cfg, state):
                     _checkpoint(s, run_dir, state, clock, final=False, display=display)
         status = stop_reason if stop_reason in ("interrupted", "pruned") else "finished"
-        if state.last_eval_step != state.step:  # a run stopped right after an eval needs no second one
-            _evaluate(s, state, control, clock, folder, display, callbacks, finish_summary)
+        scored_all = state.last_eval.get("eval/windows") == len(s.windows)
+        if state.last_eval_step != state.step or not scored_all:  # stopped right after a full eval: no second one
+            _evaluate(s, state, control, clock, folder, display, callbacks, finish_summary, final=True)
         _checkpoint(s, run_dir, state, clock, final=status == "finished")
     except _Diverged as e:
         status = "failed"
