@@ -93,7 +93,17 @@ def run_figures(state, ledger: dict, train_tokens: int, seq_len: int, flops_per_
         "total_flos": flops_per_token * state.tokens,
         "ledger": {k: round(v, 3) for k, v in ledger.items()},
         "progress": state.progress,
+        **cuda_memory(),
     }
+
+
+def cuda_memory() -> dict:
+    """Peak GPU memory this process allocated (training and eval), for sizing batches; {} off CUDA."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {}
+    return {"peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3)}
 
 
 def run_info(cfg: Config, ds, model, device: str, tokens_per_step: int, world: int, budget: dict) -> dict:
