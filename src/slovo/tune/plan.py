@@ -27,7 +27,6 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
-
 # Chinchilla's parametric loss, Besiroglu et al. 2024's refit of Hoffmann et al. 2022's Approach 3
 LAW_E, LAW_A, LAW_B, LAW_ALPHA, LAW_BETA = 1.82, 482.01, 2085.43, 0.3478, 0.3658
 REPEAT_DECAY = 15.4  # Muennighoff et al. 2023, R*: how fast repeated epochs lose their worth
@@ -212,7 +211,7 @@ def measure_speed(cfg, device: str, seconds: float, compile_model: bool = False,
         while len(times) < (1 if first is not None else 2) or (sum(times) < seconds and len(times) < 8):
             times.append(step())
     finally:
-        del model, optimizer, stepper
+        model = optimizer = stepper = None  # the next shape gets the device's memory
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
     step_s = min(times)
@@ -346,8 +345,10 @@ def _choose_axes(plan: Plan, base_cfg, batches: list[int], sweep_s: float) -> No
     wi, di = all_widths.index(best.n_embd), all_depths.index(best.n_layer)
     other_w = best_of([(best.n_layer, all_widths[i]) for i in (wi - 1, wi + 1) if 0 <= i < len(all_widths)])
     other_d = best_of([(all_depths[i], best.n_embd) for i in (di - 1, di + 1) if 0 <= i < len(all_depths)])
-    widths = sorted({best.n_embd} | ({other_w.n_embd} if other_w else set()))
-    depths = sorted({best.n_layer} | ({other_d.n_layer} if other_d else set()))
+    # the best predicted shape's values first: the grid runs them first, so a deadline that cuts the sweep short
+    # cuts the other shapes' probes
+    widths = [best.n_embd] + ([other_w.n_embd] if other_w else [])
+    depths = [best.n_layer] + ([other_d.n_layer] if other_d else [])
     for d in depths:  # the fourth corner of the 2 x 2 may lack a speed (not measured, no estimate)
         if any((d, w) not in by_key for w in widths):
             depths = [best.n_layer]

@@ -200,17 +200,20 @@ def choose(plan: Plan, results: dict, final_s: float) -> tuple[dict, list[str]]:
         shape = min((s for s in plan.shapes if s.speed), key=lambda s: s.predicted_loss)
         return ({"model.n_layer": shape.n_layer, "model.n_embd": shape.n_embd,
                  "train.per_device_train_batch_size": plan.base_batch, "optim.lr": plan.base_lr},
-                [f"no probe {'finished' if plan.trials else 'ran'}: the predicted best shape {shape.name} at the "
-                 f"base lr {format_value(plan.base_lr)} and batch {plan.base_batch}"])
+                [(f"no probe {'finished' if plan.trials else 'ran'}: the predicted best shape {shape.name} at the "
+                  f"base lr {format_value(plan.base_lr)} and batch {plan.base_batch}")])
     p = best["params"]
     shape = plan.shape(p["model.n_layer"], p["model.n_embd"])
     speed = shape.speed if shape and shape.speed else 1.0
     probe_tokens, final_tokens = speed * plan.trial_s, speed * final_s
     lr = float(f"{horizon_lr(p['optim.lr'], probe_tokens, final_tokens):.3g}")
-    why = [f"probe winner {' '.join(best['runs'])}: {p['model.n_layer']}x{p['model.n_embd']}, batch "
-           f"{p['train.per_device_train_batch_size']}, lr {format_value(p['optim.lr'])}, eval/bpb {best['eval/bpb']:.4f}",
-           f"lr {format_value(p['optim.lr'])} x ({human_count(final_tokens)} final / {human_count(probe_tokens)} probe "
-           f"tokens)^-0.3 = {format_value(lr)} (the best lr falls with the training horizon)"]
+    winner = (f"probe winner {' '.join(best['runs'])}: {p['model.n_layer']}x{p['model.n_embd']}, batch "
+              f"{p['train.per_device_train_batch_size']}, lr {format_value(p['optim.lr'])}, "
+              f"eval/bpb {best['eval/bpb']:.4f}")
+    horizon = (f"lr {format_value(p['optim.lr'])} x ({human_count(final_tokens)} final / "
+               f"{human_count(probe_tokens)} probe tokens)^-0.3 = {format_value(lr)} (the best lr falls with the "
+               f"training horizon)")
+    why = [winner, horizon]
     return {**p, "optim.lr": lr}, why
 
 
