@@ -74,14 +74,15 @@ def test_a_nan_loss_rolls_back_to_a_snapshot_lowers_the_lr_skips_the_batches_and
 def test_the_time_of_discarded_steps_stays_on_the_budget_clock(tiny_config, tmp_path, monkeypatch):
     from tests.test_train import TickingTime
 
-    over = {"budget.time": "40s", "budget.max_steps": 0, "schedule.name": "constant", "schedule.warmup": 0}
+    over = {"budget.time": "20s", "budget.max_steps": 0, "schedule.name": "constant", "schedule.warmup": 0,
+            "guard.snapshot_every": 5}
     plain = train(tiny_config(**over), tmp_path / "plain", clock=Clock(now=TickingTime()), quiet=True)
-    _break_step(monkeypatch, {25})
+    _break_step(monkeypatch, {12})
     broken = train(tiny_config(**over), tmp_path / "broken", clock=Clock(now=TickingTime()), quiet=True)
     assert plain["stop_reason"] == broken["stop_reason"] == "time" and broken["rollbacks"] == 1
-    # the same training seconds (every step costs the same on this clock) bought 15 fewer steps: 25 back to 10
+    # the same training seconds (every step costs the same on this clock) bought 7 fewer steps: 12 back to 5
     assert broken["train_runtime"] == pytest.approx(plain["train_runtime"])
-    assert broken["train/global_step"] == plain["train/global_step"] - 15
+    assert broken["train/global_step"] == plain["train/global_step"] - 7
 
 
 def test_divergence_after_max_rollbacks_fails_the_run_with_the_advice(tiny_config, tmp_path, monkeypatch):

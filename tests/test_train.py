@@ -305,3 +305,17 @@ def test_a_run_stopped_right_after_a_subset_eval_still_ends_with_a_full_eval(tin
     assert summary["status"] == "interrupted"
     assert evals[0]["eval/windows"] < evals[-1]["eval/windows"] == summary["eval/windows"]
     assert evals[-1]["train/global_step"] == evals[0]["train/global_step"]  # the same step, scored in full
+
+
+def test_pruning_keeps_the_decay_start_checkpoint_saved_last(tmp_path):
+    import torch
+
+    from slovo.checkpoint import prune_checkpoints, save_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    # step 6 was tagged after step 5 (a rollback or an extension saves it again, lower): the later one counts
+    for step, train_time, tag in ((5, 5.0, "decay_start"), (8, 8.0, None), (6, 9.0, "decay_start"), (10, 10.0, None),
+                                  (12, 12.0, None)):
+        save_checkpoint(tmp_path, step, model, {}, {"train_time": train_time, **({"tag": tag} if tag else {})})
+    prune_checkpoints(tmp_path, keep_last=1)
+    assert sorted(int(p.name[5:]) for p in (tmp_path / "checkpoints").iterdir()) == [6, 10, 12]

@@ -170,10 +170,13 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, stat
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int, keep: Path | None = None) -> None:
-    """Delete all but the newest `keep_last + 1` checkpoints (always keeping `keep`, and the newest checkpoint
-    tagged `decay_start` in its checkpoint.json: where a run extended to a larger budget continues from)."""
+    """Delete all but the newest `keep_last + 1` checkpoints (always keeping `keep`, and the checkpoint tagged
+    `decay_start` in its checkpoint.json with the latest training time: where a run extended to a larger budget
+    continues from; by time, since a rollback or an extension can save it again at a lower step)."""
     found = list_checkpoints(run_dir)
-    tagged = [p for p in found if read_json_dict(p / INFO_FILE).get("tag") == "decay_start"]
+    infos = {p: read_json_dict(p / INFO_FILE) for p in found}
+    tagged = sorted((p for p in found if infos[p].get("tag") == "decay_start"),
+                    key=lambda p: infos[p].get("train_time", 0))
     found = [p for p in found if p not in tagged[-1:]]
     for old in found[: max(0, len(found) - keep_last - 1)]:
         if keep is None or old.resolve() != keep.resolve():

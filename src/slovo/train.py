@@ -170,6 +170,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
                     if not guard.can_roll_back(state):
                         raise _Diverged(guard.failure(state, diverged))
                     _roll_back(guard, state, diverged, folder, display, cfg)
+                    state.progress = budget_mod.progress(budget, state.train_time, state.step, state.tokens)
                     window_losses, window_start = [], (state.train_time, state.tokens)
                     stop_reason = "interrupted" if agreed.stop else _stop_reason(budget, state, control)
                     continue
