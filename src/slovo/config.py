@@ -299,6 +299,19 @@ class TrackingConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Several processes under torchrun (`torchrun --nproc_per_node N -m slovo train ...`); ignored in one process."""
+
+    # ddp: every rank holds the whole model and optimizer, gradients are averaged (fastest while it fits);
+    # fsdp: FSDP2 shards weights, gradients and optimizer state over the ranks (for a model whose optimizer state
+    # does not fit one device); checkpoints then hold the shards too, and resume on any number of ranks
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+
+    def __post_init__(self):
+        one_of("distributed.strategy", self.strategy, ("ddp", "fsdp"))  # slovo.distributed.STRATEGIES (no torch here)
+
+
+@dataclass
 class DataConfig:
     """The dataset folder written by `slovo prepare`."""
 
@@ -317,6 +330,7 @@ class Config:
     guard: GuardConfig = field(default_factory=GuardConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     data: DataConfig = field(default_factory=DataConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
     preset: str = ""  # the preset this config started from, for tables and reports
