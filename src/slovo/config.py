@@ -227,6 +227,7 @@ class GuardConfig:
     # steps between in-memory snapshots (model, optimizer, scaler, RNG; a copy on the same device). Two are kept and
     # a rollback takes the older, so a state damaged by the step right before a snapshot is never restored
     snapshot_every: int = 10
+    snapshot_progress: float = 0.01  # also snapshot once this much of the budget passed since the last; 0 = steps only
 
     def __post_init__(self):
         need(0 < self.lr_factor <= 1, f"guard.lr_factor: must be in (0, 1], got {self.lr_factor}")
@@ -235,6 +236,8 @@ class GuardConfig:
              f"guard.spike_factor: must be above 1 (or 0 = no spike check), got {self.spike_factor}")
         need(self.spike_window >= 2, f"guard.spike_window: must be 2 or more, got {self.spike_window}")
         need(self.snapshot_every > 0, f"guard.snapshot_every: must be positive, got {self.snapshot_every}")
+        need(0 <= self.snapshot_progress < 1,
+             f"guard.snapshot_progress: must be at least 0 and below 1, got {self.snapshot_progress}")
 
 
 @dataclass
