@@ -61,7 +61,7 @@ def test_a_nan_loss_rolls_back_to_a_snapshot_lowers_the_lr_skips_the_batches_and
     (event,) = _records(run, "guard/rollback")
     # snapshots every 10 steps, the older of two restored: the NaN at step 25 goes back to step 10
     assert event["guard/bad_step"] == 25 and event["guard/to_step"] == 10 == event["train/global_step"]
-    assert "loss became nan" in event["guard/reason"]
+    assert "loss became nan" in event["guard/reason"] and event["guard/peak_lr"] == tiny_config().optim.lr * 0.5
     lrs = {r["train/global_step"]: r["train/learning_rate"] for r in _records(run, "train/loss")}  # the last of each
     assert lrs[30] == pytest.approx(tiny_config(**over).optim.lr * 0.5)
     assert summary["train/global_step"] == 30  # the lost steps are trained again (with other batches)
