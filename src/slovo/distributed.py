@@ -1,20 +1,42 @@
 """Data-parallel training under torchrun, kept to a handful of calls the loop makes.
 
 `torchrun --nproc_per_node N -m slovo train ...` starts N copies; each reads WORLD_SIZE / RANK /
-LOCAL_RANK, trains on its own batches (the loader is keyed on the rank) and averages gradients
-through DDP. Rank 0 alone writes the run folder, checkpoints, samples and trackers. Once per step
-the ranks exchange their loss, clock and stop wishes (`agree_step`, one all-gather), and every collective
-decision is computed from that shared answer, so they take the same learning rate, evaluate, checkpoint and
-stop at the same step whatever their own clocks say. Without WORLD_SIZE everything is a no-op.
+LOCAL_RANK and trains on its own batches (the loader is keyed on the rank). Rank 0 alone writes the run
+folder, samples and trackers. Once per step the ranks exchange their loss, clock and stop wishes
+(`agree_step`, one all-gather), and every collective decision is computed from that shared answer, so they
+take the same learning rate, evaluate, checkpoint and stop at the same step whatever their own clocks say.
+Without WORLD_SIZE everything is a no-op.
+
+Two strategies (`distributed.strategy`):
+- `ddp`: every rank holds the whole model and optimizer; DDP averages the gradients. Checkpoints are
+  rank 0's `model.safetensors` + `state.pt` (slovo.checkpoint).
+- `fsdp`: FSDP2 (`fully_shard`, each transformer block and the root) shards the trained weights, gradients
+  and optimizer state over the ranks. The `_Setup` keeps a plain copy of the model beside the sharded one,
+  refreshed from it (`gather_weights`) before each eval and checkpoint: evals, samples and the checkpoint's
+  `model.safetensors` use it, so eval windows need not split evenly and rank 0 can sample alone. Checkpoints
+  add the sharded weights and optimizer in `dcp/` (torch.distributed.checkpoint, slovo.sharded), which any
+  number of ranks, one included, can load.
+
+Leaving: gloo's worker threads outlive `destroy_process_group` (DDP keeps the process group alive) and may
+drop their last reference to a finished collective's tensors after Python began to finalize; the thread then
+asks for the GIL, CPython 3.11 ends it with pthread_exit, and the forced unwind through a C++ destructor calls
+std::terminate ("terminate called without an active exception", SIGABRT, and torchrun stops the other
+ranks). No ordering of barrier and destroy closes that window, so a non-main rank that finished cleanly
+flushes its output and leaves with `os._exit(0)` (`close`), skipping the interpreter's teardown.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+
+from slovo.errors import SlovoError
+
+STRATEGIES = ("ddp", "fsdp")
 
 
 @dataclass
@@ -33,11 +55,13 @@ class Dist:
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.enabled = self.world > 1
+        self.owns_group = False  # this object started the process group (so it may end the process)
         if self.enabled:
             import torch.distributed as dist
 
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+                self.owns_group = True
             self._dist = dist
 
     @property
@@ -51,7 +75,35 @@ class Dist:
             return f"cuda:{self.local_rank}"
         return requested
 
-    def wrap(self, model: torch.nn.Module, device: str) -> torch.nn.Module:
+    # ---- strategies -------------------------------------------------------------------------------
+
+    def shard(self, model: torch.nn.Module, cfg) -> torch.nn.Module | None:
+        """Under `distributed.strategy=fsdp` on several ranks: a copy of `model` sharded with FSDP2 (every
+        block, then the root, which holds the tied embedding and head), for the optimizer and the training
+        steps; `model` itself stays whole for evals, samples and checkpoints. None otherwise (one process
+        trains `model` itself, whatever the strategy)."""
+        strategy = cfg.distributed.strategy
+        if strategy == "fsdp" and cfg.optim.name == "muon":
+            raise SlovoError("optim.name=muon does not work with distributed.strategy=fsdp (Muon orthogonalises "
+                             "whole matrices, FSDP gives each rank a shard); use distributed.strategy=ddp or "
+                             "optim.name=adamw")
+        if strategy != "fsdp" or not self.enabled:
+            return None
+        import copy
+
+        from torch.distributed.fsdp import fully_shard
+
+        sharded = copy.deepcopy(model)  # deepcopy keeps the tied weight tied
+        for block in sharded.layers:
+            fully_shard(block)
+        fully_shard(sharded)
+        return sharded
+
+    def wrap(self, model: torch.nn.Module, device: str, sharded: torch.nn.Module | None = None,
+             compiled: bool = False) -> torch.nn.Module:
+        """The module the training steps run: the FSDP-sharded copy, DDP around `model`, or `model`."""
+        if sharded is not None:
+            return torch.compile(sharded) if compiled else sharded
         if not self.enabled:
             return model
         from torch.nn.parallel import DistributedDataParallel
@@ -59,11 +111,29 @@ class Dist:
         ids = [self.local_rank] if device.startswith("cuda") else None
         return DistributedDataParallel(model, device_ids=ids)
 
+    def gather_weights(self, sharded: torch.nn.Module | None, whole: torch.nn.Module) -> None:
+        """Copy the sharded model's weights into the whole copy on every rank (a collective; no-op without FSDP)."""
+        if sharded is None:
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(sharded, options=StateDictOptions(full_state_dict=True))
+        with torch.no_grad():
+            whole.load_state_dict(full)
+
     def no_sync(self, model: torch.nn.Module, last_micro_step: bool):
         """Skip the gradient all-reduce on all but the last micro-step of an accumulation."""
-        if self.enabled and not last_micro_step:
-            return model.no_sync()
-        return nullcontext()
+        if not self.enabled:
+            return nullcontext()
+        from torch.distributed.fsdp import FSDPModule
+
+        module = getattr(model, "_orig_mod", model)
+        if isinstance(module, FSDPModule):  # FSDP2: reduce-scatter only on the last micro-step
+            module.set_requires_gradient_sync(last_micro_step)
+            return nullcontext()
+        return model.no_sync() if not last_micro_step else nullcontext()
+
+    # ---- collectives ------------------------------------------------------------------------------
 
     def agree_step(self, loss: float, train_time: float, stop: bool, nonfinite: bool, device: str) -> Agreed:
         """The step's one collective: every rank sends its loss, clock, stop wish and a non-finite flag, and all
@@ -89,10 +159,27 @@ class Dist:
         self._dist.all_reduce(t)
         return t.tolist()
 
+    def broadcast(self, value, src: int = 0):
+        """Rank `src`'s picklable `value`, on every rank."""
+        if not self.enabled:
+            return value
+        box = [value]
+        self._dist.broadcast_object_list(box, src=src)
+        return box[0]
+
     def close(self, wait: bool = True) -> None:
-        """Leave the process group. With `wait`, first meet the other ranks: a rank that tears down gloo
-        while rank 0 is still writing its checkpoint can abort the whole job."""
-        if self.enabled and self._dist.is_initialized():
-            if wait:
-                self._dist.barrier()
-            self._dist.destroy_process_group()
+        """Leave the process group. With `wait`, first meet the other ranks (a rank that tears down gloo while
+        rank 0 still writes its checkpoint can abort the whole job); then a non-main rank of a process group
+        this object started leaves the process at once (see the module's docstring for why)."""
+        if not (self.enabled and self._dist.is_initialized()):
+            return
+        if wait:
+            self._dist.barrier()
+        self._dist.destroy_process_group()
+        if wait and self.owns_group and not self.is_main:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(0)
