@@ -253,7 +253,11 @@ class _Setup:
             raise SlovoError(f"{cfg.data.path}: {e}; use a smaller model.seq_len or more text") from None
         torch.manual_seed(cfg.train.seed)
         self.model = GPT(cfg.model).to(device)
-        self.optimizer = make_optimizer(self.model, cfg.optim, device)
+        # distributed.strategy=fsdp on several ranks: a sharded copy trains and self.model keeps the whole weights
+        # for evals, samples and checkpoints (refreshed by gather_weights); else self.model trains itself
+        self.sharded = dist.shard(self.model, cfg)
+        self.trained = self.sharded if self.sharded is not None else self.model  # what the optimizer steps
+        self.optimizer = make_optimizer(self.trained, cfg.optim, device)
         self.set_lr_factor = lambda factor: set_lr_factor(self.optimizer, factor)
         self.tokens_per_step = batch * cfg.train.gradient_accumulation_steps * seq_len * dist.world
         self.autocast = autocast_for(cfg.train.dtype, device)
@@ -261,11 +265,15 @@ class _Setup:
         self.speed_key = shape_key(cfg, device_name(device))
         self.compiled, self.compile_reason = choose_compile(cfg.train.compile, device, budget.time_s, self.speed_key)
         self.eval_model = torch.compile(self.model) if self.compiled else self.model  # compiled once, for both uses
-        self.train_model = dist.wrap(self.eval_model, device)
+        self.train_model = dist.wrap(self.eval_model, device, self.sharded, self.compiled)
         self.peak_flops = peak_flops(device)
         self.flops_per_token = self.model.flops_per_token()
         self.first_step = True
         self.checkpoint_failing = False  # a periodic save failed; say so once, not at every try
+
+    def gather_weights(self) -> None:
+        """FSDP: bring the trained shards into the whole model on every rank (a collective); else nothing."""
+        self.dist.gather_weights(self.sharded, self.model)
 
     def info(self, budget: Budget) -> dict:
         from slovo.run_folder import run_info
@@ -319,20 +327,39 @@ class _Setup:
         }
 
 
+def _load_checkpoint(s: _Setup, ckpt: Path) -> dict:
+    """Load checkpoint `ckpt`'s weights (and, when sharded, its optimizer) and return its saved state; the
+    checkpoint's format must be the run's distributed.strategy's."""
+    from slovo.checkpoint import load_training_state
+    from slovo.sharded import is_sharded, load_sharded
+
+    sharded = is_sharded(ckpt)
+    if sharded != (s.cfg.distributed.strategy == "fsdp"):
+        saved_with = "fsdp" if sharded else "ddp"
+        raise SlovoError(f"{ckpt}: saved with distributed.strategy={saved_with}; resume it with "
+                         f"--set distributed.strategy={saved_with}")
+    if not sharded:
+        return load_training_state(ckpt, s.model)
+    saved = load_sharded(ckpt, s.trained, s.optimizer)
+    s.gather_weights()
+    return saved
+
+
 def _restore(run_dir: Path, s: _Setup, state: TrainState, clock: Clock, display) -> None:
-    from slovo.checkpoint import checkpoint_to_resume, load_training_state
+    from slovo.checkpoint import checkpoint_to_resume
 
     ckpt, notice = checkpoint_to_resume(run_dir)  # the newest good one; says which damaged ones it skipped
     if notice:
         display.say(f"[yellow]{notice}[/]")
-    saved = load_training_state(ckpt, s.model)
+    saved = _load_checkpoint(s, ckpt)
     extension = _extension_start(run_dir, s.cfg, saved["loop"])
     if extension is not None:  # a longer budget after the decay began: go back to where it began
         ckpt, line = extension
         display.say(line)
         if ckpt is not None:
-            saved = load_training_state(ckpt, s.model)
-    s.optimizer.load_state_dict(saved["optimizer"])
+            saved = _load_checkpoint(s, ckpt)
+    if "optimizer" in saved:  # a sharded checkpoint's optimizer was loaded with the weights
+        s.optimizer.load_state_dict(saved["optimizer"])
     s.loader.load_state_dict(saved["loader"])
     clock.load_state_dict(saved["clock"])
     state.load_state_dict(saved["loop"])
@@ -355,6 +382,7 @@ def _evaluate(s: _Setup, state: TrainState, control: Control, clock: Clock, fold
     from slovo.generate import sample_texts
 
     cfg, dist = s.cfg, s.dist
+    s.gather_weights()  # FSDP: evals and samples use the whole weights
     if final is None:  # the loop evaluates mid-run only while no limit is reached and nothing asked to stop
         final = state.progress >= 1.0 or control.should_stop
     if s.eval_note:
@@ -406,23 +434,32 @@ def _evaluate(s: _Setup, state: TrainState, control: Control, clock: Clock, fold
 
 
 def _checkpoint(s: _Setup, run_dir: Path, state: TrainState, clock: Clock, final: bool, display=None) -> None:
-    """Save a checkpoint (rank 0). A periodic one that fails (disk full, permission) is reported once and
-    tried again at the next; the run goes on. The final one's failure fails the run."""
+    """Save a checkpoint (rank 0; under distributed.strategy=fsdp every rank writes its shards). A periodic one
+    that fails (disk full, permission) is reported once and tried again at the next; the run goes on. The final
+    one's failure fails the run."""
     from slovo.checkpoint import CheckpointSaveError, prune_checkpoints, save_checkpoint
+    from slovo.sharded import save_sharded
 
     state.last_ckpt_train_time = state.train_time  # every rank: the next periodic checkpoint is agreed too
-    if not s.dist.is_main:
+    fsdp = s.cfg.distributed.strategy == "fsdp"
+    if not (s.dist.is_main or fsdp):
         return
     with clock.measure("checkpoint"):
-        payload = {"optimizer": s.optimizer.state_dict(), "loader": s.loader.state_dict(),
+        payload = {"loader": s.loader.state_dict(),
                    "clock": clock.state_dict(), "loop": state.state_dict(), "rng": _rng_state()}
+        if not fsdp:  # a sharded checkpoint keeps the optimizer in its dcp/ folder
+            payload["optimizer"] = s.optimizer.state_dict()
         if s.scaler is not None:
             payload["scaler"] = s.scaler.state_dict()
         info = {"tokens": state.tokens, "train_time": state.train_time, "final": final}
         if state.decay_ckpt_step == state.step:  # where a longer budget continues from; pruning keeps it
             info["tag"] = "decay_start"
         try:
-            path = save_checkpoint(run_dir, state.step, s.model, payload, info)
+            if fsdp:
+                s.gather_weights()
+                path = save_sharded(s.dist, run_dir, state.step, s.model, s.trained, s.optimizer, payload, info)
+            else:
+                path = save_checkpoint(run_dir, state.step, s.model, payload, info)
         except CheckpointSaveError as e:
             if final:
                 raise
@@ -431,7 +468,8 @@ def _checkpoint(s: _Setup, run_dir: Path, state: TrainState, clock: Clock, final
             s.checkpoint_failing = True
             return
         s.checkpoint_failing = False
-        prune_checkpoints(run_dir, s.cfg.checkpoint.keep_last, keep=path)
+        if path is not None:  # rank 0
+            prune_checkpoints(run_dir, s.cfg.checkpoint.keep_last, keep=path)
 
 
 def _stop_reason(budget: Budget, state: TrainState, control: Control) -> str | None:
