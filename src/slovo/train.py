@@ -145,7 +145,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
     window_losses: list[float] = []
     window_start = (state.train_time, state.tokens)
     stop_reason = budget_mod.exhausted(budget, state.train_time, state.step, state.tokens)
-    guard = DivergenceGuard(cfg.guard, cfg.debug.lr_spike, s.model, s.optimizer, s.scaler, clock)
+    guard = DivergenceGuard(cfg.guard, cfg.debug.lr_spike, s.trained, s.optimizer, s.scaler, clock)  # FSDP: shards
     guard.snapshot(state)
     try:
         with StopOnSigint(display.say) as sigint, display.progress_bar(budget) as bar:
