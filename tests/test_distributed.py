@@ -1,27 +1,79 @@
-"""torchrun data parallelism on the CPU (gloo): two ranks train one run folder together."""
+"""torchrun data parallelism on the CPU (gloo): two ranks train one run folder together.
 
+The torchrun tests run `slovo train` under `torchrun --nproc_per_node 2` in a subprocess with a timeout (a rank
+that waits for a collective the other never makes hangs, and the timeout turns that into a failure). The probe in
+tests/distributed_probe (a sitecustomize) records what each rank saw and can slow one rank down.
+"""
+
+import json
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
 from slovo.utils import read_json, read_jsonl
 from tests.conftest import TINY_RUN
 
+PROBE = Path(__file__).parent / "distributed_probe"
+TIMEOUT_S = 120  # far above a healthy run (a few seconds); only a hang gets there
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="gloo over localhost is tested on Linux")
+
+
+def tiny_sets(**overrides) -> list[str]:
+    merged = {**TINY_RUN, **overrides}
+    return [f"--set={k}={'null' if v is None else v}" for k, v in merged.items()]
+
+
+def torchrun(args: list[str], probe_dir: Path | None = None, slow: str | None = None, nproc: int = 2):
+    """`torchrun --nproc_per_node 2 -m slovo ARGS`; returns the finished process (asserting it exited 0)."""
+    torchrun_bin = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    if probe_dir is not None:
+        probe_dir.mkdir(parents=True, exist_ok=True)
+        env["PYTHONPATH"] = os.pathsep.join([str(PROBE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["SLOVO_PROBE_DIR"] = str(probe_dir)
+        if slow:
+            env["SLOVO_PROBE_SLOW"] = slow
+    cmd = [torchrun_bin, "--standalone", "--nproc_per_node", str(nproc), "-m", "slovo", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def probed(probe_dir: Path, rank: int, key: str) -> list:
+    return [r[key] for r in read_jsonl(probe_dir / f"rank{rank}.jsonl") if key in r]
+
+
+def weights(run: Path, step: int) -> dict:
+    return load_file(str(run / "checkpoints" / f"step_{step:07d}" / "model.safetensors"))
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert (a[name] == b[name]).all(), name
+
+
+def drop_checkpoints_after(run: Path, step: int) -> None:
+    """Make `run` look like it was stopped at `step`: later checkpoints gone (resume truncates the records)."""
+    for ckpt in (run / "checkpoints").iterdir():
+        if ckpt.name.startswith("step_") and int(ckpt.name[5:]) > step:
+            shutil.rmtree(ckpt)
+
+
+def train_args(dataset, runs_dir, name, *extra, steps=4) -> list[str]:
+    return ["train", "--data", str(dataset), "--runs-dir", str(runs_dir), "--name", name,
+            "--max-steps", str(steps), "--quiet", *extra]
+
 
 @pytest.mark.slow
-@pytest.mark.skipif(sys.platform != "linux", reason="gloo over localhost is tested on Linux")
+@linux_only
 def test_two_ranks_write_one_run_with_twice_the_tokens_per_step(small_dataset, tmp_path):
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
-    sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2",
-           "-m", "slovo", "train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "ddp",
-           "--max-steps", "4", "--quiet", *sets]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun(train_args(small_dataset, tmp_path, "ddp", *tiny_sets()))
     run = tmp_path / "ddp"
     summary = read_json(run / "summary.json")
     info = read_json(run / "run.json")
@@ -31,3 +83,115 @@ def test_two_ranks_write_one_run_with_twice_the_tokens_per_step(small_dataset, t
     assert summary["tokens"] == 4 * info["tokens_per_step"]
     # only rank 0 writes: one train record per step, one set of samples per eval
     assert len([r for r in read_jsonl(run / "metrics.jsonl") if "train/loss" in r]) == 4
+
+
+@pytest.mark.slow
+@linux_only
+def test_a_slow_rank_under_a_time_budget_ends_at_the_same_step_on_both_ranks(small_dataset, tmp_path):
+    """Rank 1 sleeps in every step, so its clock runs ahead; with an eval due at every step, a rank that decided
+    from its own clock would skip an eval the other makes (a collective) and the job would hang or fail."""
+    probe = tmp_path / "probe"
+    sets = tiny_sets(**{"eval.every_seconds": 0.01, "sample.enabled": False})
+    torchrun(["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "slow", "--time", "1s",
+              "--quiet", *sets], probe_dir=probe, slow="1:0.05")
+    summary = read_json(tmp_path / "slow" / "summary.json")
+    assert summary["status"] == "finished" and summary["stop_reason"] == "time"
+    steps = summary["train/global_step"]
+    assert steps >= 3  # several steps, so the clocks drifted apart
+    hashes = [probed(probe, rank, "params") for rank in (0, 1)]
+    assert len(hashes[0]) == len(hashes[1]) == steps  # both ranks made every step, no more
+    # one model: identical weights on both ranks before every step, and they change from step to step
+    assert hashes[0] == hashes[1]
+    assert len(set(hashes[0])) >= steps - 1  # (the warmup's first step has lr 0)
+    # each rank trains on its own batches: their first losses differ (same weights, other data)
+    losses = [probed(probe, rank, "loss") for rank in (0, 1)]
+    assert losses[0][0] != losses[1][0]
+    # the logged loss is the mean over the ranks
+    logged = [r["train/loss"] for r in read_jsonl(tmp_path / "slow" / "metrics.jsonl") if "train/loss" in r]
+    assert logged[0] == pytest.approx((losses[0][0] + losses[1][0]) / 2, rel=1e-5)
+
+
+@pytest.mark.slow
+@linux_only
+def test_two_ranks_resume_exactly_on_two_ranks(small_dataset, tmp_path):
+    sets = tiny_sets(**{"checkpoint.every_steps": 4, "checkpoint.keep_last": 5})
+    torchrun(train_args(small_dataset, tmp_path, "whole", *sets, steps=8))
+    shutil.copytree(tmp_path / "whole", tmp_path / "resumed")
+    drop_checkpoints_after(tmp_path / "resumed", 4)
+    torchrun(["train", "--resume", str(tmp_path / "resumed"), "--max-steps", "8", "--quiet"])
+    assert read_json(tmp_path / "resumed" / "summary.json")["train/global_step"] == 8
+    assert_same_weights(weights(tmp_path / "whole", 8), weights(tmp_path / "resumed", 8))
+    losses = [[r["train/loss"] for r in read_jsonl(tmp_path / name / "metrics.jsonl") if "train/loss" in r]
+              for name in ("whole", "resumed")]
+    assert losses[0] == losses[1]
+
+
+@pytest.mark.slow
+@linux_only
+def test_fsdp_trains_checkpoints_sharded_resumes_on_two_ranks_and_one_and_exports(small_dataset, tmp_path):
+    from slovo.checkpoint import load_for_inference, verify_checkpoint
+    from slovo.cli import main
+
+    sets = tiny_sets(**{"distributed.strategy": "fsdp", "checkpoint.every_steps": 4, "checkpoint.keep_last": 5})
+    torchrun(train_args(small_dataset, tmp_path, "fsdp", *sets, steps=8))
+    run = tmp_path / "fsdp"
+    assert read_json(run / "summary.json")["status"] == "finished"
+    ckpt = run / "checkpoints" / "step_0000004"
+    recorded = read_json(ckpt / "checkpoint.json")
+    shards = sorted(name for name in recorded["files"] if name.startswith("dcp/"))
+    assert shards == ["dcp/.metadata", "dcp/__0_0.distcp", "dcp/__1_0.distcp"]  # each rank wrote its own shard
+    assert recorded["sharded"]["world_size"] == 2 and verify_checkpoint(ckpt, files=tuple(recorded["files"])) is None
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # no staging left
+
+    # exact resume on the same two ranks
+    shutil.copytree(run, tmp_path / "again")
+    drop_checkpoints_after(tmp_path / "again", 4)
+    torchrun(["train", "--resume", str(tmp_path / "again"), "--max-steps", "8", "--quiet"])
+    assert_same_weights(weights(run, 8), weights(tmp_path / "again", 8))
+
+    # resume on one process (no torchrun): the shards of two ranks load into the whole model and optimizer
+    shutil.copytree(run, tmp_path / "alone")
+    drop_checkpoints_after(tmp_path / "alone", 4)
+    assert main(["train", "--resume", str(tmp_path / "alone"), "--max-steps", "8", "--quiet"]) == 0
+    summary = read_json(tmp_path / "alone" / "summary.json")
+    assert summary["status"] == "finished" and summary["train/global_step"] == 8
+    records = [r for r in read_jsonl(tmp_path / "alone" / "metrics.jsonl") if "train/loss" in r]
+    whole_run = [r for r in read_jsonl(run / "metrics.jsonl") if "train/loss" in r]
+    assert records[:4] == whole_run[:4]  # the first four steps are the two-rank run's, kept on resume
+    assert records[4]["train/loss"] < records[0]["train/loss"]  # it went on from the trained weights, not from scratch
+
+    # export reads the gathered weights
+    assert main(["export", str(run), str(tmp_path / "hf")]) == 0
+    model, _, _ = load_for_inference(run)
+    exported = load_file(str(tmp_path / "hf" / "model.safetensors"))
+    assert exported["model.embed_tokens.weight"].equal(model.embed_tokens.weight.detach())
+    assert_same_weights({k: v for k, v in model.state_dict().items() if k != "lm_head.weight"},
+                        {k: v for k, v in weights(run, 8).items() if k != "lm_head.weight"})
+
+
+def test_muon_with_fsdp_is_refused_in_one_line(tiny_config):
+    from slovo.distributed import Dist
+    from slovo.errors import SlovoError
+    from slovo.model import GPT
+
+    cfg = tiny_config(**{"distributed.strategy": "fsdp", "optim.name": "muon", "model.vocab_size": 300})
+    with pytest.raises(SlovoError, match="optim.name=muon does not work with distributed.strategy=fsdp"):
+        Dist().shard(GPT(cfg.model), cfg)
+
+
+def test_fsdp_in_one_process_trains_the_plain_model_and_saves_a_sharded_checkpoint(tiny_config, tmp_path):
+    """One process under distributed.strategy=fsdp: nothing to shard, but the checkpoints are the sharded kind,
+    so the run can go on under torchrun later; resuming it with ddp is one line."""
+    from slovo.errors import SlovoError
+    from slovo.train import train
+
+    cfg = tiny_config(**{"distributed.strategy": "fsdp", "budget.max_steps": 3})
+    summary = train(cfg, tmp_path / "run", quiet=True)
+    assert summary["status"] == "finished"
+    ckpt = tmp_path / "run" / "checkpoints" / "step_0000003"
+    assert (ckpt / "dcp" / ".metadata").is_file() and (ckpt / "model.safetensors").is_file()
+    cfg = tiny_config(**{"distributed.strategy": "ddp", "budget.max_steps": 5})
+    with pytest.raises(SlovoError, match="saved with distributed.strategy=fsdp"):
+        train(cfg, tmp_path / "run", resume=True, quiet=True)
+    cfg = tiny_config(**{"distributed.strategy": "fsdp", "budget.max_steps": 5})
+    assert train(cfg, tmp_path / "run", resume=True, quiet=True)["train/global_step"] == 5

@@ -1,0 +1,53 @@
+"""A probe for the torchrun tests, imported by every Python process whose PYTHONPATH starts with this folder.
+
+In a torchrun worker (RANK set) with SLOVO_PROBE_DIR set, it records to SLOVO_PROBE_DIR/rank{R}.jsonl:
+  {"loss": x}      each training forward's loss on this rank (before ranks average anything): which batches it saw
+  {"params": h}    before each gradient clipping (once per optimizer step), a sha256 of the whole weights
+                   (FSDP shards are gathered): ranks that train one model agree on every step's hash
+and SLOVO_PROBE_SLOW="R:SECONDS" makes rank R sleep that long inside every optimizer step, so its training clock
+runs ahead of the others'. It wraps torch functions every slovo version calls (cross_entropy, clip_grad_norm_),
+so the same test runs against older code.
+"""
+
+import os
+
+if os.environ.get("SLOVO_PROBE_DIR") and "RANK" in os.environ:
+    import hashlib
+    import json
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    _rank = int(os.environ["RANK"])
+    _out = os.path.join(os.environ["SLOVO_PROBE_DIR"], f"rank{_rank}.jsonl")
+    _slow_rank, _, _slow_s = os.environ.get("SLOVO_PROBE_SLOW", "-1:0").partition(":")
+    _sleep = float(_slow_s) if int(_slow_rank) == _rank else 0.0
+
+    def _record(**fields):
+        with open(_out, "a") as f:
+            f.write(json.dumps(fields) + "\n")
+
+    _cross_entropy = F.cross_entropy
+
+    def _probed_cross_entropy(*args, **kwargs):
+        loss = _cross_entropy(*args, **kwargs)
+        if torch.is_grad_enabled():  # a training forward, not an eval
+            _record(loss=float(loss))
+        return loss
+
+    _clip = torch.nn.utils.clip_grad_norm_
+
+    def _probed_clip(parameters, *args, **kwargs):
+        parameters = list(parameters)
+        h = hashlib.sha256()
+        for p in parameters:
+            whole = p.full_tensor() if hasattr(p, "full_tensor") else p  # a collective under FSDP: all ranks call it
+            h.update(whole.detach().float().cpu().numpy().tobytes())
+        _record(params=h.hexdigest())
+        if _sleep:
+            time.sleep(_sleep)
+        return _clip(parameters, *args, **kwargs)
+
+    F.cross_entropy = _probed_cross_entropy
+    torch.nn.utils.clip_grad_norm_ = _probed_clip
