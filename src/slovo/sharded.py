@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +73,9 @@ def save_sharded(dist, run_dir: str | Path, step: int, whole: torch.nn.Module, t
     if problem is None:
         model_sd, optim_sd = _state_dicts(trained, optimizer)
         try:  # DCP gathers every rank's write result, so all ranks raise together
-            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / DCP_DIR), no_dist=not _grouped())
+            with _alone_is_fine():
+                dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / DCP_DIR),
+                         no_dist=not _grouped())
         except Exception as e:  # noqa: BLE001 - a CheckpointException (wrapping each rank's OSError) or an OSError
             problem = _first_line(e)
     if problem is None and dist.is_main:
@@ -104,6 +108,14 @@ def _grouped() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+@contextmanager
+def _alone_is_fine():
+    """DCP warns that it assumes a single process when there is no process group; here that is the intent."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
@@ -123,7 +135,8 @@ def load_sharded(ckpt: str | Path, trained: torch.nn.Module, optimizer) -> dict:
     model_sd, optim_sd = _state_dicts(trained, optimizer)
     both = {"model": model_sd, "optim": optim_sd}
     try:
-        dcp.load(both, checkpoint_id=str(ckpt / DCP_DIR), no_dist=not _grouped())
+        with _alone_is_fine():
+            dcp.load(both, checkpoint_id=str(ckpt / DCP_DIR), no_dist=not _grouped())
     except Exception as e:  # noqa: BLE001 - a CheckpointException naming the missing or mismatched keys
         raise SlovoError(f"{ckpt}: the sharded state does not load into this run's model ({_first_line(e)})") from None
     model = unwrap(trained)
