@@ -53,7 +53,7 @@ class StopAt(Callback):
 def test_a_nan_loss_rolls_back_to_a_snapshot_lowers_the_lr_skips_the_batches_and_finishes(tiny_config, tmp_path,
                                                                                          monkeypatch):
     _break_step(monkeypatch, {25})
-    over = {"budget.max_steps": 30, "schedule.name": "constant", "schedule.warmup": 0, "guard.snapshot_progress": 0}
+    over = {"budget.max_steps": 30, "schedule.name": "constant", "schedule.warmup": 0, "guard.snapshot_every": 10}
     run = tmp_path / "run"
     summary = train(tiny_config(**over), run, quiet=True)
     assert summary["status"] == "finished" and summary["rollbacks"] == 1 and summary["lr_scale"] == 0.5
@@ -75,7 +75,7 @@ def test_the_time_of_discarded_steps_stays_on_the_budget_clock(tiny_config, tmp_
     from tests.test_train import TickingTime
 
     over = {"budget.time": "20s", "budget.max_steps": 0, "schedule.name": "constant", "schedule.warmup": 0,
-            "guard.snapshot_every": 5, "guard.snapshot_progress": 0}
+            "guard.snapshot_every": 5}
     plain = train(tiny_config(**over), tmp_path / "plain", clock=Clock(now=TickingTime()), quiet=True)
     _break_step(monkeypatch, {12})
     broken = train(tiny_config(**over), tmp_path / "broken", clock=Clock(now=TickingTime()), quiet=True)
@@ -83,16 +83,6 @@ def test_the_time_of_discarded_steps_stays_on_the_budget_clock(tiny_config, tmp_
     # the same training seconds (every step costs the same on this clock) bought 7 fewer steps: 12 back to 5
     assert broken["train_runtime"] == pytest.approx(plain["train_runtime"])
     assert broken["train/global_step"] == plain["train/global_step"] - 7
-
-
-def test_slow_steps_are_snapshotted_by_progress_too(tiny_config, tmp_path, monkeypatch):
-    _break_step(monkeypatch, {25})
-    # a snapshot every 100 steps would leave only the start's; 15% of the 30-step budget is every 5 steps
-    over = {"budget.max_steps": 30, "guard.snapshot_every": 100, "guard.snapshot_progress": 0.15}
-    summary = train(tiny_config(**over), tmp_path / "run", quiet=True)
-    assert summary["status"] == "finished" and summary["rollbacks"] == 1
-    (event,) = _records(tmp_path / "run", "guard/rollback")
-    assert event["guard/bad_step"] == 25 and event["guard/to_step"] == 15  # the older of the snapshots at 15 and 20
 
 
 def test_divergence_after_max_rollbacks_fails_the_run_with_the_advice(tiny_config, tmp_path, monkeypatch):
@@ -125,7 +115,7 @@ def test_the_lr_scale_and_rollback_count_survive_a_resume(tiny_config, tmp_path,
 
 def _spike_run(tiny_config, tmp_path, name, **extra):
     # the loss history is 10 steps long, so it is full when the spike comes in the middle of the 40 steps
-    over = {"budget.max_steps": 40, "guard.spike_window": 10, "guard.snapshot_every": 5, **extra}
+    over = {"budget.max_steps": 40, "guard.spike_window": 10, **extra}
     return train(tiny_config(**over), tmp_path / name, quiet=True)
 
 

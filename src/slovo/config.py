@@ -225,9 +225,9 @@ class GuardConfig:
     spike_factor: float = 2.0
     spike_window: int = 20  # steps of loss history the median is taken over; the check starts at the 5th step
     # steps between in-memory snapshots (model, optimizer, scaler, RNG; a copy on the same device). Two are kept and
-    # a rollback takes the older, so a state damaged by the step right before a snapshot is never restored
-    snapshot_every: int = 10
-    snapshot_progress: float = 0.01  # also snapshot once this much of the budget passed since the last; 0 = steps only
+    # a rollback takes the older, at least snapshot_every + 1 steps back: damage that took a few steps to show as a
+    # spike is not restored
+    snapshot_every: int = 5
 
     def __post_init__(self):
         need(0 < self.lr_factor <= 1, f"guard.lr_factor: must be in (0, 1], got {self.lr_factor}")
@@ -236,8 +236,6 @@ class GuardConfig:
              f"guard.spike_factor: must be above 1 (or 0 = no spike check), got {self.spike_factor}")
         need(self.spike_window >= 2, f"guard.spike_window: must be 2 or more, got {self.spike_window}")
         need(self.snapshot_every > 0, f"guard.snapshot_every: must be positive, got {self.snapshot_every}")
-        need(0 <= self.snapshot_progress < 1,
-             f"guard.snapshot_progress: must be at least 0 and below 1, got {self.snapshot_progress}")
 
 
 @dataclass

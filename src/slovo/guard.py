@@ -17,19 +17,18 @@ discarded steps are skipped. The training clock is not rewound: the seconds spen
 spent. After `guard.max_rollbacks` rollbacks the next divergence fails the run. `TrainState` carries the lr
 scale, the rollback count, the loss history and the state of the debug lr spike, so all survive a resume.
 
-Snapshots: after a step that passed the check, every `guard.snapshot_every` steps (default 10) or sooner once
-`guard.snapshot_progress` of the budget (default 1%) has passed since the last one, a copy of the model's and
-the optimizer's state on their own device (a clone of every tensor). Both conditions use agreed values (step,
-progress), so under torchrun every rank snapshots at the same steps. The progress rule is for slow steps (a big
-model, a busy machine): a 60 s run doing one step every few seconds would otherwise have no snapshot but the
-one at its start. Two are kept and a rollback takes the older: a step's loss measures the weights *before* that
-step's update, so the newest snapshot may hold an update whose damage no loss has shown yet, while the older one
-was followed by healthy steps. A rollback therefore discards at most twice the interval: 10 to 20 steps, or 2%
-of the budget. The copies cost memory (two of weights + optimizer state: with AdamW 6x the weights) and time,
-kept off the budget clock in the ledger's `guard` entry like a checkpoint's, so they cost wall time but never
-training. On the development CPU (2 cores) a snapshot of the tiny preset (4.5M parameters, AdamW, vocabulary
-8192) took a median 7.6 ms against 333 ms per step (5 of each), so every 10 steps adds ~0.2% of wall time; with
-the machine overloaded by other jobs, 0.44 s against 5.5 s. On a GPU it is a device-to-device copy.
+Snapshots: every `guard.snapshot_every` steps (default 5), after a step that passed the check, a copy of the
+model's and the optimizer's state on their own device (a clone of every tensor); by step, which every rank
+agrees on. Two are kept and a rollback takes the older, 6 to 10 steps back: a step's loss measures the weights
+*before* that step's update, and damage can take a few more steps to grow into a spike (an lr spike that began
+at step 12 showed at step 14 on ruslit-8k), so the newest snapshot may already hold it. Why not fewer steps
+apart: a 60 s CPU run on a busy machine snapshotted every step restored a state two steps old that was already
+damaged. Why not more: every snapshot interval is steps a rollback throws away. The copies cost memory (two of
+weights + optimizer state: with AdamW 6x the weights) and time, kept off the budget clock in the ledger's `guard`
+entry like a checkpoint's, so they cost wall time but never training. On the development CPU (2 cores) a
+snapshot of the tiny preset (4.5M parameters, AdamW, vocabulary 8192) took a median 7.6 ms against 333 ms per
+step (5 of each), so every 5 steps adds ~0.5% of wall time; with the machine overloaded by other jobs, 0.44 s
+against 5.5 s. On a GPU it is a device-to-device copy.
 """
 
 from __future__ import annotations
@@ -53,7 +52,6 @@ SPIKE_MIN_HISTORY = 5  # losses seen before the spike check starts (a short run'
 @dataclass
 class Snapshot:
     step: int
-    progress: float
     tokens: int
     recent_losses: list[float]
     model: dict
@@ -123,9 +121,7 @@ class DivergenceGuard:
         state.recent_losses = (state.recent_losses + [loss])[-self.cfg.spike_window :]
         if not self.cfg.enabled:
             return
-        last = self.snapshots[-1] if self.snapshots else None
-        if (last is None or state.step - last.step >= self.cfg.snapshot_every
-                or (self.cfg.snapshot_progress and state.progress - last.progress >= self.cfg.snapshot_progress)):
+        if not self.snapshots or state.step - self.snapshots[-1].step >= self.cfg.snapshot_every:
             self.snapshot(state)
 
     # ---- snapshots and rollback -----------------------------------------------------------------------------------
@@ -136,7 +132,7 @@ class DivergenceGuard:
             return
         with self.clock.measure("guard"):
             snap = Snapshot(
-                step=state.step, progress=state.progress, tokens=state.tokens, recent_losses=list(state.recent_losses),
+                step=state.step, tokens=state.tokens, recent_losses=list(state.recent_losses),
                 model={k: v.detach().clone() for k, v in self.model.state_dict().items()},
                 optimizer=copy.deepcopy(self.optimizer.state_dict()),
                 scaler=self.scaler.state_dict() if self.scaler is not None else None,
