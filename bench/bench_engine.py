@@ -39,12 +39,16 @@ def slovo_config(args):
     """The preset as slovo trains it, made to run exactly --steps steps with nothing else on the loop."""
     from slovo.config import load_config
 
-    return load_config(preset=args.preset, overrides={
+    overrides = {
         "data.path": str(args.data), "budget.time": None, "budget.max_steps": args.steps,
         "train.log_every": 1, "train.num_threads": args.threads, "train.compile": "false", "train.dtype": "float32",
         "eval.every": 0, "eval.tokens": 1, "sample.enabled": False,  # the one final eval scores one window
         "checkpoint.every_seconds": 0, "tracking.report": False,
-    })
+    }
+    # --slovo-set: an engine setting of slovo's side only (train.compile=true, optim.fused=true), to measure
+    # what each buys; the maths stays the same
+    return load_config(preset=args.preset, overrides=[f"{k}={'null' if v is None else v}" for k, v in overrides.items()]
+                       + list(args.slovo_set))
 
 
 def tokens_per_second(step_times: list[float], tokens_per_step: int, warmup: int) -> float:
@@ -129,7 +133,8 @@ def one_side(args) -> None:
 
 def spawn(side: str, args) -> dict:
     cmd = [sys.executable, __file__, "--side", side, "--data", str(args.data), "--preset", args.preset,
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+           *[f"--slovo-set={o}" for o in args.slovo_set]]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -151,6 +156,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for both (0 = torch's default)")
     parser.add_argument("--json", help="write the results here (default: runs/bench/bench-engine-<time>.json)")
+    parser.add_argument("--slovo-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an engine setting for slovo's side, e.g. train.compile=true (repeatable)")
     parser.add_argument("--side", choices=("slovo", "hf"), help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     if args.side:
@@ -170,7 +177,8 @@ def main() -> None:
         print(f"round {r + 1} ({' then '.join(order)}): slovo {got['slovo']['tokens_per_second']:,.0f} tokens/s, "
               f"HF Trainer {got['hf']['tokens_per_second']:,.0f} tokens/s, slovo / HF = {ratio:.3f}", flush=True)
     s, h = rounds[0]["slovo"], rounds[0]["hf"]
-    print(f"\n{args.preset} preset: slovo GPT {s['params']:,} params, LlamaForCausalLM {h['params']:,} params; "
+    print(f"\nslovo settings: {' '.join(args.slovo_set) or 'defaults (eager, float32)'}")
+    print(f"{args.preset} preset: slovo GPT {s['params']:,} params, LlamaForCausalLM {h['params']:,} params; "
           f"{args.steps} steps, tokens/s over steps {args.warmup + 1}-{args.steps}")
     print(f"slovo tokens/s      median {spread([r['slovo']['tokens_per_second'] for r in rounds])}")
     print(f"HF Trainer tokens/s median {spread([r['hf']['tokens_per_second'] for r in rounds])}")
@@ -185,7 +193,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, {
         "benchmark": "engine", "preset": args.preset, "steps": args.steps, "warmup": args.warmup,
-        "threads": args.threads, "dataset": str(Path(args.data).resolve()), "rounds": rounds,
+        "threads": args.threads, "slovo_set": args.slovo_set, "dataset": str(Path(args.data).resolve()), "rounds": rounds,
         "median_ratio": statistics.median(r["ratio"] for r in rounds),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "python": platform.python_version()},

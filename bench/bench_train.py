@@ -112,11 +112,11 @@ def run_slovo(args, data: Path) -> dict:
     summary = train(cfg, run_dir, callbacks=[clock], quiet=True)
     records = read_jsonl(run_dir / "metrics.jsonl")
     train_recs = [r for r in records if "train/loss" in r]
-    curve = [(r["train_time"], r["eval/bpb"]) for r in records if "eval/bpb" in r]
+    curve = [(r["train_runtime"], r["eval/bpb"]) for r in records if "eval/bpb" in r]
     steps = summary["train/global_step"]
     # Outside clock: the first step as slovo timed it, then every gap between consecutive step logs, less the
     # part of the gap after the previous step that an eval (and its samples) took.
-    outside = train_recs[0]["train_time"]
+    outside = train_recs[0]["train_runtime"]
     evals = iter(sorted(clock.evals))
     pending = next(evals, None)
     for before, after in zip(clock.logs, clock.logs[1:]):

@@ -63,7 +63,7 @@ def make_fake_run(
         factor = lr_factor(cfg.schedule, progress, step)
         # loss falls with tokens, a little faster while the lr anneals at the end
         loss = floor + 6.0 * math.exp(-tokens / (steps * tokens_per_step / 6)) + 0.25 * factor
-        stamp = {"train/global_step": step, "train_time": round(train_time, 4), "tokens": tokens,
+        stamp = {"train/global_step": step, "train_runtime": round(train_time, 4), "tokens": tokens,
                  "progress": round(progress, 6), "wall_time": start_wall + train_time}
         if step % log_every == 0 or step == 1:
             tps = tokens_per_step / seconds_per_step * (1 + 0.05 * rng.uniform(-1, 1))
@@ -80,7 +80,7 @@ def make_fake_run(
             texts = sample_texts or [f" и было слово {step} у {name}."]
             for prompt in cfg.sample.prompts:
                 for index, text in enumerate(texts):
-                    samples.append({"train/global_step": step, "train_time": round(train_time, 4),
+                    samples.append({"train/global_step": step, "train_runtime": round(train_time, 4),
                                     "tokens": tokens, "prompt": prompt, "text": text, "index": index})
     with open(run_dir / "metrics.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in metrics)

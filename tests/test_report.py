@@ -48,7 +48,7 @@ def test_report_of_three_runs_has_curves_config_and_samples(report_html):
     for fig in figures:  # every plot has a line for each of the three runs
         assert fig.startswith("<svg") and all(f'id="run{i}-' in fig for i in range(3))
     metrics = re.findall(r'<figure class="plot" data-metric="([^"]+)" data-x="([^"]+)"', page)
-    assert ("eval/bpb", "tokens") in metrics and ("train/loss", "train_time") in metrics
+    assert ("eval/bpb", "tokens") in metrics and ("train/loss", "train_runtime") in metrics
     # the schedule differs between the runs, so its row is highlighted; the seed does not
     assert re.search(r'<tr class="diff"><td class="key">schedule\.name</td><td>cosine</td>'
                      r"<td>step_drop</td><td>wsd</td>", page)  # runs in folder-name order

@@ -27,20 +27,20 @@ def _cfg(report_to=()):
 
 
 def _train_record(step: int) -> dict:
-    return {"train/global_step": step, "train_time": step * 0.1, "tokens": step * 512, "progress": step / 40,
+    return {"train/global_step": step, "train_runtime": step * 0.1, "tokens": step * 512, "progress": step / 40,
             "wall_time": 1_700_000_000 + step, "train/loss": 9.0 / step, "train/learning_rate": 1e-3,
             "train/grad_norm": 0.5, "train/epoch": 0.0, "train/tokens_per_second": 5000.0, "train/mfu": None,
             "total_flos": 1e9 * step}
 
 
 def _eval_record(step: int) -> dict:
-    return {"train/global_step": step, "train_time": step * 0.1, "tokens": step * 512, "progress": step / 40,
+    return {"train/global_step": step, "train_runtime": step * 0.1, "tokens": step * 512, "progress": step / 40,
             "wall_time": 1_700_000_000 + step, "eval/loss": 5.0 / step, "eval/perplexity": 2.0, "eval/bpb": 1.5,
             "eval/runtime": 0.2}
 
 
 def _samples(step: int) -> list[dict]:
-    return [{"train/global_step": step, "train_time": step * 0.1, "tokens": step * 512, "prompt": "В начале",
+    return [{"train/global_step": step, "train_runtime": step * 0.1, "tokens": step * 512, "prompt": "В начале",
              "text": f" было слово {step} <b>", "index": i} for i in range(2)]
 
 

@@ -175,7 +175,7 @@ def test_usage_errors_are_one_line_too(capsys):
 def test_eval_every_seconds_spaces_evals_by_training_time(tiny_config, tmp_path):
     cfg = tiny_config(**{"budget.time": "10s", "eval.every_seconds": 2.5})
     train(cfg, tmp_path / "run", clock=Clock(now=TickingTime()), quiet=True)
-    times = [r["train_time"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "eval/loss" in r]
+    times = [r["train_runtime"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "eval/loss" in r]
     assert len(times) == 4  # at ~2.5, 5, 7.5 s and the final one at 10 s
     assert all(b - a >= 2.5 for a, b in zip(times, times[1:-1]))
 

@@ -57,13 +57,13 @@ class RunFolder:
 
     def record(self, state, metrics: dict) -> dict:
         """One metrics.jsonl record, stamped with where the run is."""
-        full = {"train/global_step": state.step, "train_time": round(state.train_time, 4), "tokens": state.tokens,
+        full = {"train/global_step": state.step, "train_runtime": round(state.train_time, 4), "tokens": state.tokens,
                 "progress": round(state.progress, 6), "wall_time": time.time(), **metrics}
         self.tracker.log(full, state.step)
         return full
 
     def samples(self, state, samples: list[dict]) -> None:
-        stamp = {"train/global_step": state.step, "train_time": round(state.train_time, 4), "tokens": state.tokens}
+        stamp = {"train/global_step": state.step, "train_runtime": round(state.train_time, 4), "tokens": state.tokens}
         self.tracker.log_samples([{**stamp, **s} for s in samples], state.step)
         self.summary["last_samples"] = samples
 

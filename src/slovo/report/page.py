@@ -48,7 +48,7 @@ def runs_section(runs: list[RunInfo], colors: list[str]) -> str:
     for i, r in enumerate(runs):
         cls = ' class="best"' if best is not None and r.eval_bpb == best and len(runs) > 1 else ""
         params = r.summary.get("params") or r.run_json.get("params")
-        nums = [human_count(r.steps), human_count(r.tokens), format_duration(r.train_time), format_float(r.eval_loss),
+        nums = [human_count(r.steps), human_count(r.tokens), format_duration(r.train_runtime), format_float(r.eval_loss),
                 format_float(r.eval_bpb), format_float(r.best_loss), format_float(r.best_bpb),
                 human_count(r.tokens_per_second), human_count(params if isinstance(params, (int, float)) else None)]
         rows.append(f"<tr{cls}>{_run_cell(i, r, colors)}<td>{_status(r.status)}</td><td>{_e(r.preset or '-')}</td>"
@@ -168,7 +168,7 @@ def samples_section(runs: list[RunInfo], colors: list[str]) -> str:
         for s in sorted(r.samples, key=lambda s: (s.get("train/global_step", 0) or 0, s.get("index", 0) or 0)):
             body.append(f'<tr><td class="num">{_e(human_count(s.get("train/global_step")))}</td>'
                         f'<td class="num">{_e(human_count(s.get("tokens")))}</td>'
-                        f'<td class="num">{_e(format_duration(s.get("train_time")))}</td>'
+                        f'<td class="num">{_e(format_duration(s.get("train_runtime")))}</td>'
                         f'<td>{_sample_html(s)}</td></tr>')
         parts.append(f'<details><summary data-run="{i}"><span class="swatch" style="background:{colors[i]}">'
                      f"</span>{_e(r.label)} — {len(r.samples)} samples</summary>"

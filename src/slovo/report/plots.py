@@ -16,17 +16,17 @@ MAX_POINTS = 1500  # per line; longer series are thinned evenly so a page of man
 
 # (metric, x key, title, y label); the x key is train_time or tokens
 LOSS_PLOTS = [
-    ("train/loss", "train_time", "train loss", "loss"),
+    ("train/loss", "train_runtime", "train loss", "loss"),
     ("train/loss", "tokens", "train loss", "loss"),
-    ("eval/loss", "train_time", "eval loss", "loss"),
+    ("eval/loss", "train_runtime", "eval loss", "loss"),
     ("eval/loss", "tokens", "eval loss", "loss"),
-    ("eval/bpb", "train_time", "eval bits per byte", "bpb"),
+    ("eval/bpb", "train_runtime", "eval bits per byte", "bpb"),
     ("eval/bpb", "tokens", "eval bits per byte", "bpb"),
 ]
 OPTIM_PLOTS = [
-    ("train/learning_rate", "train_time", "learning rate", "lr"),
-    ("train/grad_norm", "train_time", "grad norm (before clipping)", "norm"),
-    ("train/tokens_per_second", "train_time", "throughput", "tokens/s"),
+    ("train/learning_rate", "train_runtime", "learning rate", "lr"),
+    ("train/grad_norm", "train_runtime", "grad norm (before clipping)", "norm"),
+    ("train/tokens_per_second", "train_runtime", "throughput", "tokens/s"),
 ]
 # Curves whose first steps dwarf the rest: the y axis is fitted to the later part of training.
 CLIP_EARLY = {"train/loss", "train/grad_norm"}
@@ -100,7 +100,7 @@ def plot_metric(runs: list[RunInfo], colors: list[str], metric: str, x_key: str,
     if not data:
         return None
     scale, xlabel = 1.0, "tokens"
-    if x_key == "train_time":
+    if x_key == "train_runtime":
         scale, xlabel = _time_axis(max(max(xs) for _, xs, _ in data))
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"slovo-{fig_no}", "font.size": 9,
                                 "axes.spines.top": False, "axes.spines.right": False,

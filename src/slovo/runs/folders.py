@@ -105,11 +105,11 @@ class RunInfo:
 
     @cached_property
     def metrics(self) -> list[dict]:
-        return read_jsonl(self.path / "metrics.jsonl")
+        return _current_names(read_jsonl(self.path / "metrics.jsonl"))
 
     @cached_property
     def samples(self) -> list[dict]:
-        return read_jsonl(self.path / "samples.jsonl")
+        return _current_names(read_jsonl(self.path / "samples.jsonl"))
 
     def _last(self, key: str) -> float | None:
         """The summary's figure, or the newest metrics.jsonl value while the summary has none yet."""
@@ -145,8 +145,8 @@ class RunInfo:
         return self._progress("tokens", "tokens")
 
     @property
-    def train_time(self) -> float | None:
-        return self._progress("train_runtime", "train_time")
+    def train_runtime(self) -> float | None:
+        return self._progress("train_runtime", "train_runtime")
 
     @property
     def eval_loss(self) -> float | None:
@@ -212,7 +212,7 @@ class RunInfo:
             "budget": budget_text(self.budget),
             "steps": whole(self.steps),
             "tokens": whole(self.tokens),
-            "train_time": self.train_time,
+            "train_runtime": self.train_runtime,
             "eval_loss": self.eval_loss,
             "eval_bpb": self.eval_bpb,
             "best_loss": self.best_loss,
@@ -258,3 +258,11 @@ def load_run(path: str | Path, now: float | None = None) -> RunInfo:
 
 def load_runs(root: str | Path, now: float | None = None) -> list[RunInfo]:
     return [load_run(p, now) for p in find_runs(root)]
+
+
+def _current_names(records: list[dict]) -> list[dict]:
+    """Records of runs written before slovo 0.2 called the training clock `train_time`: read it as `train_runtime`."""
+    for r in records:
+        if "train_time" in r and "train_runtime" not in r:
+            r["train_runtime"] = r.pop("train_time")
+    return records

@@ -18,7 +18,7 @@ COLUMNS: dict[str, tuple[str, str, Callable[[Any], str], bool]] = {
     "budget": ("budget", "budget", str, False),
     "steps": ("steps", "steps", human_count, True),
     "tokens": ("tokens", "tokens", human_count, True),
-    "time": ("time", "train_time", format_duration, True),
+    "time": ("time", "train_runtime", format_duration, True),
     "loss": ("eval loss", "eval_loss", format_float, True),
     "bpb": ("eval bpb", "eval_bpb", format_float, True),
     "best_loss": ("best loss", "best_loss", format_float, True),
@@ -29,7 +29,7 @@ COLUMNS: dict[str, tuple[str, str, Callable[[Any], str], bool]] = {
 }
 _ALIASES = {
     "eval_loss": "loss", "eval/loss": "loss", "eval_bpb": "bpb", "eval/bpb": "bpb", "best": "best_bpb",
-    "tokens_per_second": "tok_s", "tok/s": "tok_s", "train_time": "time", "runtime": "time", "run": "name",
+    "tokens_per_second": "tok_s", "tok/s": "tok_s", "train_time": "time", "train_runtime": "time", "runtime": "time", "run": "name",
     "global_step": "steps", "step": "steps",
 }
 
