@@ -10,7 +10,7 @@ PRESET  ?= tiny
 TIME    ?= 3m
 RUN     ?= demo
 
-.PHONY: demo test install install-test chromium postgresql clean
+.PHONY: demo test install install-test chromium postgresql lint format clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -35,8 +35,17 @@ demo: install
 	$(BIN)/slovo train --data $(DATASET) --preset $(PRESET) --time $(TIME) --name $(RUN) --runs-dir runs --overwrite
 	$(BIN)/slovo generate runs/$(RUN) --num-samples 2
 
-test: install-test chromium postgresql
+test: install-test chromium postgresql lint
 	$(BIN)/python -m pytest -q
+
+# ruff (settings in pyproject.toml): lint, and the formatting check. `make format` rewrites what the check finds.
+lint: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: install-test
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
 
 # headless Chromium for tests/test_report.py's rendering check (that test skips, saying why, where it is absent):
 # installed from Debian's packages when missing and we are root; anything else is left alone.

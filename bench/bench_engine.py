@@ -40,15 +40,25 @@ def slovo_config(args):
     from slovo.config import load_config
 
     overrides = {
-        "data.path": str(args.data), "budget.time": None, "budget.max_steps": args.steps,
-        "train.log_every": 1, "train.num_threads": args.threads, "train.compile": "false", "train.dtype": "float32",
-        "eval.every": 0, "eval.tokens": 1, "sample.enabled": False,  # the one final eval scores one window
-        "checkpoint.every_seconds": 0, "tracking.report": False,
+        "data.path": str(args.data),
+        "budget.time": None,
+        "budget.max_steps": args.steps,
+        "train.log_every": 1,
+        "train.num_threads": args.threads,
+        "train.compile": "false",
+        "train.dtype": "float32",
+        "eval.every": 0,
+        "eval.tokens": 1,
+        "sample.enabled": False,  # the one final eval scores one window
+        "checkpoint.every_seconds": 0,
+        "tracking.report": False,
     }
     # --slovo-set: an engine setting of slovo's side only (train.compile=true, optim.fused=true), to measure
     # what each buys; the maths stays the same
-    return load_config(preset=args.preset, overrides=[f"{k}={'null' if v is None else v}" for k, v in overrides.items()]
-                       + list(args.slovo_set))
+    return load_config(
+        preset=args.preset,
+        overrides=[f"{k}={'null' if v is None else v}" for k, v in overrides.items()] + list(args.slovo_set),
+    )
 
 
 def tokens_per_second(step_times: list[float], tokens_per_step: int, warmup: int) -> float:
@@ -66,9 +76,13 @@ def run_slovo(args) -> dict:
         records = [r for r in read_jsonl(Path(tmp) / "run" / "metrics.jsonl") if "train/loss" in r]
     tokens_per_step = records[0]["tokens"]
     times = [r["wall_time"] for r in records]
-    return {"tokens_per_second": tokens_per_second(times, tokens_per_step, args.warmup),
-            "steps": len(records), "params": summary["params"], "first_loss": records[0]["train/loss"],
-            "last_loss": records[-1]["train/loss"]}
+    return {
+        "tokens_per_second": tokens_per_second(times, tokens_per_step, args.warmup),
+        "steps": len(records),
+        "params": summary["params"],
+        "first_loss": records[0]["train/loss"],
+        "last_loss": records[-1]["train/loss"],
+    }
 
 
 def run_hf(args) -> dict:
@@ -111,18 +125,37 @@ def run_hf(args) -> dict:
     o = cfg.optim
     with tempfile.TemporaryDirectory() as tmp:
         training_args = TrainingArguments(
-            output_dir=tmp, per_device_train_batch_size=batch, gradient_accumulation_steps=accum,
-            learning_rate=o.lr, weight_decay=o.weight_decay, adam_beta1=o.beta1, adam_beta2=o.beta2,
-            adam_epsilon=o.eps, max_grad_norm=o.grad_clip, lr_scheduler_type="constant", optim="adamw_torch",
-            max_steps=args.steps, eval_strategy="no", save_strategy="no", logging_strategy="no", report_to=[],
-            use_cpu=True, dataloader_pin_memory=False, disable_tqdm=True, seed=t.seed,
+            output_dir=tmp,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accum,
+            learning_rate=o.lr,
+            weight_decay=o.weight_decay,
+            adam_beta1=o.beta1,
+            adam_beta2=o.beta2,
+            adam_epsilon=o.eps,
+            max_grad_norm=o.grad_clip,
+            lr_scheduler_type="constant",
+            optim="adamw_torch",
+            max_steps=args.steps,
+            eval_strategy="no",
+            save_strategy="no",
+            logging_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            dataloader_pin_memory=False,
+            disable_tqdm=True,
+            seed=t.seed,
         )
         times = StepTimes()
         trainer = Trainer(model=model, args=training_args, train_dataset=SlovoBatches(), callbacks=[times])
         out = trainer.train()
-    return {"tokens_per_second": tokens_per_second(times.times, batch * accum * seq_len, args.warmup),
-            "steps": len(times.times), "params": model.num_parameters(), "train_loss": out.training_loss,
-            "transformers": transformers.__version__}
+    return {
+        "tokens_per_second": tokens_per_second(times.times, batch * accum * seq_len, args.warmup),
+        "steps": len(times.times),
+        "params": model.num_parameters(),
+        "train_loss": out.training_loss,
+        "transformers": transformers.__version__,
+    }
 
 
 def one_side(args) -> None:
@@ -132,14 +165,28 @@ def one_side(args) -> None:
 
 
 def spawn(side: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--side", side, "--data", str(args.data), "--preset", args.preset,
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
-           *[f"--slovo-set={o}" for o in args.slovo_set]]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--side",
+        side,
+        "--data",
+        str(args.data),
+        "--preset",
+        args.preset,
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        *[f"--slovo-set={o}" for o in args.slovo_set],
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         sys.exit(f"{side} side failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def spread(values: list[float], spec: str = ",.0f") -> str:
@@ -156,8 +203,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for both (0 = torch's default)")
     parser.add_argument("--json", help="write the results here (default: runs/bench/bench-engine-<time>.json)")
-    parser.add_argument("--slovo-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="an engine setting for slovo's side, e.g. train.compile=true (repeatable)")
+    parser.add_argument(
+        "--slovo-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an engine setting for slovo's side, e.g. train.compile=true (repeatable)",
+    )
     parser.add_argument("--side", choices=("slovo", "hf"), help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     if args.side:
@@ -174,12 +226,17 @@ def main() -> None:
         got = {side: spawn(side, args) for side in order}
         ratio = got["slovo"]["tokens_per_second"] / got["hf"]["tokens_per_second"]
         rounds.append({"order": list(order), **got, "ratio": ratio})
-        print(f"round {r + 1} ({' then '.join(order)}): slovo {got['slovo']['tokens_per_second']:,.0f} tokens/s, "
-              f"HF Trainer {got['hf']['tokens_per_second']:,.0f} tokens/s, slovo / HF = {ratio:.3f}", flush=True)
+        print(
+            f"round {r + 1} ({' then '.join(order)}): slovo {got['slovo']['tokens_per_second']:,.0f} tokens/s, "
+            f"HF Trainer {got['hf']['tokens_per_second']:,.0f} tokens/s, slovo / HF = {ratio:.3f}",
+            flush=True,
+        )
     s, h = rounds[0]["slovo"], rounds[0]["hf"]
     print(f"\nslovo settings: {' '.join(args.slovo_set) or 'defaults (eager, float32)'}")
-    print(f"{args.preset} preset: slovo GPT {s['params']:,} params, LlamaForCausalLM {h['params']:,} params; "
-          f"{args.steps} steps, tokens/s over steps {args.warmup + 1}-{args.steps}")
+    print(
+        f"{args.preset} preset: slovo GPT {s['params']:,} params, LlamaForCausalLM {h['params']:,} params; "
+        f"{args.steps} steps, tokens/s over steps {args.warmup + 1}-{args.steps}"
+    )
     print(f"slovo tokens/s      median {spread([r['slovo']['tokens_per_second'] for r in rounds])}")
     print(f"HF Trainer tokens/s median {spread([r['hf']['tokens_per_second'] for r in rounds])}")
     print(f"slovo / HF          median {spread([r['ratio'] for r in rounds], '.3f')}  over {len(rounds)} rounds")
@@ -191,14 +248,28 @@ def main() -> None:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.json) if args.json else DEFAULT_RUNS / f"bench-engine-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, {
-        "benchmark": "engine", "preset": args.preset, "steps": args.steps, "warmup": args.warmup,
-        "threads": args.threads, "slovo_set": args.slovo_set, "dataset": str(Path(args.data).resolve()), "rounds": rounds,
-        "median_ratio": statistics.median(r["ratio"] for r in rounds),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "python": platform.python_version()},
-        "code": code_version(), "created": datetime.now().isoformat(timespec="seconds"),
-    })
+    atomic_write_json(
+        out,
+        {
+            "benchmark": "engine",
+            "preset": args.preset,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "threads": args.threads,
+            "slovo_set": args.slovo_set,
+            "dataset": str(Path(args.data).resolve()),
+            "rounds": rounds,
+            "median_ratio": statistics.median(r["ratio"] for r in rounds),
+            "machine": {
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+            "code": code_version(),
+            "created": datetime.now().isoformat(timespec="seconds"),
+        },
+    )
     print(f"results: {out}")
 
 

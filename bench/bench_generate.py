@@ -75,25 +75,36 @@ def main() -> None:
         model, hf, prompt, cfg = load_models(args.run, Path(tmp))
     m = cfg.model
     n = args.new_tokens
-    print(f"model: {m.n_layer} layers, width {m.n_embd}, {m.n_head} heads, context {m.seq_len}, vocab {m.vocab_size}, "
-          f"{model.num_params() / 1e6:.2f}M params; prompt {len(prompt)} tokens, {n} new tokens, "
-          f"temperature 0.8, top-k 50")
-    print(f"cpu, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"transformers {transformers.__version__}")
+    print(
+        f"model: {m.n_layer} layers, width {m.n_embd}, {m.n_head} heads, context {m.seq_len}, vocab {m.vocab_size}, "
+        f"{model.num_params() / 1e6:.2f}M params; prompt {len(prompt)} tokens, {n} new tokens, "
+        f"temperature 0.8, top-k 50"
+    )
+    print(
+        f"cpu, torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}"
+    )
     print(f"{'batch':>5}  {'slovo tok/s':>12}  {'transformers tok/s':>18}  {'ratio':>6}")
 
     for batch in [int(b) for b in args.batches.split(",")]:
         ids = torch.tensor([prompt] * batch)
 
-        def run_slovo():
+        def run_slovo(batch=batch):
             out = generate(model, prompt, n, num_samples=batch, temperature=0.8, top_k=50, seed=0)
             assert all(len(s) == n for s in out)
 
-        def run_hf():
+        def run_hf(ids=ids, batch=batch):
             with torch.inference_mode():
-                out = hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
-                                  do_sample=True, temperature=0.8, top_k=50, top_p=1.0,
-                                  eos_token_id=None, pad_token_id=0)
+                out = hf.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=n,
+                    do_sample=True,
+                    temperature=0.8,
+                    top_k=50,
+                    top_p=1.0,
+                    eos_token_id=None,
+                    pad_token_id=0,
+                )
             assert out.shape == (batch, len(prompt) + n)
 
         ours, theirs = (batch * n / t for t in best_times([run_slovo, run_hf], args.repeats))

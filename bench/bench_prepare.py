@@ -145,41 +145,80 @@ def main() -> None:
         corpus, out = work / "corpus.jsonl", work / "ds"
         t0 = time.perf_counter()
         articles, text_bytes = build_corpus(corpus, parse_size(args.size))
-        print(f"corpus: {articles:,} articles, {text_bytes / 1e6:,.0f} MB of text, built in "
-              f"{time.perf_counter() - t0:.0f}s ({corpus})", flush=True)
-        slovo = [sys.executable, "-m", "slovo", "prepare", "--data", str(corpus), "--out", str(out),
-                 "--vocab-size", str(args.vocab_size), "--force", "--quiet"]
+        print(
+            f"corpus: {articles:,} articles, {text_bytes / 1e6:,.0f} MB of text, built in "
+            f"{time.perf_counter() - t0:.0f}s ({corpus})",
+            flush=True,
+        )
+        slovo = [
+            sys.executable,
+            "-m",
+            "slovo",
+            "prepare",
+            "--data",
+            str(corpus),
+            "--out",
+            str(out),
+            "--vocab-size",
+            str(args.vocab_size),
+            "--force",
+            "--quiet",
+        ]
         rows = {"slovo": [], "raw": []}
         for r in range(args.repeats):
             seconds, rss, _ = run_measured(slovo)
             meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
-            rows["slovo"].append({"seconds": seconds, "rss": rss, "mbps": meta["reading"]["bytes"] / 1e6 / seconds,
-                                  "timing": meta.get("timing", {}), "split": meta.get("split"),
-                                  "tokens": meta["splits"]["train"]["tokens"] + meta["splits"]["val"]["tokens"]})
+            rows["slovo"].append(
+                {
+                    "seconds": seconds,
+                    "rss": rss,
+                    "mbps": meta["reading"]["bytes"] / 1e6 / seconds,
+                    "timing": meta.get("timing", {}),
+                    "split": meta.get("split"),
+                    "tokens": meta["splits"]["train"]["tokens"] + meta["splits"]["val"]["tokens"],
+                }
+            )
             tok = work / "tokenizer.json"
             shutil.copyfile(out / "tokenizer.json", tok)
             seconds, rss, stdout = run_measured([sys.executable, "-c", RAW_ENCODE, str(corpus), str(tok)])
             raw = json.loads(stdout)
-            rows["raw"].append({"seconds": raw["encode_seconds"], "rss": rss, "tokens": raw["tokens"],
-                                "mbps": raw["bytes"] / 1e6 / raw["encode_seconds"], "process_seconds": seconds})
+            rows["raw"].append(
+                {
+                    "seconds": raw["encode_seconds"],
+                    "rss": rss,
+                    "tokens": raw["tokens"],
+                    "mbps": raw["bytes"] / 1e6 / raw["encode_seconds"],
+                    "process_seconds": seconds,
+                }
+            )
             s, w = rows["slovo"][-1], rows["raw"][-1]
-            print(f"round {r + 1}: slovo {s['seconds']:.0f}s {s['mbps']:.1f} MB/s {s['rss'] / 2**20:.0f} MiB | "
-                  f"raw encode {w['seconds']:.0f}s {w['mbps']:.1f} MB/s", flush=True)
+            print(
+                f"round {r + 1}: slovo {s['seconds']:.0f}s {s['mbps']:.1f} MB/s {s['rss'] / 2**20:.0f} MiB | "
+                f"raw encode {w['seconds']:.0f}s {w['mbps']:.1f} MB/s",
+                flush=True,
+            )
 
-        print(f"\n{text_bytes / 1e6:,.0f} MB of text, {args.repeats} rounds, median (min-max); "
-              f"{os.cpu_count()} CPUs, machine shared")
+        print(
+            f"\n{text_bytes / 1e6:,.0f} MB of text, {args.repeats} rounds, median (min-max); "
+            f"{os.cpu_count()} CPUs, machine shared"
+        )
         print(f"{'':28} {'seconds':>22} {'MB/s':>22} {'peak RSS MiB':>22}")
         for name, label in (("slovo", "slovo prepare (all of it)"), ("raw", "raw encode_batch_fast")):
             rs = rows[name]
-            print(f"{label:28} {spread([x['seconds'] for x in rs], '.0f'):>22} "
-                  f"{spread([x['mbps'] for x in rs], '.1f'):>22} {spread([x['rss'] / 2**20 for x in rs], '.0f'):>22}")
+            print(
+                f"{label:28} {spread([x['seconds'] for x in rs], '.0f'):>22} "
+                f"{spread([x['mbps'] for x in rs], '.1f'):>22} {spread([x['rss'] / 2**20 for x in rs], '.0f'):>22}"
+            )
         ratio = [w["mbps"] / s["mbps"] for s, w in zip(rows["slovo"], rows["raw"])]
         print(f"raw MB/s / slovo MB/s: {spread(ratio, '.2f')}")
         phases = rows["slovo"][0]["timing"]
         for k in phases:
             print(f"  slovo phase {k:18} {spread([x['timing'][k] for x in rows['slovo']], '.1f')} s")
-        enc = [w["mbps"] * s["timing"]["encoding"] / (text_bytes / 1e6)  # raw rate / slovo's encoding-phase rate
-               for s, w in zip(rows["slovo"], rows["raw"]) if s["timing"].get("encoding")]
+        enc = [
+            w["mbps"] * s["timing"]["encoding"] / (text_bytes / 1e6)  # raw rate / slovo's encoding-phase rate
+            for s, w in zip(rows["slovo"], rows["raw"])
+            if s["timing"].get("encoding")
+        ]
         if enc:
             print(f"raw MB/s / slovo's encoding phase MB/s: {spread(enc, '.2f')}")
         print(f"split: {json.dumps(rows['slovo'][0]['split'])}")

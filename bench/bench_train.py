@@ -52,6 +52,7 @@ HF_BATCH, HF_ACCUM, HF_LR = 6, 6, 5e-4
 
 # ---- the dataset ----------------------------------------------------------------------------------
 
+
 def ensure_dataset(args) -> Path:
     """The dataset folder: `--data` as given, else ruslit prepared (or reused) by `slovo prepare`."""
     if args.data:
@@ -60,8 +61,18 @@ def ensure_dataset(args) -> Path:
     if not corpus.exists():
         sys.exit(f"{corpus}: corpus not found; pass --corpus FILE or --data DATASET_DIR")
     out = Path(args.dataset_dir)
-    cmd = [sys.executable, "-m", "slovo", "prepare", "--data", str(corpus), "--vocab-size", str(VOCAB_SIZE),
-           "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "slovo",
+        "prepare",
+        "--data",
+        str(corpus),
+        "--vocab-size",
+        str(VOCAB_SIZE),
+        "--out",
+        str(out),
+    ]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     return out
@@ -80,6 +91,7 @@ def eval_set(data: Path):
 
 
 # ---- slovo (child process) ------------------------------------------------------------------------------
+
 
 def run_slovo(args, data: Path) -> dict:
     """The tiny preset under the budget; an outside clock times the steps between its evals."""
@@ -101,9 +113,17 @@ def run_slovo(args, data: Path) -> dict:
         def on_eval(self, state, control, metrics):
             self.evals.append(time.perf_counter())
 
-    overrides = {"data.path": str(data), "budget.time": args.time, "train.seed": args.seed,
-                 "eval.every": args.eval_points, "eval.max_fraction": 0.0, "sample.enabled": False,
-                 "checkpoint.every_seconds": 0, "tracking.report": False, "train.log_every": 1}
+    overrides = {
+        "data.path": str(data),
+        "budget.time": args.time,
+        "train.seed": args.seed,
+        "eval.every": args.eval_points,
+        "eval.max_fraction": 0.0,
+        "sample.enabled": False,
+        "checkpoint.every_seconds": 0,
+        "tracking.report": False,
+        "train.log_every": 1,
+    }
     if args.threads:
         overrides["train.num_threads"] = args.threads
     cfg = load_config(preset=PRESET, overrides=overrides)
@@ -126,16 +146,28 @@ def run_slovo(args, data: Path) -> dict:
             pending = next(evals, None)
         outside += after - start
     return {
-        "side": "slovo", "seed": args.seed, "run_dir": str(run_dir), "status": summary["status"],
-        "params": summary["params"], "train_seconds": summary["train_runtime"], "outside_seconds": outside,
-        "steps": steps, "seconds_per_step": summary["train_runtime"] / steps if steps else None,
-        "tokens": summary["tokens"], "tokens_per_second": summary["train_tokens_per_second"],
-        "eval_bpb": summary["eval/bpb"], "eval_loss": summary["eval/loss"], "eval_windows": summary["eval/windows"],
-        "eval_tokens": summary["eval/tokens"], "curve": curve, "ledger": summary["ledger"],
+        "side": "slovo",
+        "seed": args.seed,
+        "run_dir": str(run_dir),
+        "status": summary["status"],
+        "params": summary["params"],
+        "train_seconds": summary["train_runtime"],
+        "outside_seconds": outside,
+        "steps": steps,
+        "seconds_per_step": summary["train_runtime"] / steps if steps else None,
+        "tokens": summary["tokens"],
+        "tokens_per_second": summary["train_tokens_per_second"],
+        "eval_bpb": summary["eval/bpb"],
+        "eval_loss": summary["eval/loss"],
+        "eval_windows": summary["eval/windows"],
+        "eval_tokens": summary["eval/tokens"],
+        "curve": curve,
+        "ledger": summary["ledger"],
     }
 
 
 # ---- HF Trainer + GPT-2 (child process) ------------------------------------------------------------------
+
 
 def run_hf(args, data: Path) -> dict:
     """HF Trainer with the user's settings on a same-size GPT-2, stopped after the step that reaches the budget."""
@@ -181,17 +213,34 @@ def run_hf(args, data: Path) -> dict:
                 control.should_training_stop = True
 
     transformers.set_seed(args.seed)
-    model = GPT2LMHeadModel(GPT2Config(
-        vocab_size=ds.vocab_size, n_positions=seq_len, n_embd=cfg.model.n_embd, n_layer=cfg.model.n_layer,
-        n_head=cfg.model.n_head, bos_token_id=ds.eot_id, eos_token_id=ds.eot_id,
-    ))
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=ds.vocab_size,
+            n_positions=seq_len,
+            n_embd=cfg.model.n_embd,
+            n_layer=cfg.model.n_layer,
+            n_head=cfg.model.n_head,
+            bos_token_id=ds.eot_id,
+            eos_token_id=ds.eot_id,
+        )
+    )
     out_dir = Path(args.runs_dir) / f"bench-hf-{args.stamp}-seed{args.seed}"
     training_args = TrainingArguments(
-        output_dir=str(out_dir), per_device_train_batch_size=HF_BATCH, gradient_accumulation_steps=HF_ACCUM,
-        learning_rate=HF_LR, lr_scheduler_type="constant_with_warmup", warmup_steps=args.hf_warmup_steps,
+        output_dir=str(out_dir),
+        per_device_train_batch_size=HF_BATCH,
+        gradient_accumulation_steps=HF_ACCUM,
+        learning_rate=HF_LR,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=args.hf_warmup_steps,
         max_steps=10**7,  # the clock stops it; a streaming dataset needs some max_steps
-        eval_strategy="no", save_strategy="no", logging_steps=args.hf_logging_steps, report_to=[], use_cpu=True,
-        dataloader_pin_memory=False, disable_tqdm=True, seed=args.seed,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=args.hf_logging_steps,
+        report_to=[],
+        use_cpu=True,
+        dataloader_pin_memory=False,
+        disable_tqdm=True,
+        seed=args.seed,
     )
     stopper = StopAtTime(args.seconds)
     trainer = Trainer(model=model, args=training_args, train_dataset=RandomWindows(), callbacks=[stopper])
@@ -210,36 +259,72 @@ def run_hf(args, data: Path) -> dict:
             return self.inner(input_ids=idx).logits, None
 
     windows, token_bytes = eval_set(data)
-    metrics = evaluate(LogitsOnly(model), windows, token_bytes,
-                       cfg.eval.batch_size or cfg.train.per_device_train_batch_size, "cpu")
+    metrics = evaluate(
+        LogitsOnly(model), windows, token_bytes, cfg.eval.batch_size or cfg.train.per_device_train_batch_size, "cpu"
+    )
     tokens = stopper.steps * HF_BATCH * HF_ACCUM * seq_len
     return {
-        "side": "hf", "seed": args.seed, "run_dir": str(out_dir), "status": "finished",
-        "params": model.num_parameters(), "train_seconds": stopper.elapsed, "outside_seconds": outside,
-        "steps": stopper.steps, "seconds_per_step": stopper.elapsed / stopper.steps if stopper.steps else None,
-        "tokens": tokens, "tokens_per_second": tokens / stopper.elapsed if stopper.elapsed else None,
-        "eval_bpb": metrics["eval/bpb"], "eval_loss": metrics["eval/loss"], "eval_windows": metrics["eval/windows"],
-        "eval_tokens": metrics["eval/tokens"], "transformers": transformers.__version__,
-        "settings": {"per_device_train_batch_size": HF_BATCH, "gradient_accumulation_steps": HF_ACCUM,
-                     "learning_rate": HF_LR, "lr_scheduler_type": "constant_with_warmup",
-                     "warmup_steps": args.hf_warmup_steps,
-                     "optim": getattr(training_args.optim, "value", str(training_args.optim))},
+        "side": "hf",
+        "seed": args.seed,
+        "run_dir": str(out_dir),
+        "status": "finished",
+        "params": model.num_parameters(),
+        "train_seconds": stopper.elapsed,
+        "outside_seconds": outside,
+        "steps": stopper.steps,
+        "seconds_per_step": stopper.elapsed / stopper.steps if stopper.steps else None,
+        "tokens": tokens,
+        "tokens_per_second": tokens / stopper.elapsed if stopper.elapsed else None,
+        "eval_bpb": metrics["eval/bpb"],
+        "eval_loss": metrics["eval/loss"],
+        "eval_windows": metrics["eval/windows"],
+        "eval_tokens": metrics["eval/tokens"],
+        "transformers": transformers.__version__,
+        "settings": {
+            "per_device_train_batch_size": HF_BATCH,
+            "gradient_accumulation_steps": HF_ACCUM,
+            "learning_rate": HF_LR,
+            "lr_scheduler_type": "constant_with_warmup",
+            "warmup_steps": args.hf_warmup_steps,
+            "optim": getattr(training_args.optim, "value", str(training_args.optim)),
+        },
     }
 
 
 # ---- the parent: alternate, then report ------------------------------------------------------------------
 
+
 def spawn(side: str, seed: int, args, data: Path) -> dict:
-    cmd = [sys.executable, __file__, "--side", side, "--seed", str(seed), "--time", args.time, "--data", str(data),
-           "--runs-dir", str(args.runs_dir), "--stamp", args.stamp, "--threads", str(args.threads),
-           "--eval-points", str(args.eval_points), "--hf-warmup-steps", str(args.hf_warmup_steps),
-           "--hf-logging-steps", str(args.hf_logging_steps)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--side",
+        side,
+        "--seed",
+        str(seed),
+        "--time",
+        args.time,
+        "--data",
+        str(data),
+        "--runs-dir",
+        str(args.runs_dir),
+        "--stamp",
+        args.stamp,
+        "--threads",
+        str(args.threads),
+        "--eval-points",
+        str(args.eval_points),
+        "--hf-warmup-steps",
+        str(args.hf_warmup_steps),
+        "--hf-logging-steps",
+        str(args.hf_logging_steps),
+    ]
     print(f"\n[{side} seed {seed}] $ {' '.join(cmd)}", flush=True)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         sys.exit(f"{side} seed {seed} failed ({proc.returncode})")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def time_to_reach(curve: list[list[float]], target: float) -> float | None:
@@ -261,32 +346,42 @@ def median_spread(values: list[float], spec: str) -> str:
 
 
 def report(runs: list[dict], seconds: float) -> dict:
-    print(f"\n{'side':6} {'seed':>5} {'train s':>8} {'outside s':>9} {'s/step':>7} {'steps':>6} {'tokens/s':>9} "
-          f"{'stop check':>11} {'eval bpb':>9}")
+    print(
+        f"\n{'side':6} {'seed':>5} {'train s':>8} {'outside s':>9} {'s/step':>7} {'steps':>6} {'tokens/s':>9} "
+        f"{'stop check':>11} {'eval bpb':>9}"
+    )
     for r in runs:
         step = r["seconds_per_step"] or math.inf
         within = abs(r["train_seconds"] - seconds) <= step and abs(r["outside_seconds"] - r["train_seconds"]) <= step
         r["stopped_within_one_step"] = within
-        print(f"{r['side']:6} {r['seed']:>5} {r['train_seconds']:>8.1f} {r['outside_seconds']:>9.1f} {step:>7.3f} "
-              f"{r['steps']:>6} {r['tokens_per_second']:>9,.0f} {'yes' if within else 'NO':>11} {r['eval_bpb']:>9.4f}")
-    print("stop check: the reported training time is within one step of the budget, and so is the outside clock's "
-          "(slovo: gaps between step logs minus evals; HF: the whole Trainer.train call)")
+        print(
+            f"{r['side']:6} {r['seed']:>5} {r['train_seconds']:>8.1f} {r['outside_seconds']:>9.1f} {step:>7.3f} "
+            f"{r['steps']:>6} {r['tokens_per_second']:>9,.0f} {'yes' if within else 'NO':>11} {r['eval_bpb']:>9.4f}"
+        )
+    print(
+        "stop check: the reported training time is within one step of the budget, and so is the outside clock's "
+        "(slovo: gaps between step logs minus evals; HF: the whole Trainer.train call)"
+    )
     sides = {s: [r for r in runs if r["side"] == s] for s in ("slovo", "hf")}
     summary: dict = {}
     for side, rs in sides.items():
         if rs:
             bpbs = [r["eval_bpb"] for r in rs]
             summary[side] = {"bpb_median": statistics.median(bpbs), "bpb_min": min(bpbs), "bpb_max": max(bpbs)}
-            print(f"{side:6} eval bpb median (min-max) {median_spread(bpbs, '.4f')} over {len(rs)} seeds; tokens/s "
-                  f"{median_spread([r['tokens_per_second'] for r in rs], ',.0f')}")
+            print(
+                f"{side:6} eval bpb median (min-max) {median_spread(bpbs, '.4f')} over {len(rs)} seeds; tokens/s "
+                f"{median_spread([r['tokens_per_second'] for r in rs], ',.0f')}"
+            )
     if sides["slovo"] and sides["hf"]:
         target = summary["hf"]["bpb_median"]
         reach = [time_to_reach(r["curve"], target) for r in sides["slovo"]]
         reached = [t for t in reach if t is not None]
         summary["slovo_seconds_to_hf_median_bpb"] = reach
         text = ", ".join("not reached" if t is None else f"{t:.0f} s" for t in reach)
-        print(f"slovo reached HF's median final bpb {target:.4f} after {text} of training "
-              f"(median {median_spread(reached, '.0f')} s of a {seconds:g} s budget)")
+        print(
+            f"slovo reached HF's median final bpb {target:.4f} after {text} of training "
+            f"(median {median_spread(reached, '.0f')} s of a {seconds:g} s budget)"
+        )
         windows = {r["eval_windows"] for r in runs}
         print(f"both scored on the same {windows.pop() if len(windows) == 1 else windows} eval windows")
     return summary
@@ -300,8 +395,12 @@ def main() -> None:
     parser.add_argument("--data", help="an existing dataset folder (default: prepare ruslit into --dataset-dir)")
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="text source for `slovo prepare`")
     parser.add_argument("--dataset-dir", default=str(DEFAULT_DATASET), help="where to prepare (or reuse) ruslit")
-    parser.add_argument("--eval-points", type=int, default=20,
-                        help="slovo evals per run (full eval set), to read its time to HF's bpb (default 20)")
+    parser.add_argument(
+        "--eval-points",
+        type=int,
+        default=20,
+        help="slovo evals per run (full eval set), to read its time to HF's bpb (default 20)",
+    )
     parser.add_argument("--only", choices=("slovo", "hf"), help="run one side only (quick checks)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for both (0 = torch's default)")
     parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="folder for the runs' outputs")
@@ -337,18 +436,30 @@ def main() -> None:
     runs = []
     sides = [args.only] if args.only else ["slovo", "hf"]
     for i in range(args.seeds):
-        for side in (sides if i % 2 == 0 else sides[::-1]):  # alternate which side goes first
+        for side in sides if i % 2 == 0 else sides[::-1]:  # alternate which side goes first
             runs.append(spawn(side, args.seed + i, args, data))
     summary = report(runs, args.seconds)
 
     out = Path(args.json) if args.json else Path(args.runs_dir) / f"bench-train-{args.stamp}.json"
-    atomic_write_json(out, {
-        "benchmark": "train", "time_s": args.seconds, "dataset": str(Path(data).resolve()), "preset": PRESET,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "python": platform.python_version()},
-        "code": code_version(), "runs": runs, "summary": summary,
-        "created": datetime.now().isoformat(timespec="seconds"),
-    })
+    atomic_write_json(
+        out,
+        {
+            "benchmark": "train",
+            "time_s": args.seconds,
+            "dataset": str(Path(data).resolve()),
+            "preset": PRESET,
+            "machine": {
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+            "code": code_version(),
+            "runs": runs,
+            "summary": summary,
+            "created": datetime.now().isoformat(timespec="seconds"),
+        },
+    )
     print(f"results: {out}")
     if any(not math.isfinite(r["eval_bpb"]) for r in runs):
         sys.exit(1)

@@ -38,26 +38,73 @@ PRESET = "tiny"
 def run_tune(args, data: Path, stamp: str, index: int) -> dict:
     name = f"bench-tune-{stamp}-{index}"
     tune_dir = Path(args.runs_dir) / "tune"
-    cmd = [sys.executable, "-m", "slovo", "tune", "--data", str(data), "--time", args.total, "--name", name,
-           "--tune-dir", str(tune_dir), "--preset-base", PRESET]
+    cmd = [
+        sys.executable,
+        "-m",
+        "slovo",
+        "tune",
+        "--data",
+        str(data),
+        "--time",
+        args.total,
+        "--name",
+        name,
+        "--tune-dir",
+        str(tune_dir),
+        "--preset-base",
+        PRESET,
+    ]
     wall, code = _run(cmd)
     result = _read(tune_dir / name / "tune.json")
     summary = _read(tune_dir / name / "final" / "summary.json")
-    return {"side": "tune", "run": str(tune_dir / name), "exit": code, "wall_s": wall,
-            "eval/bpb": summary.get("eval/bpb"), "params": summary.get("params"), "tokens": summary.get("tokens"),
-            "spent_s": result.get("spent_s"), "final_eval_s": result.get("final_eval_s"),
-            "report_s": result.get("report_s"), "choice": result.get("choice"), "why": result.get("why"),
-            "probe_s": result.get("probe_s"), "final_budget_s": result.get("final_budget_s")}
+    return {
+        "side": "tune",
+        "run": str(tune_dir / name),
+        "exit": code,
+        "wall_s": wall,
+        "eval/bpb": summary.get("eval/bpb"),
+        "params": summary.get("params"),
+        "tokens": summary.get("tokens"),
+        "spent_s": result.get("spent_s"),
+        "final_eval_s": result.get("final_eval_s"),
+        "report_s": result.get("report_s"),
+        "choice": result.get("choice"),
+        "why": result.get("why"),
+        "probe_s": result.get("probe_s"),
+        "final_budget_s": result.get("final_budget_s"),
+    }
 
 
 def run_train(args, data: Path, stamp: str, index: int) -> dict:
     name = f"bench-tiny-{stamp}-{index}"
-    cmd = [sys.executable, "-m", "slovo", "train", "--data", str(data), "--preset", PRESET, "--time", args.total,
-           "--name", name, "--runs-dir", str(args.runs_dir), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "slovo",
+        "train",
+        "--data",
+        str(data),
+        "--preset",
+        PRESET,
+        "--time",
+        args.total,
+        "--name",
+        name,
+        "--runs-dir",
+        str(args.runs_dir),
+        "--quiet",
+    ]
     wall, code = _run(cmd)
     summary = _read(Path(args.runs_dir) / name / "summary.json")
-    return {"side": "train", "run": str(Path(args.runs_dir) / name), "exit": code, "wall_s": wall,
-            "eval/bpb": summary.get("eval/bpb"), "params": summary.get("params"), "tokens": summary.get("tokens")}
+    return {
+        "side": "train",
+        "run": str(Path(args.runs_dir) / name),
+        "exit": code,
+        "wall_s": wall,
+        "eval/bpb": summary.get("eval/bpb"),
+        "params": summary.get("params"),
+        "tokens": summary.get("tokens"),
+    }
 
 
 def _run(cmd: list[str]) -> tuple[float, int]:
@@ -94,8 +141,10 @@ def main() -> int:
     total_s = parse_duration(args.total, "--total")
     data = Path(args.data)
     if not (data / "meta.json").exists():
-        sys.exit(f"{data}: not a prepared dataset; run slovo prepare --data ../shared/corpora/ruslit.jsonl.gz "
-                 f"--vocab-size 8192 --out {data}")
+        sys.exit(
+            f"{data}: not a prepared dataset; run slovo prepare --data ../shared/corpora/ruslit.jsonl.gz "
+            f"--vocab-size 8192 --out {data}"
+        )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     rows: list[dict] = []
     for i in range(args.repeats):
@@ -105,37 +154,56 @@ def main() -> int:
 
     tune_rows = [r for r in rows if r["side"] == "tune"]
     train_rows = [r for r in rows if r["side"] == "train"]
-    print(f"\nbench_tune: {args.total} each on {data.name}, {args.repeats} repeat(s), {platform.node()}, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"\nbench_tune: {args.total} each on {data.name}, {args.repeats} repeat(s), {platform.node()}, "
+        f"{os.cpu_count()} CPUs"
+    )
     print(f"{'side':<6} {'wall s':>8} {'eval/bpb':>9} {'params':>9} {'tokens':>10}  notes")
     for r in rows:
         bpb = f"{r['eval/bpb']:.4f}" if isinstance(r.get("eval/bpb"), (int, float)) else "-"
         note = f"exit {r['exit']}" if r["exit"] else ""
         if r["side"] == "tune" and r.get("spent_s") is not None:
             c = r.get("choice") or {}
-            note += (f"spent {r['spent_s']:.0f}s of {total_s:.0f}s (probes {r['probe_s']:.0f}s, final "
-                     f"{r['final_budget_s']:.0f}s; final eval {r['final_eval_s'] or 0:.1f}s, report "
-                     f"{r['report_s']:.1f}s); chose {c.get('model.n_layer')}x{c.get('model.n_embd')} batch "
-                     f"{c.get('train.per_device_train_batch_size')} lr {c.get('optim.lr')}")
-        print(f"{r['side']:<6} {r['wall_s']:>8.1f} {bpb:>9} {r.get('params') or 0:>9,} {r.get('tokens') or 0:>10,}  "
-              f"{note}")
+            note += (
+                f"spent {r['spent_s']:.0f}s of {total_s:.0f}s (probes {r['probe_s']:.0f}s, final "
+                f"{r['final_budget_s']:.0f}s; final eval {r['final_eval_s'] or 0:.1f}s, report "
+                f"{r['report_s']:.1f}s); chose {c.get('model.n_layer')}x{c.get('model.n_embd')} batch "
+                f"{c.get('train.per_device_train_batch_size')} lr {c.get('optim.lr')}"
+            )
+        print(
+            f"{r['side']:<6} {r['wall_s']:>8.1f} {bpb:>9} {r.get('params') or 0:>9,} {r.get('tokens') or 0:>10,}  "
+            f"{note}"
+        )
     for r in tune_rows:
         for line in r.get("why") or []:
             print(f"  tune {Path(r['run']).name} chose: {line}")
     t_med, t_lo, t_hi = _median(tune_rows)
     b_med, b_lo, b_hi = _median(train_rows)
-    within = [r["wall_s"] <= total_s * 1.02 + (r.get("final_eval_s") or 0) + (r.get("report_s") or 0) + 10
-              for r in tune_rows]  # + 10 s: the subprocess's own start (python, torch import) is on this clock
+    within = [
+        r["wall_s"] <= total_s * 1.02 + (r.get("final_eval_s") or 0) + (r.get("report_s") or 0) + 10 for r in tune_rows
+    ]  # + 10 s: the subprocess's own start (python, torch import) is on this clock
     if t_med is not None and b_med is not None:
-        print(f"median eval/bpb: tune {t_med:.4f} ({t_lo:.4f}-{t_hi:.4f}), train --preset {PRESET} {b_med:.4f} "
-              f"({b_lo:.4f}-{b_hi:.4f}); tune - train = {t_med - b_med:+.4f} "
-              f"({'tune lower' if t_med < b_med else 'tune NOT lower'})")
-    print(f"tune ended within 2% of {args.total} (+ final eval, report, process start): "
-          f"{sum(within)} of {len(within)}")
+        print(
+            f"median eval/bpb: tune {t_med:.4f} ({t_lo:.4f}-{t_hi:.4f}), train --preset {PRESET} {b_med:.4f} "
+            f"({b_lo:.4f}-{b_hi:.4f}); tune - train = {t_med - b_med:+.4f} "
+            f"({'tune lower' if t_med < b_med else 'tune NOT lower'})"
+        )
+    print(f"tune ended within 2% of {args.total} (+ final eval, report, process start): {sum(within)} of {len(within)}")
     out = Path(args.json) if args.json else Path(args.runs_dir) / f"bench-tune-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"total": args.total, "repeats": args.repeats, "data": str(data), "rows": rows,
-                               "median": {"tune": t_med, "train": b_med}, "within_2pct": within}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "total": args.total,
+                "repeats": args.repeats,
+                "data": str(data),
+                "rows": rows,
+                "median": {"tune": t_med, "train": b_med},
+                "within_2pct": within,
+            },
+            indent=2,
+        )
+    )
     print(f"figures: {out}")
     return 0 if all(r["exit"] == 0 for r in rows) else 1
 

@@ -18,7 +18,6 @@ stride, and scores them all with the run's model. All are equally valid eval set
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 
@@ -80,8 +79,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    scorers = [Scorer(args.run, device, args.batch_size)] + ([Scorer(args.other, device, args.batch_size)]
-                                                             if args.other else [])
+    scorers = [Scorer(args.run, device, args.batch_size)] + (
+        [Scorer(args.other, device, args.batch_size)] if args.other else []
+    )
     cfg = scorers[0].cfg
     ds = load_dataset(args.data or cfg.data.path)
     seq_len, split = cfg.model.seq_len, ds.val
@@ -90,12 +90,16 @@ def main() -> None:
     tiling = [sc(split, np.arange(n_tiling) * seq_len) for sc in scorers]
     seconds = time.perf_counter() - start
     info = ds.meta.get("split") or {}
-    print(f"{n_tiling} windows of {seq_len} tokens tile the validation split ({len(split):,} tokens, "
-          f"{info.get('val_documents', '?')} documents); scoring them took {seconds / len(scorers):.1f} s per model")
+    print(
+        f"{n_tiling} windows of {seq_len} tokens tile the validation split ({len(split):,} tokens, "
+        f"{info.get('val_documents', '?')} documents); scoring them took {seconds / len(scorers):.1f} s per model"
+    )
     for name, (nats, n_bytes) in zip([args.run, args.other], tiling):
         per_window = nats / math.log(2) / np.maximum(n_bytes, 1)
-        print(f"  {name}: whole-split bpb {bpb(nats, n_bytes):.4f}; per-window bpb median {np.median(per_window):.3f}, "
-              f"5-95% {np.percentile(per_window, 5):.3f}-{np.percentile(per_window, 95):.3f}")
+        print(
+            f"  {name}: whole-split bpb {bpb(nats, n_bytes):.4f}; per-window bpb median {np.median(per_window):.3f}, "
+            f"5-95% {np.percentile(per_window, 5):.3f}-{np.percentile(per_window, 95):.3f}"
+        )
 
     rng = np.random.default_rng(0)
     rows = []
@@ -107,29 +111,39 @@ def main() -> None:
         nats, n_bytes = tiling[0]
         picks = rng.integers(0, n_tiling, size=(1000, n))
         boot = nats[picks].sum(1) / math.log(2) / np.maximum(n_bytes[picks].sum(1), 1)
-        row = {"windows": n, "tokens": n * seq_len, "sets": args.offsets,
-               "shifted_std": float(np.std(per_set[0], ddof=1)),
-               "shifted_range": [float(per_set[0].min()), float(per_set[0].max())],
-               "bootstrap_std": float(np.std(boot, ddof=1))}
+        row = {
+            "windows": n,
+            "tokens": n * seq_len,
+            "sets": args.offsets,
+            "shifted_std": float(np.std(per_set[0], ddof=1)),
+            "shifted_range": [float(per_set[0].min()), float(per_set[0].max())],
+            "bootstrap_std": float(np.std(boot, ddof=1)),
+        }
         if args.other:
             diff = per_set[0] - per_set[1]
             row |= {"difference_mean": float(diff.mean()), "difference_std": float(np.std(diff, ddof=1))}
         rows.append(row)
 
-    print(f"\n{'windows':>8} {'tokens':>8} {'sets':>5} {'shifted std':>12} {'shifted min-max':>16} "
-          f"{'bootstrap std':>14}" + (f" {'diff mean':>10} {'diff std':>9}" if args.other else ""))
+    print(
+        f"\n{'windows':>8} {'tokens':>8} {'sets':>5} {'shifted std':>12} {'shifted min-max':>16} "
+        f"{'bootstrap std':>14}" + (f" {'diff mean':>10} {'diff std':>9}" if args.other else "")
+    )
     for r in rows:
         lo, hi = r["shifted_range"]
-        line = (f"{r['windows']:>8} {r['tokens']:>8,} {r['sets']:>5} {r['shifted_std']:>12.4f} {lo:>7.4f}-{hi:<8.4f} "
-                f"{r['bootstrap_std']:>14.4f}")
+        line = (
+            f"{r['windows']:>8} {r['tokens']:>8,} {r['sets']:>5} {r['shifted_std']:>12.4f} {lo:>7.4f}-{hi:<8.4f} "
+            f"{r['bootstrap_std']:>14.4f}"
+        )
         if args.other:
             line += f" {r['difference_mean']:>+10.4f} {r['difference_std']:>9.4f}"
         print(line)
     if args.json:
         from slovo.utils import atomic_write_json
 
-        atomic_write_json(args.json, {"run": args.run, "other": args.other, "seq_len": seq_len,
-                                      "tiling_windows": n_tiling, "sizes": rows})
+        atomic_write_json(
+            args.json,
+            {"run": args.run, "other": args.other, "seq_len": seq_len, "tiling_windows": n_tiling, "sizes": rows},
+        )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(cmd: list[str], timeout: float, log: Path) -> tuple[int, float]:
     start = time.perf_counter()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "PYTHONUNBUFFERED": "1",
+    }
     with open(log, "w") as f:
         try:
             rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=timeout).returncode
@@ -68,8 +71,19 @@ def preset_figures(run_dir: Path) -> dict:
 
 
 def table(results: dict) -> str:
-    cols = ["preset", "status", "params_M", "steps", "tokens_per_s", "mfu", "peak_memory_gb", "compile_s", "train_s",
-            "eval_s", "eval_bpb"]
+    cols = [
+        "preset",
+        "status",
+        "params_M",
+        "steps",
+        "tokens_per_s",
+        "mfu",
+        "peak_memory_gb",
+        "compile_s",
+        "train_s",
+        "eval_s",
+        "eval_bpb",
+    ]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for name, fig in results.get("presets", {}).items():
         cells = [name] + [fig.get(c) for c in cols[1:]]
@@ -107,25 +121,50 @@ def main() -> int:
         print("gpu_check: no CUDA device here; nothing to check")
         return 2
     name = torch.cuda.get_device_name(0)
-    results: dict = {"device_name": name, "peak_bf16_flops": PEAK_BF16_FLOPS.get(name), "torch": torch.__version__,
-                     "presets": {}}
+    results: dict = {
+        "device_name": name,
+        "peak_bf16_flops": PEAK_BF16_FLOPS.get(name),
+        "torch": torch.__version__,
+        "presets": {},
+    }
     print(f"device {name}; dense bf16 peak {PEAK_BF16_FLOPS.get(name)}; torch {torch.__version__}", flush=True)
 
     def save() -> None:
         (out / "gpu_check.json").write_text(json.dumps(results, indent=2))
 
     if not args.skip_tests:
-        rc, secs = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py"],
-                       timeout=240, log=out / "tests.log")
+        rc, secs = run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py"],
+            timeout=240,
+            log=out / "tests.log",
+        )
         tail = (out / "tests.log").read_text().strip().splitlines()[-1:] or [""]
         results["cuda_tests"] = {"exit": rc, "seconds": round(secs, 1), "summary": tail[0]}
         print(f"CUDA tests: exit {rc} in {secs:.0f}s: {tail[0]}", flush=True)
         save()
 
     for preset in [p for p in args.presets.split(",") if p]:
-        cmd = [sys.executable, "-m", "slovo", "train", "--data", args.data, "--preset", preset, "--time", args.time,
-               "--name", f"gpu-{preset}", "--runs-dir", str(out / "runs"), "--overwrite", "--quiet",
-               "--set", "tracking.report=false", *[f"--set={o}" for o in args.overrides]]
+        cmd = [
+            sys.executable,
+            "-m",
+            "slovo",
+            "train",
+            "--data",
+            args.data,
+            "--preset",
+            preset,
+            "--time",
+            args.time,
+            "--name",
+            f"gpu-{preset}",
+            "--runs-dir",
+            str(out / "runs"),
+            "--overwrite",
+            "--quiet",
+            "--set",
+            "tracking.report=false",
+            *[f"--set={o}" for o in args.overrides],
+        ]
         rc, secs = run(cmd, timeout=900, log=out / f"train-{preset}.log")
         fig = preset_figures(out / "runs" / f"gpu-{preset}")
         fig.update(exit=rc, wall_s=round(secs, 1))

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "ruslit.jsonl.gz"
-WORDS = ("в начале было слово и слово было у бога и слово было бог оно было в начале у бога "
-         "все через него начало быть и без него ничто не начало быть что начало быть").split()
+WORDS = (
+    "в начале было слово и слово было у бога и слово было бог оно было в начале у бога "
+    "все через него начало быть и без него ничто не начало быть что начало быть"
+).split()
 
 
 def write_corpus(path: Path, docs: int = 300, seed: int = 0) -> Path:
@@ -30,17 +32,40 @@ def small_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("small_dataset")
     corpus = write_corpus(root / "corpus.jsonl")
     out = root / "ds"
-    assert main(["prepare", "--data", str(corpus), "--out", str(out), "--vocab-size", "300",
-                 "--min-val-tokens", "2000", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "--data",
+                str(corpus),
+                "--out",
+                str(out),
+                "--vocab-size",
+                "300",
+                "--min-val-tokens",
+                "2000",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return out
 
 
 # A model and run small enough that a training test takes a second or two on a CPU.
 TINY_RUN = {
-    "model.n_layer": 1, "model.n_head": 2, "model.n_embd": 32, "model.seq_len": 32,
-    "train.per_device_train_batch_size": 4, "train.log_every": 1,
-    "eval.tokens": 1024, "eval.every": 2, "sample.max_new_tokens": 8,
-    "budget.time": None, "checkpoint.every_seconds": 0, "tracking.report": False,
+    "model.n_layer": 1,
+    "model.n_head": 2,
+    "model.n_embd": 32,
+    "model.seq_len": 32,
+    "train.per_device_train_batch_size": 4,
+    "train.log_every": 1,
+    "eval.tokens": 1024,
+    "eval.every": 2,
+    "sample.max_new_tokens": 8,
+    "budget.time": None,
+    "checkpoint.every_seconds": 0,
+    "tracking.report": False,
 }
 
 
@@ -50,7 +75,11 @@ def tiny_config(small_dataset):
     from slovo.config import load_config
 
     def make(**overrides):
-        merged = {**TINY_RUN, "data.path": str(small_dataset), **{k.replace("__", "."): v for k, v in overrides.items()}}
+        merged = {
+            **TINY_RUN,
+            "data.path": str(small_dataset),
+            **{k.replace("__", "."): v for k, v in overrides.items()},
+        }
         return load_config(preset="tiny", overrides=merged)
 
     return make

@@ -23,8 +23,10 @@ ROLE = "slovo"  # the server's superuser, trusted on the socket
 
 def postgres_bin() -> Path | None:
     """The folder with initdb and pg_ctl: Debian keeps them in /usr/lib/postgresql/NN/bin, off the PATH."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name)
-                   if Path(p).parent.parent.name.isdigit() else 0)
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+    )
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
@@ -37,8 +39,10 @@ def require_postgres() -> Path:
     if bindir is not None:
         return bindir
     if os.geteuid() != 0:
-        pytest.skip("PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin or on PATH); "
-                    "apt-get install postgresql, or run `make test` as root, which installs it")
+        pytest.skip(
+            "PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin or on PATH); "
+            "apt-get install postgresql, or run `make test` as root, which installs it"
+        )
     pytest.fail("PostgreSQL is not installed: `make test` installs it as root (apt-get install postgresql)")
 
 
@@ -55,8 +59,10 @@ class PostgresServer:
             try:
                 pw = pwd.getpwnam("postgres")
             except KeyError:
-                pytest.fail("running as root, and there is no `postgres` user to run the server as "
-                            "(Debian's postgresql package creates it)")
+                pytest.fail(
+                    "running as root, and there is no `postgres` user to run the server as "
+                    "(Debian's postgresql package creates it)"
+                )
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
             self._as_user = ["runuser", "-u", "postgres", "--"]
 
@@ -83,17 +89,32 @@ class PostgresServer:
             raise RuntimeError(f"{' '.join(args[:2])} failed: {proc.stderr[-2000:]}\n{tail}")
 
     def start(self) -> PostgresServer:
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", ROLE, "-A", "trust", "--no-sync",
-                  "-E", "UTF8")
+        self._run(
+            str(self.bindir / "initdb"), "-D", str(self.data), "-U", ROLE, "-A", "trust", "--no-sync", "-E", "UTF8"
+        )
         options = f"-k {self.socket_dir} -c listen_addresses='' -F"  # socket only; no fsync for a test server
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
-                  str(self.root / "server.log"), "-w", "-t", "60", "start")
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         return self
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            subprocess.run([*self._as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
-                            "-w", "stop"], capture_output=True, timeout=60)
+            subprocess.run(
+                [*self._as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                timeout=60,
+            )
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> PostgresServer:

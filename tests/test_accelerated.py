@@ -24,8 +24,14 @@ def _losses(run_dir) -> list[float]:
 
 
 def _straight_and_resumed(tiny_config, tmp_path, **over):
-    over = {"budget.max_steps": 8, "checkpoint.every_steps": 0, "schedule.name": "cosine", "schedule.warmup": 2,
-            "eval.every": 2, **over}
+    over = {
+        "budget.max_steps": 8,
+        "checkpoint.every_steps": 0,
+        "schedule.name": "cosine",
+        "schedule.warmup": 2,
+        "eval.every": 2,
+        **over,
+    }
     straight = train(tiny_config(**over), tmp_path / "straight", quiet=True)
     first = train(tiny_config(**over), tmp_path / "resumed", callbacks=[StopAt(4)], quiet=True)
     assert first["status"] == "interrupted" and first["train/global_step"] == 4
@@ -33,11 +39,15 @@ def _straight_and_resumed(tiny_config, tmp_path, **over):
     return straight, resumed
 
 
-@pytest.mark.parametrize("over", [
-    {"optim.name": "muon", "optim.muon_lr": 0.02},
-    {"optim.fused": "true"},
-    {"train.dtype": "bfloat16"},
-], ids=["muon", "fused-adamw", "bf16-autocast"])
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"optim.name": "muon", "optim.muon_lr": 0.02},
+        {"optim.fused": "true"},
+        {"train.dtype": "bfloat16"},
+    ],
+    ids=["muon", "fused-adamw", "bf16-autocast"],
+)
 def test_accelerated_path_trains_and_resumes_exactly(tiny_config, tmp_path, over):
     straight, resumed = _straight_and_resumed(tiny_config, tmp_path, **over)
     assert straight["status"] == resumed["status"] == "finished"

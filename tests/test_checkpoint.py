@@ -38,19 +38,40 @@ def tiny_model_and_optimizer(seed: int = 0) -> tuple[GPT, torch.optim.AdamW]:
 def loop_payload(opt: torch.optim.Optimizer, step: int) -> dict:
     """What the training loop saves in state.pt, in the same shapes and types."""
     rng = {"torch": torch.get_rng_state(), "cuda": [torch.get_rng_state()]}  # cuda: a list of ByteTensors
-    loop = {"step": step, "tokens": step * 64, "progress": 0.25, "next_eval": 2, "last_ckpt_train_time": 1.5,
-            "last_eval_train_time": 1.0, "last_eval_step": -1, "best_eval_loss": math.inf, "best_eval_bpb": math.inf,
-            "last_eval": {"eval/loss": 3.25, "eval/bpb": 1.5, "eval/perplexity": 25.8}}
-    scaler = {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000,
-              "_growth_tracker": 0}
-    return {"optimizer": opt.state_dict(), "loader": {"position": step * 2, "seed": 1337},
-            "clock": Clock().state_dict(), "loop": loop, "rng": rng, "scaler": scaler}
+    loop = {
+        "step": step,
+        "tokens": step * 64,
+        "progress": 0.25,
+        "next_eval": 2,
+        "last_ckpt_train_time": 1.5,
+        "last_eval_train_time": 1.0,
+        "last_eval_step": -1,
+        "best_eval_loss": math.inf,
+        "best_eval_bpb": math.inf,
+        "last_eval": {"eval/loss": 3.25, "eval/bpb": 1.5, "eval/perplexity": 25.8},
+    }
+    scaler = {
+        "scale": 65536.0,
+        "growth_factor": 2.0,
+        "backoff_factor": 0.5,
+        "growth_interval": 2000,
+        "_growth_tracker": 0,
+    }
+    return {
+        "optimizer": opt.state_dict(),
+        "loader": {"position": step * 2, "seed": 1337},
+        "clock": Clock().state_dict(),
+        "loop": loop,
+        "rng": rng,
+        "scaler": scaler,
+    }
 
 
 def save(run: Path, step: int, seed: int = 0) -> Path:
     model, opt = tiny_model_and_optimizer(seed)
-    return ck.save_checkpoint(run, step, model, loop_payload(opt, step), {"tokens": step * 64, "train_time": 1.0,
-                                                                          "final": False})
+    return ck.save_checkpoint(
+        run, step, model, loop_payload(opt, step), {"tokens": step * 64, "train_time": 1.0, "final": False}
+    )
 
 
 def rerecord(ckpt: Path, name: str) -> None:
@@ -189,15 +210,21 @@ def test_muon_optimizer_state_loads_back_under_weights_only(tmp_path):
 # ---- verifying and picking -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage, needle", [
-    (lambda c: truncate(c / "model.safetensors"), "model.safetensors is 100 bytes"),
-    (lambda c: truncate(c / "state.pt"), "state.pt is 100 bytes"),
-    (lambda c: (c / "model.safetensors").write_bytes(b"\0" * (c / "model.safetensors").stat().st_size),
-     "model.safetensors does not match the sha256"),
-    (lambda c: (c / "state.pt").unlink(), "state.pt is missing"),
-    (lambda c: (c / "checkpoint.json").unlink(), "checkpoint.json is missing"),
-    (lambda c: (c / "checkpoint.json").write_text('{"step": 4, "fi'), "checkpoint.json cannot be read"),
-], ids=["short-weights", "short-state", "zeroed-weights", "no-state", "no-json", "torn-json"])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (lambda c: truncate(c / "model.safetensors"), "model.safetensors is 100 bytes"),
+        (lambda c: truncate(c / "state.pt"), "state.pt is 100 bytes"),
+        (
+            lambda c: (c / "model.safetensors").write_bytes(b"\0" * (c / "model.safetensors").stat().st_size),
+            "model.safetensors does not match the sha256",
+        ),
+        (lambda c: (c / "state.pt").unlink(), "state.pt is missing"),
+        (lambda c: (c / "checkpoint.json").unlink(), "checkpoint.json is missing"),
+        (lambda c: (c / "checkpoint.json").write_text('{"step": 4, "fi'), "checkpoint.json cannot be read"),
+    ],
+    ids=["short-weights", "short-state", "zeroed-weights", "no-state", "no-json", "torn-json"],
+)
 def test_verify_names_what_is_wrong(tmp_path, damage, needle):
     ckpt = save(tmp_path / "run", 4)
     damage(ckpt)
@@ -227,11 +254,15 @@ def test_find_resumable_skips_damaged_newer_checkpoints(tmp_path):
     found, skipped = ck.find_resumable(run)
     assert found == good
     assert [(p.name, "checkpoint.json is missing" in w or "model.safetensors is 100" in w) for p, w in skipped] == [
-        ("step_0000016", True), ("step_0000012", True)]
+        ("step_0000016", True),
+        ("step_0000012", True),
+    ]
 
     ckpt, notice = ck.checkpoint_to_resume(run)
     assert ckpt == good
-    assert notice.startswith("checkpoints step_0000016 (") and notice.endswith("are damaged; resuming from step_0000008")
+    assert notice.startswith("checkpoints step_0000016 (") and notice.endswith(
+        "are damaged; resuming from step_0000008"
+    )
     assert ck.latest_checkpoint(run, verified=True) == good
     assert ck.latest_checkpoint(run) == bad12  # unverified: the newest with a checkpoint.json
 
@@ -241,9 +272,11 @@ def test_one_damaged_checkpoint_gives_the_one_line_notice(tmp_path):
     save(run, 4)
     truncate(save(run, 8) / "state.pt")
     _, notice = ck.checkpoint_to_resume(run)
-    assert notice == ("checkpoint step_0000008 is damaged (state.pt is 100 bytes, checkpoint.json says "
-                      f"{read_json(run / 'checkpoints/step_0000008/checkpoint.json')['files']['state.pt']['bytes']}); "
-                      "resuming from step_0000004")
+    assert notice == (
+        "checkpoint step_0000008 is damaged (state.pt is 100 bytes, checkpoint.json says "
+        f"{read_json(run / 'checkpoints/step_0000008/checkpoint.json')['files']['state.pt']['bytes']}); "
+        "resuming from step_0000004"
+    )
 
 
 def test_a_run_whose_every_checkpoint_is_damaged_is_a_one_line_error(tmp_path):

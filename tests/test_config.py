@@ -5,7 +5,15 @@ import re
 import pytest
 
 from slovo.config import (
-    Config, apply_overrides, from_dict, known_keys, load_config, parse_duration, preset_names, save_config, to_dict,
+    Config,
+    apply_overrides,
+    from_dict,
+    known_keys,
+    load_config,
+    parse_duration,
+    preset_names,
+    save_config,
+    to_dict,
 )
 from slovo.errors import SlovoError
 
@@ -29,26 +37,36 @@ def test_presets_cover_tiny_small_base_in_growing_size():
 
 
 def test_dotted_overrides_are_typed_from_yaml_scalars():
-    cfg = load_config(preset="tiny", overrides=["optim.lr=1e-4", "train.per_device_train_batch_size=6",
-                                                "schedule.drop_steps=[100, 200]", "sample.prompts=Привет"])
+    cfg = load_config(
+        preset="tiny",
+        overrides=[
+            "optim.lr=1e-4",
+            "train.per_device_train_batch_size=6",
+            "schedule.drop_steps=[100, 200]",
+            "sample.prompts=Привет",
+        ],
+    )
     assert cfg.optim.lr == pytest.approx(1e-4)
     assert cfg.train.per_device_train_batch_size == 6
     assert cfg.schedule.drop_steps == [100, 200]
     assert cfg.sample.prompts == ["Привет"]
 
 
-@pytest.mark.parametrize("override, needle", [
-    ("optim.lrr=1", "did you mean 'lr'"),
-    ("nosuch.key=1", "unknown config key 'nosuch'"),
-    ("optim=1", "is a section"),
-    ("optim.lr.x=1", "is a value, not a section"),
-    ("optim.lr=fast", "optim.lr: expected a number"),
-    ("train.per_device_train_batch_size=2.5", "expected an integer"),
-    ("schedule.name=linear", "schedule.name: must be one of"),
-    ("optim.lr=-1", "optim.lr: must be positive"),
-    ("budget.time=-5m", "budget.time: must not be negative"),
-    ("model.n_embd=102", "divisible by model.n_head"),
-])
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("optim.lrr=1", "did you mean 'lr'"),
+        ("nosuch.key=1", "unknown config key 'nosuch'"),
+        ("optim=1", "is a section"),
+        ("optim.lr.x=1", "is a value, not a section"),
+        ("optim.lr=fast", "optim.lr: expected a number"),
+        ("train.per_device_train_batch_size=2.5", "expected an integer"),
+        ("schedule.name=linear", "schedule.name: must be one of"),
+        ("optim.lr=-1", "optim.lr: must be positive"),
+        ("budget.time=-5m", "budget.time: must not be negative"),
+        ("model.n_embd=102", "divisible by model.n_head"),
+    ],
+)
 def test_bad_overrides_name_the_key(override, needle):
     with pytest.raises(SlovoError, match=re.escape(needle)):
         load_config(preset="tiny", overrides=[override])
@@ -79,7 +97,9 @@ def test_known_keys_lists_dotted_paths():
         assert k in keys
 
 
-@pytest.mark.parametrize("text, seconds", [("300s", 300), ("30m", 1800), ("1h30m", 5400), ("2h", 7200), ("90", 90), (45, 45)])
+@pytest.mark.parametrize(
+    "text, seconds", [("300s", 300), ("30m", 1800), ("1h30m", 5400), ("2h", 7200), ("90", 90), (45, 45)]
+)
 def test_durations_parse(text, seconds):
     assert parse_duration(text) == seconds
 

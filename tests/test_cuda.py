@@ -27,8 +27,14 @@ def _losses(run_dir) -> list[float]:
 
 
 def test_cuda_defaults_are_bf16_compiled_fused_and_resume_exactly(tiny_config, tmp_path):
-    over = {"train.device": "cuda", "budget.max_steps": 8, "schedule.name": "cosine", "schedule.warmup": 2,
-            "train.compile": "true", "eval.every": 2}
+    over = {
+        "train.device": "cuda",
+        "budget.max_steps": 8,
+        "schedule.name": "cosine",
+        "schedule.warmup": 2,
+        "train.compile": "true",
+        "eval.every": 2,
+    }
     straight = train(tiny_config(**over), tmp_path / "straight", quiet=True)
     train(tiny_config(**over), tmp_path / "resumed", callbacks=[StopAt(4)], quiet=True)
     resumed = train(tiny_config(**over), tmp_path / "resumed", resume=True, quiet=True)
@@ -67,8 +73,11 @@ def test_attention_runs_on_the_flash_kernel():
 
 
 def test_muon_trains_on_cuda(tiny_config, tmp_path):
-    summary = train(tiny_config(**{"train.device": "cuda", "optim.name": "muon", "budget.max_steps": 6}),
-                    tmp_path / "run", quiet=True)
+    summary = train(
+        tiny_config(**{"train.device": "cuda", "optim.name": "muon", "budget.max_steps": 6}),
+        tmp_path / "run",
+        quiet=True,
+    )
     assert summary["status"] == "finished"
 
 

@@ -5,7 +5,6 @@ that waits for a collective the other never makes hangs, and the timeout turns t
 tests/distributed_probe (a sitecustomize) records what each rank saw and can slow one rank down.
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -66,8 +65,19 @@ def drop_checkpoints_after(run: Path, step: int) -> None:
 
 
 def train_args(dataset, runs_dir, name, *extra, steps=4) -> list[str]:
-    return ["train", "--data", str(dataset), "--runs-dir", str(runs_dir), "--name", name,
-            "--max-steps", str(steps), "--quiet", *extra]
+    return [
+        "train",
+        "--data",
+        str(dataset),
+        "--runs-dir",
+        str(runs_dir),
+        "--name",
+        name,
+        "--max-steps",
+        str(steps),
+        "--quiet",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -92,8 +102,23 @@ def test_a_slow_rank_under_a_time_budget_ends_at_the_same_step_on_both_ranks(sma
     from its own clock would skip an eval the other makes (a collective) and the job would hang or fail."""
     probe = tmp_path / "probe"
     sets = tiny_sets(**{"eval.every_seconds": 0.01, "sample.enabled": False})
-    torchrun(["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "slow", "--time", "1s",
-              "--quiet", *sets], probe_dir=probe, slow="1:0.05")
+    torchrun(
+        [
+            "train",
+            "--data",
+            str(small_dataset),
+            "--runs-dir",
+            str(tmp_path),
+            "--name",
+            "slow",
+            "--time",
+            "1s",
+            "--quiet",
+            *sets,
+        ],
+        probe_dir=probe,
+        slow="1:0.05",
+    )
     summary = read_json(tmp_path / "slow" / "summary.json")
     assert summary["status"] == "finished" and summary["stop_reason"] == "time"
     steps = summary["train/global_step"]
@@ -121,8 +146,10 @@ def test_two_ranks_resume_exactly_on_two_ranks(small_dataset, tmp_path):
     torchrun(["train", "--resume", str(tmp_path / "resumed"), "--max-steps", "8", "--quiet"])
     assert read_json(tmp_path / "resumed" / "summary.json")["train/global_step"] == 8
     assert_same_weights(weights(tmp_path / "whole", 8), weights(tmp_path / "resumed", 8))
-    losses = [[r["train/loss"] for r in read_jsonl(tmp_path / name / "metrics.jsonl") if "train/loss" in r]
-              for name in ("whole", "resumed")]
+    losses = [
+        [r["train/loss"] for r in read_jsonl(tmp_path / name / "metrics.jsonl") if "train/loss" in r]
+        for name in ("whole", "resumed")
+    ]
     assert losses[0] == losses[1]
 
 
@@ -165,8 +192,10 @@ def test_fsdp_trains_checkpoints_sharded_resumes_on_two_ranks_and_one_and_export
     model, _, _ = load_for_inference(run)
     exported = load_file(str(tmp_path / "hf" / "model.safetensors"))
     assert exported["model.embed_tokens.weight"].equal(model.embed_tokens.weight.detach())
-    assert_same_weights({k: v for k, v in model.state_dict().items() if k != "lm_head.weight"},
-                        {k: v for k, v in weights(run, 8).items() if k != "lm_head.weight"})
+    assert_same_weights(
+        {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"},
+        {k: v for k, v in weights(run, 8).items() if k != "lm_head.weight"},
+    )
 
 
 def test_muon_with_fsdp_is_refused_in_one_line(tiny_config):

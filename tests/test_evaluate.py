@@ -10,7 +10,12 @@ import torch
 
 from slovo.budget import Clock
 from slovo.evaluate import (
-    eval_set_facts, eval_windows, evaluate, in_training_windows, subset_indices, whole_split_note,
+    eval_set_facts,
+    eval_windows,
+    evaluate,
+    in_training_windows,
+    subset_indices,
+    whole_split_note,
 )
 from slovo.utils import read_json, read_jsonl
 
@@ -167,8 +172,24 @@ def test_slovo_eval_spreads_tokens_over_the_text_and_says_when_asked_for_more(sm
     from tests.conftest import TINY_RUN
 
     sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
-    assert main(["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "c",
-                 "--max-steps", "2", "--quiet", *sets]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(small_dataset),
+                "--runs-dir",
+                str(tmp_path),
+                "--name",
+                "c",
+                "--max-steps",
+                "2",
+                "--quiet",
+                *sets,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "c"), "--tokens", "10000000"]) == 0
     out = capsys.readouterr().out

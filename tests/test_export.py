@@ -29,13 +29,29 @@ def load_hf(path: Path):
 
 @pytest.mark.slow
 def test_llama_key_names_match_transformers_llama_modules():
-    config = transformers.LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                      num_attention_heads=2, tie_word_embeddings=False)
+    config = transformers.LlamaConfig(
+        vocab_size=10,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        tie_word_embeddings=False,
+    )
     theirs = set(transformers.LlamaForCausalLM(config).state_dict())
-    ours = ["embed_tokens.weight", "layers.0.attn.q_proj.weight", "layers.0.attn.k_proj.weight",
-            "layers.0.attn.v_proj.weight", "layers.0.attn.o_proj.weight", "layers.0.attn_norm.weight",
-            "layers.0.mlp_norm.weight", "layers.0.mlp.gate_proj.weight", "layers.0.mlp.up_proj.weight",
-            "layers.0.mlp.down_proj.weight", "norm.weight", "lm_head.weight"]
+    ours = [
+        "embed_tokens.weight",
+        "layers.0.attn.q_proj.weight",
+        "layers.0.attn.k_proj.weight",
+        "layers.0.attn.v_proj.weight",
+        "layers.0.attn.o_proj.weight",
+        "layers.0.attn_norm.weight",
+        "layers.0.mlp_norm.weight",
+        "layers.0.mlp.gate_proj.weight",
+        "layers.0.mlp.up_proj.weight",
+        "layers.0.mlp.down_proj.weight",
+        "norm.weight",
+        "lm_head.weight",
+    ]
     assert {llama_key(k) for k in ours} == theirs
 
 
@@ -81,8 +97,14 @@ def test_export_writes_the_transformers_files_and_a_model_card_with_final_metric
     run, _, _ = make_checkpointed_run(tmp_path / "run", summary=summary)
     out = export_run(run / "checkpoints" / "step_0000001", tmp_path / "hf")  # a checkpoint folder works too
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-            "README.md"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+    } <= names
     config = json.loads((out / "config.json").read_text())
     assert config["bos_token_id"] == config["eos_token_id"] == 0 and config["max_position_embeddings"] == 64
     card = (out / "README.md").read_text(encoding="utf-8")

@@ -39,8 +39,15 @@ def test_a_registered_optimizer_is_a_config_choice_with_its_own_peak_lr_per_grou
     monkeypatch.setitem(optim.OPTIMIZERS, "toy_sgd", build_sgd)
     with pytest.raises(SlovoError, match="optim.name: must be one of .*toy_sgd"):
         tiny_config(**{"optim.name": "not_registered"})
-    cfg = tiny_config(**{"optim.name": "toy_sgd", "schedule.name": "constant", "schedule.warmup": 0,
-                         "budget.max_steps": 3, "optim.lr": 1e-2})
+    cfg = tiny_config(
+        **{
+            "optim.name": "toy_sgd",
+            "schedule.name": "constant",
+            "schedule.warmup": 0,
+            "budget.max_steps": 3,
+            "optim.lr": 1e-2,
+        }
+    )
     summary = train(cfg, tmp_path / "run", quiet=True)
     assert summary["status"] == "finished" and summary["train/global_step"] == 3
     groups = seen["optimizer"].param_groups
@@ -102,8 +109,7 @@ def test_every_shipped_preset_loads_and_builds_its_model():
 def test_a_registered_file_format_is_read_by_prepare(tmp_path, monkeypatch):
     """A toy `.csvtext` format: one document per line after a header."""
     from slovo.cli import main
-    from slovo.data import load_dataset, load_tokenizer
-    from slovo.data import sources
+    from slovo.data import load_dataset, load_tokenizer, sources
 
     def read_lines(path, opts, stats):
         lines = path.read_text(encoding="utf-8").splitlines()[1:]  # after the header
@@ -112,10 +118,25 @@ def test_a_registered_file_format_is_read_by_prepare(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sources.FILE_READERS, "csvtext", ((".csvtext",), read_lines))
     words = "в начале было слово и слово было у бога".split()
-    lines = [" ".join(words[i % 9:] + words[: i % 9]) + f" {i}" for i in range(400)]
+    lines = [" ".join(words[i % 9 :] + words[: i % 9]) + f" {i}" for i in range(400)]
     (tmp_path / "corpus.csvtext").write_text("text\n" + "\n".join(lines) + "\n", encoding="utf-8")
-    assert main(["prepare", "--data", str(tmp_path / "corpus.csvtext"), "--out", str(tmp_path / "ds"),
-                 "--vocab-size", "300", "--min-val-tokens", "200", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "--data",
+                str(tmp_path / "corpus.csvtext"),
+                "--out",
+                str(tmp_path / "ds"),
+                "--vocab-size",
+                "300",
+                "--min-val-tokens",
+                "200",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     ds = load_dataset(tmp_path / "ds")
     assert ds.meta["reading"]["documents"] == 400
     text = load_tokenizer(ds.tokenizer_path).decode(list(map(int, ds.train[:200])))

@@ -41,8 +41,14 @@ def _env():
 
 def _slovo(*args, slow_saves=False, **kw) -> subprocess.Popen:
     head = ["-c", SLOW_SAVES] if slow_saves else ["-m", "slovo"]
-    return subprocess.Popen([sys.executable, *head, "train", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env(), **kw)
+    return subprocess.Popen(
+        [sys.executable, *head, "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        **kw,
+    )
 
 
 def _newest_step(run: Path) -> int:
@@ -64,20 +70,35 @@ def _wait(proc: subprocess.Popen, condition, what: str, timeout: float = 60.0) -
 
 @pytest.mark.slow
 def test_a_run_killed_at_ten_random_moments_resumes_each_time_and_ends_exactly_like_an_unbroken_one(
-        small_dataset, tmp_path):
+    small_dataset, tmp_path
+):
     steps = 90
-    common = ["--data", str(small_dataset), "--preset", "tiny", "--max-steps", str(steps), "--quiet", *TINY_SETS,
-              "--set=checkpoint.every_steps=3", "--set=checkpoint.keep_last=1", "--set=train.num_threads=1"]
+    common = [
+        "--data",
+        str(small_dataset),
+        "--preset",
+        "tiny",
+        "--max-steps",
+        str(steps),
+        "--quiet",
+        *TINY_SETS,
+        "--set=checkpoint.every_steps=3",
+        "--set=checkpoint.keep_last=1",
+        "--set=train.num_threads=1",
+    ]
     straight = _slovo(*common, "--runs-dir", str(tmp_path), "--name", "straight")
     run = tmp_path / "killed"
     rng = random.Random(1234)
     inside_saves = 0
     for i in range(10):
         before = _newest_step(run) if run.exists() else -1
-        args = ["--resume", str(run), "--max-steps", str(steps), "--quiet"] if i else \
-            [*common, "--runs-dir", str(tmp_path), "--name", "killed"]
+        args = (
+            ["--resume", str(run), "--max-steps", str(steps), "--quiet"]
+            if i
+            else [*common, "--runs-dir", str(tmp_path), "--name", "killed"]
+        )
         proc = _slovo(*args, slow_saves=True)
-        _wait(proc, lambda: run.exists() and _newest_step(run) > before, "a new checkpoint")
+        _wait(proc, lambda before=before: run.exists() and _newest_step(run) > before, "a new checkpoint")
         if i % 2 == 0:  # inside the next checkpoint save: its staging folder exists and the save sleeps between files
             _wait(proc, lambda: any((run / "checkpoints").glob(".step_*.tmp-*")), "a checkpoint being written")
             time.sleep(rng.uniform(0.0, 0.06))
@@ -88,8 +109,13 @@ def test_a_run_killed_at_ten_random_moments_resumes_each_time_and_ends_exactly_l
         proc.communicate()
         assert proc.returncode == -signal.SIGKILL  # it was still training: no resume failed on its own
     assert inside_saves >= 3
-    last = subprocess.run([sys.executable, "-m", "slovo", "train", "--resume", str(run), "--max-steps", str(steps)],
-                          capture_output=True, text=True, env=_env(), timeout=300)
+    last = subprocess.run(
+        [sys.executable, "-m", "slovo", "train", "--resume", str(run), "--max-steps", str(steps)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert last.returncode == 0, last.stderr[-3000:]
     straight.communicate(timeout=300)
     assert straight.returncode == 0
@@ -99,15 +125,34 @@ def test_a_run_killed_at_ten_random_moments_resumes_each_time_and_ends_exactly_l
     # a damaged checkpoint loaded anywhere along the way would show here: the trajectory is the unbroken one's
     assert summary["eval/loss"] == pytest.approx(unbroken["eval/loss"], rel=1e-6)
     losses = [r["train/loss"] for r in read_jsonl(run / "metrics.jsonl") if "train/loss" in r]
-    assert losses == pytest.approx([r["train/loss"] for r in read_jsonl(tmp_path / "straight" / "metrics.jsonl")
-                                    if "train/loss" in r], rel=1e-6)
+    assert losses == pytest.approx(
+        [r["train/loss"] for r in read_jsonl(tmp_path / "straight" / "metrics.jsonl") if "train/loss" in r], rel=1e-6
+    )
 
 
 def test_a_truncated_newest_checkpoint_is_passed_over_with_one_line(small_dataset, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "300")  # the terminal's lines are not wrapped
     run = tmp_path / "r"
-    assert main(["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "r", "--quiet",
-                 "--max-steps", "8", *TINY_SETS, "--set=checkpoint.every_steps=2", "--set=schedule.name=constant"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(small_dataset),
+                "--runs-dir",
+                str(tmp_path),
+                "--name",
+                "r",
+                "--quiet",
+                "--max-steps",
+                "8",
+                *TINY_SETS,
+                "--set=checkpoint.every_steps=2",
+                "--set=schedule.name=constant",
+            ]
+        )
+        == 0
+    )
     weights = run / "checkpoints" / "step_0000008" / "model.safetensors"
     size = weights.stat().st_size
     with open(weights, "r+b") as f:
@@ -116,25 +161,41 @@ def test_a_truncated_newest_checkpoint_is_passed_over_with_one_line(small_datase
     assert main(["train", "--resume", str(run)]) == 0
     out = capsys.readouterr().out
     notices = [line for line in out.splitlines() if "damaged" in line]
-    assert notices == [f"checkpoint step_0000008 is damaged (model.safetensors is {size // 2} bytes, "
-                       f"checkpoint.json says {size}); resuming from step_0000006"]
+    assert notices == [
+        f"checkpoint step_0000008 is damaged (model.safetensors is {size // 2} bytes, "
+        f"checkpoint.json says {size}); resuming from step_0000006"
+    ]
     summary = read_json(run / "summary.json")
     assert summary["status"] == "finished" and summary["train/global_step"] == 8
 
 
 @pytest.mark.slow
 def test_a_second_writer_of_a_live_run_is_refused_with_one_line_and_resume_works_after_a_kill(
-        small_dataset, tmp_path, capsys):
+    small_dataset, tmp_path, capsys
+):
     run = tmp_path / "X"
-    first = _slovo("--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "X", "--time", "300s",
-                   "--quiet", *TINY_SETS, "--set=checkpoint.every_steps=2")
+    first = _slovo(
+        "--data",
+        str(small_dataset),
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        "X",
+        "--time",
+        "300s",
+        "--quiet",
+        *TINY_SETS,
+        "--set=checkpoint.every_steps=2",
+    )
     try:
         _wait(first, lambda: run.exists() and _newest_step(run) >= 2, "a checkpoint")
         capsys.readouterr()
         base = ["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--max-steps", "5", *TINY_SETS]
-        for args, needle in ((["train", "--resume", str(run), "--max-steps", "5"], f"pid {first.pid}"),
-                             ([*base, "--name", "X", "--overwrite"], "another slovo process is training in it"),
-                             ([*base, "--name", "X"], "already exists")):
+        for args, needle in (
+            (["train", "--resume", str(run), "--max-steps", "5"], f"pid {first.pid}"),
+            ([*base, "--name", "X", "--overwrite"], "another slovo process is training in it"),
+            ([*base, "--name", "X"], "already exists"),
+        ):
             assert main(args) == 2
             err = capsys.readouterr().err.strip()
             assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err

@@ -43,7 +43,12 @@ def test_parameter_values_as_written():
 def test_long_decimals_read_back_as_text_are_shortened():
     assert short_number("0.123456789") == "0.12346"
     assert [short_number(t) for t in ("12345678901", "0.5", "trial-000", "", None)] == [
-        "12345678901", "0.5", "trial-000", "", ""]
+        "12345678901",
+        "0.5",
+        "trial-000",
+        "",
+        "",
+    ]
 
 
 def test_budget_joins_its_limits():

@@ -55,7 +55,9 @@ def make_model(vocab_size: int = 320, seed: int = 0, **shape) -> GPT:
     return GPT(ModelConfig(**kw)).eval()
 
 
-def make_checkpointed_run(root: Path, seed: int = 0, summary: dict | None = None, **shape) -> tuple[Path, GPT, Tokenizer]:
+def make_checkpointed_run(
+    root: Path, seed: int = 0, summary: dict | None = None, **shape
+) -> tuple[Path, GPT, Tokenizer]:
     """A run folder in the documented layout: config.yaml, tokenizer.json, checkpoints/step_NNNNNNN/."""
     tok = make_tokenizer()
     model = make_model(tok.get_vocab_size(), seed, **shape)
@@ -189,8 +191,9 @@ def test_generate_text_streams_exactly_the_final_text_and_cuts_at_a_stop_string(
 
     stop = free.text[len(free.text) // 2 :][:2]  # a piece from the middle of the text
     pieces.clear()
-    cut = generate_text(model, tok, DEFAULT_PROMPT, 30, greedy=True, stop=stop,
-                        on_text=lambda i, s: pieces.append(s))[0]
+    cut = generate_text(model, tok, DEFAULT_PROMPT, 30, greedy=True, stop=stop, on_text=lambda i, s: pieces.append(s))[
+        0
+    ]
     assert cut.text == cut_at_stop(free.text, [stop])[0] and stop not in cut.text
     assert len(cut.ids) < 30
     assert "".join(pieces) == cut.text
@@ -235,8 +238,20 @@ def test_cli_generate_several_samples_from_a_prompts_file_with_a_seed_is_reprodu
     run, _, _ = make_checkpointed_run(tmp_path / "run")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Мороз и солнце\n\nВсе счастливые\n", encoding="utf-8")
-    argv = ["generate", str(run), "--prompts-file", str(prompts), "--num-samples", "2", "--seed", "3",
-            "--max-new-tokens", "8", "--top-p", "0.9"]
+    argv = [
+        "generate",
+        str(run),
+        "--prompts-file",
+        str(prompts),
+        "--num-samples",
+        "2",
+        "--seed",
+        "3",
+        "--max-new-tokens",
+        "8",
+        "--top-p",
+        "0.9",
+    ]
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert first.count("--- sample") == 4 and "--- sample 2/2 ---\nВсе счастливые" in first

@@ -15,7 +15,7 @@ from slovo.callbacks import Callback
 from slovo.config import GuardConfig, LrSpikeConfig
 from slovo.guard import DivergenceGuard
 from slovo.train import TrainState, train
-from slovo.utils import read_json, read_jsonl
+from slovo.utils import read_jsonl
 
 
 def _records(run_dir, key):
@@ -50,8 +50,9 @@ class StopAt(Callback):
             control.stop("interrupted")
 
 
-def test_a_nan_loss_rolls_back_to_a_snapshot_lowers_the_lr_skips_the_batches_and_finishes(tiny_config, tmp_path,
-                                                                                         monkeypatch):
+def test_a_nan_loss_rolls_back_to_a_snapshot_lowers_the_lr_skips_the_batches_and_finishes(
+    tiny_config, tmp_path, monkeypatch
+):
     _break_step(monkeypatch, {25})
     over = {"budget.max_steps": 30, "schedule.name": "constant", "schedule.warmup": 0, "guard.snapshot_every": 10}
     run = tmp_path / "run"
@@ -74,8 +75,13 @@ def test_a_nan_loss_rolls_back_to_a_snapshot_lowers_the_lr_skips_the_batches_and
 def test_the_time_of_discarded_steps_stays_on_the_budget_clock(tiny_config, tmp_path, monkeypatch):
     from tests.test_train import TickingTime
 
-    over = {"budget.time": "20s", "budget.max_steps": 0, "schedule.name": "constant", "schedule.warmup": 0,
-            "guard.snapshot_every": 5}
+    over = {
+        "budget.time": "20s",
+        "budget.max_steps": 0,
+        "schedule.name": "constant",
+        "schedule.warmup": 0,
+        "guard.snapshot_every": 5,
+    }
     plain = train(tiny_config(**over), tmp_path / "plain", clock=Clock(now=TickingTime()), quiet=True)
     _break_step(monkeypatch, {12})
     broken = train(tiny_config(**over), tmp_path / "broken", clock=Clock(now=TickingTime()), quiet=True)
@@ -134,8 +140,15 @@ def test_a_debug_lr_spike_is_caught_and_the_run_ends_near_an_unspiked_one(tiny_c
 
 
 def test_the_debug_lr_spike_multiplies_the_lr_for_its_steps_once(tiny_config, tmp_path):
-    over = {"budget.max_steps": 20, "schedule.name": "constant", "schedule.warmup": 0, "guard.spike_factor": 0,
-            "debug.lr_spike.at": 0.5, "debug.lr_spike.factor": 3, "debug.lr_spike.steps": 2}
+    over = {
+        "budget.max_steps": 20,
+        "schedule.name": "constant",
+        "schedule.warmup": 0,
+        "guard.spike_factor": 0,
+        "debug.lr_spike.at": 0.5,
+        "debug.lr_spike.factor": 3,
+        "debug.lr_spike.steps": 2,
+    }
     train(tiny_config(**over), tmp_path / "run", quiet=True)
     lr = tiny_config(**over).optim.lr
     lrs = [r["train/learning_rate"] / lr for r in _records(tmp_path / "run", "train/loss")]
@@ -245,8 +258,12 @@ def test_guard_config_values_are_checked():
     from slovo.config import load_config
     from slovo.errors import SlovoError
 
-    for bad, needle in (("guard.lr_factor=0", "guard.lr_factor"), ("guard.spike_factor=0.5", "spike_factor"),
-                        ("debug.lr_spike.at=1.5", "debug.lr_spike.at"), ("debug.lr_spike.steps=0", "steps")):
+    for bad, needle in (
+        ("guard.lr_factor=0", "guard.lr_factor"),
+        ("guard.spike_factor=0.5", "spike_factor"),
+        ("debug.lr_spike.at=1.5", "debug.lr_spike.at"),
+        ("debug.lr_spike.steps=0", "steps"),
+    ):
         with pytest.raises(SlovoError, match=needle):
             load_config(preset="tiny", overrides=[bad])
     cfg = load_config(preset="tiny", overrides=["debug.lr_spike.at=0.5", "debug.lr_spike.factor=100"])

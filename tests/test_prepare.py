@@ -31,8 +31,10 @@ def make_texts(n: int, seed: int = 0, words: int = 60) -> list[str]:
 
 
 def write_jsonl(path: Path, texts: list[str]) -> Path:
-    path.write_text("".join(json.dumps({"id": str(i), "text": t}, ensure_ascii=False) + "\n"
-                            for i, t in enumerate(texts)), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"id": str(i), "text": t}, ensure_ascii=False) + "\n" for i, t in enumerate(texts)),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -48,7 +50,7 @@ def markers(ds_split: np.ndarray, tokenizer) -> set[str]:
 
 def documents_of(ids: np.ndarray, eot_id: int) -> list[tuple[int, ...]]:
     cuts = np.flatnonzero(ids == eot_id)
-    return [tuple(ids[a + 1 if i else 0:b].tolist()) for i, (a, b) in enumerate(zip(np.r_[-1, cuts[:-1]], cuts))]
+    return [tuple(ids[a + 1 if i else 0 : b].tolist()) for i, (a, b) in enumerate(zip(np.r_[-1, cuts[:-1]], cuts))]
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +117,21 @@ def test_split_is_deterministic_disjoint_and_independent_of_file_order(prepared,
 def test_few_huge_documents_still_give_a_validation_set_of_the_asked_size(tmp_path, capsys):
     texts = ["\n".join(make_texts(400, seed=s, words=12)) for s in range(3)]  # 3 documents of ~40 KB
     src = write_jsonl(tmp_path / "novels.jsonl", texts)
-    rc, _, err = cli(capsys, "--data", src, "--out", tmp_path / "ds", "--vocab-size", "400", "--chunk-bytes", "2048",
-                     "--val-fraction", "0.01", "--min-val-tokens", "3000")
+    rc, _, err = cli(
+        capsys,
+        "--data",
+        src,
+        "--out",
+        tmp_path / "ds",
+        "--vocab-size",
+        "400",
+        "--chunk-bytes",
+        "2048",
+        "--val-fraction",
+        "0.01",
+        "--min-val-tokens",
+        "3000",
+    )
     assert rc == 0, err
     ds = load_dataset(tmp_path / "ds")
     val, train = ds.meta["splits"]["val"], ds.meta["splits"]["train"]
@@ -197,16 +212,28 @@ def test_killed_prepare_leaves_nothing_that_reads_as_complete(corpus, tmp_path, 
 
 def test_reused_tokenizer_gives_identical_shards(prepared, corpus, tmp_path, capsys):
     out = tmp_path / "again"
-    rc, stdout, err = cli(capsys, "--data", corpus[0], "--out", out, "--tokenizer", prepared / "tokenizer.json",
-                          "--val-fraction", "0.1", "--min-val-tokens", "500")
+    rc, stdout, err = cli(
+        capsys,
+        "--data",
+        corpus[0],
+        "--out",
+        out,
+        "--tokenizer",
+        prepared / "tokenizer.json",
+        "--val-fraction",
+        "0.1",
+        "--min-val-tokens",
+        "500",
+    )
     assert rc == 0, err
     meta = load_dataset(out).meta
     assert not meta["tokenizer"]["trained"] and "reused tokenizer" in stdout
     assert meta["tokenizer"]["sha256"] == sha256_file(prepared / "tokenizer.json")
     for f in ("train.bin", "val.bin"):
         assert (out / f).read_bytes() == (prepared / f).read_bytes()
-    rc, _, err = cli(capsys, "--data", corpus[0], "--out", tmp_path / "x", "--tokenizer", prepared,
-                     "--vocab-size", "300")
+    rc, _, err = cli(
+        capsys, "--data", corpus[0], "--out", tmp_path / "x", "--tokenizer", prepared, "--vocab-size", "300"
+    )
     assert rc == 2 and "--vocab-size 300" in err and "400" in err
 
 
@@ -226,12 +253,22 @@ def test_hub_spec_on_a_local_parquet_dataset_prepares_like_the_parquet_files(tmp
 
     texts = make_texts(80, seed=5)
     (tmp_path / "wiki" / "data").mkdir(parents=True)
-    pq.write_table(pa.table({"id": [str(i) for i in range(80)], "url": ["u"] * 80, "title": ["t"] * 80, "text": texts}),
-                   tmp_path / "wiki" / "data" / "train-00000-of-00001.parquet")
+    pq.write_table(
+        pa.table({"id": [str(i) for i in range(80)], "url": ["u"] * 80, "title": ["t"] * 80, "text": texts}),
+        tmp_path / "wiki" / "data" / "train-00000-of-00001.parquet",
+    )
     rc, _, err = cli(capsys, "--data", f"hf:{tmp_path / 'wiki'}", "--out", tmp_path / "hub", "--max-docs", "60", *SMALL)
     assert rc == 0, err
-    rc, _, err = cli(capsys, "--data", tmp_path / "wiki" / "data" / "*.parquet", "--out", tmp_path / "local",
-                     "--max-docs", "60", *SMALL)
+    rc, _, err = cli(
+        capsys,
+        "--data",
+        tmp_path / "wiki" / "data" / "*.parquet",
+        "--out",
+        tmp_path / "local",
+        "--max-docs",
+        "60",
+        *SMALL,
+    )
     assert rc == 0, err
     hub = load_dataset(tmp_path / "hub")
     assert hub.meta["reading"] == {**hub.meta["reading"], "documents": 60, "capped": True}
@@ -272,19 +309,33 @@ def _ok_source(tmp_path):
     return [tmp_path / "c.jsonl"]
 
 
-@pytest.mark.parametrize("make,extra,expected", [
-    (lambda p: [p / "missing.jsonl"], [], r"missing.jsonl: no such file or folder"),
-    (_empty_corpus, [], r"empty corpus: no non-empty documents \(3 empty ones dropped\)"),
-    (_not_utf8, [], r"old.txt: not valid utf-8 at byte offset 11 \(byte 0xec\); pass --encoding"),
-    (_bad_json, [], r"c.jsonl:2: not valid JSON"),
-    (_no_field, [], r"c.jsonl:2: no 'text' field \(fields: body\)"),
-    (_ok_source, ["--vocab-size", "100"], r"--vocab-size 100: too small"),
-    (_ok_source, ["--vocab-size", "10000000"], r"--vocab-size 10000000: too large"),
-    (_out_is_file, [], r"--out .*out: is a file, not a folder"),
-    (_ok_source, ["--encoding", "klingon"], r"--encoding klingon: unknown encoding"),
-    (_ok_source, ["--max-bytes", "lots"], r"--max-bytes lots: expected a size"),
-], ids=["missing-path", "empty-corpus", "not-utf8", "bad-json-line", "missing-text-field", "vocab-too-small",
-        "vocab-too-large", "out-is-a-file", "unknown-encoding", "bad-size"])
+@pytest.mark.parametrize(
+    "make,extra,expected",
+    [
+        (lambda p: [p / "missing.jsonl"], [], r"missing.jsonl: no such file or folder"),
+        (_empty_corpus, [], r"empty corpus: no non-empty documents \(3 empty ones dropped\)"),
+        (_not_utf8, [], r"old.txt: not valid utf-8 at byte offset 11 \(byte 0xec\); pass --encoding"),
+        (_bad_json, [], r"c.jsonl:2: not valid JSON"),
+        (_no_field, [], r"c.jsonl:2: no 'text' field \(fields: body\)"),
+        (_ok_source, ["--vocab-size", "100"], r"--vocab-size 100: too small"),
+        (_ok_source, ["--vocab-size", "10000000"], r"--vocab-size 10000000: too large"),
+        (_out_is_file, [], r"--out .*out: is a file, not a folder"),
+        (_ok_source, ["--encoding", "klingon"], r"--encoding klingon: unknown encoding"),
+        (_ok_source, ["--max-bytes", "lots"], r"--max-bytes lots: expected a size"),
+    ],
+    ids=[
+        "missing-path",
+        "empty-corpus",
+        "not-utf8",
+        "bad-json-line",
+        "missing-text-field",
+        "vocab-too-small",
+        "vocab-too-large",
+        "out-is-a-file",
+        "unknown-encoding",
+        "bad-size",
+    ],
+)
 def test_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path, capsys, make, extra, expected):
     specs = make(tmp_path)
     args = [a for s in specs for a in ("--data", s)]
@@ -311,16 +362,28 @@ CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 @pytest.mark.slow
 @pytest.mark.skipif(not (CORPORA / "ruslit.jsonl.gz").exists(), reason="needs ../shared/corpora/ruslit.jsonl.gz")
 def test_ruslit_sample_gives_russian_validation_text(tmp_path, capsys):
-    rc, _, err = cli(capsys, "--data", CORPORA / "ruslit.jsonl.gz", "--out", tmp_path / "ruslit",
-                     "--vocab-size", "1024",
-                     "--max-bytes", "3MB", "--tokenizer-sample", "1MB", "--min-val-tokens", "20000")
+    rc, _, err = cli(
+        capsys,
+        "--data",
+        CORPORA / "ruslit.jsonl.gz",
+        "--out",
+        tmp_path / "ruslit",
+        "--vocab-size",
+        "1024",
+        "--max-bytes",
+        "3MB",
+        "--tokenizer-sample",
+        "1MB",
+        "--min-val-tokens",
+        "20000",
+    )
     assert rc == 0, err
     ds = load_dataset(tmp_path / "ruslit")
     tok = load_tokenizer(ds.tokenizer_path)
     assert len(ds.val) >= 20000 and ds.meta["reading"]["capped"]
     rng = np.random.default_rng(0)
     for start in rng.integers(0, len(ds.val) - 200, size=5):
-        text = tok.decode(ds.val[start:start + 200].tolist())
+        text = tok.decode(ds.val[start : start + 200].tolist())
         letters = [c for c in text if c.isalpha()]
         assert sum("а" <= c.lower() <= "я" or c.lower() == "ё" for c in letters) > 0.7 * len(letters), text
     lengths = token_byte_lengths(tok)

@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.fake_runs import SCRIPT_SAMPLE, make_fake_run, make_fake_sweep
 
 from slovo.cli import main
 from slovo.report import write_report
+from tests.fake_runs import SCRIPT_SAMPLE, make_fake_run, make_fake_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEDULES = ("cosine", "wsd", "step_drop")
@@ -24,8 +24,14 @@ def three_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("report") / "runs"
     for i, schedule in enumerate(SCHEDULES):
         texts = [" и было слово", SCRIPT_SAMPLE] if schedule == "wsd" else None
-        make_fake_run(root, f"sched-{schedule}", schedule=schedule, seed=i, sample_texts=texts,
-                      overrides={"sample.prompts": ["<img src=x onerror=alert(2)>"]} if schedule == "cosine" else None)
+        make_fake_run(
+            root,
+            f"sched-{schedule}",
+            schedule=schedule,
+            seed=i,
+            sample_texts=texts,
+            overrides={"sample.prompts": ["<img src=x onerror=alert(2)>"]} if schedule == "cosine" else None,
+        )
     return root
 
 
@@ -50,8 +56,11 @@ def test_report_of_three_runs_has_curves_config_and_samples(report_html):
     metrics = re.findall(r'<figure class="plot" data-metric="([^"]+)" data-x="([^"]+)"', page)
     assert ("eval/bpb", "tokens") in metrics and ("train/loss", "train_runtime") in metrics
     # the schedule differs between the runs, so its row is highlighted; the seed does not
-    assert re.search(r'<tr class="diff"><td class="key">schedule\.name</td><td>cosine</td>'
-                     r"<td>step_drop</td><td>wsd</td>", page)  # runs in folder-name order
+    assert re.search(
+        r'<tr class="diff"><td class="key">schedule\.name</td><td>cosine</td>'
+        r"<td>step_drop</td><td>wsd</td>",
+        page,
+    )  # runs in folder-name order
     assert not re.search(r'<tr class="diff"><td class="key">train\.seed<', page)
     assert page.count(" и было слово") >= 3  # the wsd run's samples, at its evals
 
@@ -111,10 +120,21 @@ def _chromium() -> str | None:
 
 
 def _headless(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-dev-shm-usage", "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
-             f"--user-data-dir={profile}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={profile}",
+    ]
     return subprocess.run([chromium, *flags, *args], capture_output=True, text=True, timeout=120)
 
 
@@ -127,8 +147,7 @@ def test_report_renders_in_headless_chromium(tmp_path, report_html):
     url = out.resolve().as_uri()
 
     dom = _headless(chromium, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom", url)
-    check = re.search(r'<p id="render-check"[^>]*data-plots="(\d+)" data-drawn="(\d+)" data-errors="(\d+)"',
-                      dom.stdout)
+    check = re.search(r'<p id="render-check"[^>]*data-plots="(\d+)" data-drawn="(\d+)" data-errors="(\d+)"', dom.stdout)
     assert check, f"the page script did not run; chromium said: {dom.stderr[-1500:]}"
     plots, drawn, errors = map(int, check.groups())
     assert plots == 9 and drawn == plots and errors == 0, check.group(0)

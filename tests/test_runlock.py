@@ -43,8 +43,9 @@ def test_a_second_process_is_refused_with_one_line_naming_the_holder(tmp_path, h
     with pytest.raises(SlovoError) as e:
         RunLock(run).acquire()
     msg = str(e.value)
-    assert msg.startswith(f"{run}: another slovo process is training in it (pid {holder.pid} on host "
-                          f"{socket.gethostname()}, since ")
+    assert msg.startswith(
+        f"{run}: another slovo process is training in it (pid {holder.pid} on host {socket.gethostname()}, since "
+    )
     assert msg.endswith("wait for it or stop it") and "\n" not in msg
     assert lock_holder(run)["pid"] == holder.pid
 
@@ -113,8 +114,9 @@ def test_a_lock_from_before_a_reboot_is_taken_over_even_if_its_pid_is_alive_now(
         pytest.skip("no boot id on this system")
     run = tmp_path / "run"
     run.mkdir()
-    (run / LOCK_FILE).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(),
-                                             "started": "earlier", "boot": "another-boot"}))
+    (run / LOCK_FILE).write_text(
+        json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "started": "earlier", "boot": "another-boot"})
+    )
     assert lock_holder(run) is None
     with RunLock(run):
         pass

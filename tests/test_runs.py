@@ -9,10 +9,10 @@ import sys
 import time
 
 import pytest
-from tests.fake_runs import make_fake_run, make_fake_sweep
 
 from slovo.cli import main
 from slovo.runs import SILENT_RUN_STALE_AFTER_S, filter_runs, find_runs, load_run, load_runs, sort_runs
+from tests.fake_runs import make_fake_run, make_fake_sweep
 
 
 @pytest.fixture()

@@ -37,9 +37,14 @@ def write_jsonl(path, records, gz=False):
 
 
 def write_wiki_parquet(path, texts, row_group_size=None):
-    table = pa.table({"id": [str(i) for i in range(len(texts))],
-                      "url": [f"https://ru.wikipedia.org/{i}" for i in range(len(texts))],
-                      "title": [f"Статья {i}" for i in range(len(texts))], "text": texts})
+    table = pa.table(
+        {
+            "id": [str(i) for i in range(len(texts))],
+            "url": [f"https://ru.wikipedia.org/{i}" for i in range(len(texts))],
+            "title": [f"Статья {i}" for i in range(len(texts))],
+            "text": texts,
+        }
+    )
     pq.write_table(table, path, row_group_size=row_group_size)
     return path
 
@@ -92,8 +97,9 @@ def test_json_lines_plain_and_gzipped_read_the_text_field(tmp_path, name, gz):
 
 
 def test_json_array_file_is_read_as_records(tmp_path):
-    (tmp_path / "c.json").write_text(json.dumps([{"text": "раз"}, {"text": "два"}], ensure_ascii=False),
-                                     encoding="utf-8")
+    (tmp_path / "c.json").write_text(
+        json.dumps([{"text": "раз"}, {"text": "два"}], ensure_ascii=False), encoding="utf-8"
+    )
     docs, _ = read([tmp_path / "c.json"])
     assert [t for _, t in docs] == ["раз", "два"]
 

@@ -24,8 +24,10 @@ def long_documents(n: int, lines: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     letters = "абвгдежзиклмнопрстуфхцчшыэюя"
     vocab = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 7))) for _ in range(200)]
-    return ["\n".join(f"док{d:03d}стр{k:03d} " + " ".join(rng.choice(vocab) for _ in range(6)) for k in range(lines))
-            for d in range(n)]
+    return [
+        "\n".join(f"док{d:03d}стр{k:03d} " + " ".join(rng.choice(vocab) for _ in range(6)) for k in range(lines))
+        for d in range(n)
+    ]
 
 
 def write_jsonl(path: Path, texts: list[str]) -> Path:
@@ -34,8 +36,25 @@ def write_jsonl(path: Path, texts: list[str]) -> Path:
 
 
 def prepare(capsys, src: Path, out: Path, *extra) -> tuple[dict, str]:
-    rc = main(["prepare", "--data", str(src), "--out", str(out), "--vocab-size", "400", "--chunk-bytes", "512",
-               "--val-fraction", "0.05", "--min-val-tokens", "0", "--quiet", *map(str, extra)])
+    rc = main(
+        [
+            "prepare",
+            "--data",
+            str(src),
+            "--out",
+            str(out),
+            "--vocab-size",
+            "400",
+            "--chunk-bytes",
+            "512",
+            "--val-fraction",
+            "0.05",
+            "--min-val-tokens",
+            "0",
+            "--quiet",
+            *map(str, extra),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0, err
     return load_dataset(out).meta, err
@@ -111,8 +130,12 @@ def test_a_dataset_from_the_older_piece_split_is_rebuilt_when_prepared_again(tmp
 
 
 def corpus_of(sizes: list[int], scores: list[int]) -> Corpus:
-    return Corpus(np.array(sizes, np.uint32), np.ones(len(sizes), np.uint32), np.array(sizes, np.int64),
-                  np.array(scores, np.uint64))
+    return Corpus(
+        np.array(sizes, np.uint32),
+        np.ones(len(sizes), np.uint32),
+        np.array(sizes, np.int64),
+        np.array(scores, np.uint64),
+    )
 
 
 def no_piece_scores():
@@ -146,14 +169,21 @@ def test_a_document_that_does_not_fit_in_the_reserve_does_not_stop_smaller_ones_
     assert len(split.reserve) == 109 and corpus.doc_bytes[split.reserve].sum() == 10_900
 
 
-@pytest.mark.parametrize("sizes,why", [
-    ([5000], "single document"),
-    ([20] * 10 + [4000], "more than 25%"),
-    ([2000] * 5, "cannot make up"),  # every document is 20% of the text: validation would be 20x the 1%
-])
+@pytest.mark.parametrize(
+    "sizes,why",
+    [
+        ([5000], "single document"),
+        ([20] * 10 + [4000], "more than 25%"),
+        ([2000] * 5, "cannot make up"),  # every document is 20% of the text: validation would be 20x the 1%
+    ],
+)
 def test_corpora_whole_documents_cannot_split_fall_back_to_pieces(sizes, why):
-    corpus = Corpus(np.array([100] * (sum(sizes) // 100), np.uint32), np.array([s // 100 for s in sizes], np.uint32),
-                    np.array(sizes, np.int64), np.arange(len(sizes), dtype=np.uint64))
+    corpus = Corpus(
+        np.array([100] * (sum(sizes) // 100), np.uint32),
+        np.array([s // 100 for s in sizes], np.uint32),
+        np.array(sizes, np.int64),
+        np.arange(len(sizes), dtype=np.uint64),
+    )
     split = plan_split(corpus, 0.01, lambda: np.arange(corpus.n_pieces, dtype=np.uint64)[::-1].copy())
     assert split.unit == "piece" and why in split.reason
     assert len(split.reserve) >= 1 and len(split.outside) >= 1

@@ -39,14 +39,21 @@ def _final_loss(cfg, progress: float) -> float:
     lr_gap = abs(math.log10(cfg.optim.lr / 3e-3))
     batch = cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps
     floor = 3.0 + 0.5 * lr_gap - 0.01 * batch + 0.001 * (cfg.train.seed % 7)
-    return 8.0 - (8.0 - floor) * progress ** 0.5
+    return 8.0 - (8.0 - floor) * progress**0.5
 
 
 def fake_train(cfg, run_dir, resume=False, callbacks=(), sleep=0.0, calls=None):
     run_dir = Path(run_dir)
     if calls is not None:
-        calls.append({"run": run_dir.name, "resume": resume, "seed": cfg.train.seed, "lr": cfg.optim.lr,
-                      "threads": cfg.train.num_threads})
+        calls.append(
+            {
+                "run": run_dir.name,
+                "resume": resume,
+                "seed": cfg.train.seed,
+                "lr": cfg.optim.lr,
+                "threads": cfg.train.num_threads,
+            }
+        )
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=False)  # the sweep must hand over a fresh folder
     save_config(cfg, run_dir / "config.yaml")
@@ -63,8 +70,14 @@ def fake_train(cfg, run_dir, resume=False, callbacks=(), sleep=0.0, calls=None):
         if control.should_stop:
             status = control.stop_reason
             break
-    summary = {"name": run_dir.name, "status": status, "eval/loss": loss, "eval/bpb": loss / 2,
-               "progress": state.progress, "train_runtime": state.progress * 10}
+    summary = {
+        "name": run_dir.name,
+        "status": status,
+        "eval/loss": loss,
+        "eval/bpb": loss / 2,
+        "progress": state.progress,
+        "train_runtime": state.progress * 10,
+    }
     atomic_write_json(run_dir / "summary.json", summary)
     return summary
 
@@ -97,8 +110,12 @@ def data_dir(tmp_path):
 
 
 def write_sweep(tmp_path, data_dir, name="s", **spec):
-    body = {"preset": "tiny", "data": str(data_dir), "budget": {"max_steps": 100},
-            "parameters": {"optim.lr": {"values": [1e-3, 3e-3]}, "schedule.name": {"values": ["constant", "wsd"]}}}
+    body = {
+        "preset": "tiny",
+        "data": str(data_dir),
+        "budget": {"max_steps": 100},
+        "parameters": {"optim.lr": {"values": [1e-3, 3e-3]}, "schedule.name": {"values": ["constant", "wsd"]}},
+    }
     body.update(spec)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(body))
@@ -135,15 +152,18 @@ def test_example_sweep_files_load_and_validate(data_dir):
     assert set(schedules) == {"constant", "step_drop", "triangular", "wsd"}
 
 
-@pytest.mark.parametrize("parameters, message", [
-    ({"optim.lrr": {"values": [1e-3]}}, "did you mean 'optim.lr'"),
-    ({"train.per_device_train_batch_size": {"values": [4, 0]}}, "per_device_train_batch_size"),
-    ({"schedule.name": {"values": ["wsd", "linear"]}}, "schedule.name"),
-    ({"train.per_device_train_batch_size": {"min": 2.0, "max": 8.5}}, "int_uniform"),
-    ({"optim.lr": {"distribution": "normal", "mu": 0, "sigma": 1}}, "unknown key"),
-    ({"optim.lr": {"distribution": "log_uniform_values", "min": 0.1, "max": 0.01}}, "must be less than max"),
-    ({"optim.lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2}}, "grid needs a list"),
-])
+@pytest.mark.parametrize(
+    "parameters, message",
+    [
+        ({"optim.lrr": {"values": [1e-3]}}, "did you mean 'optim.lr'"),
+        ({"train.per_device_train_batch_size": {"values": [4, 0]}}, "per_device_train_batch_size"),
+        ({"schedule.name": {"values": ["wsd", "linear"]}}, "schedule.name"),
+        ({"train.per_device_train_batch_size": {"min": 2.0, "max": 8.5}}, "int_uniform"),
+        ({"optim.lr": {"distribution": "normal", "mu": 0, "sigma": 1}}, "unknown key"),
+        ({"optim.lr": {"distribution": "log_uniform_values", "min": 0.1, "max": 0.01}}, "must be less than max"),
+        ({"optim.lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2}}, "grid needs a list"),
+    ],
+)
 def test_bad_sweep_file_is_rejected_before_anything_runs(tmp_path, data_dir, parameters, message):
     path = write_sweep(tmp_path, data_dir, parameters=parameters)
     with pytest.raises(SlovoError, match=message):
@@ -168,13 +188,19 @@ def test_cli_prints_one_line_for_a_bad_sweep_file(tmp_path, data_dir, capsys):
 
 
 def test_wandb_distributions_become_optuna_distributions(tmp_path, data_dir):
-    path = write_sweep(tmp_path, data_dir, method="random", run_cap=4, parameters={
-        "optim": {"parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2}}},
-        "optim.weight_decay": {"distribution": "log_uniform", "min": math.log(0.01), "max": math.log(0.1)},
-        "schedule.decay_fraction": {"distribution": "q_uniform", "min": 0.1, "max": 0.5, "q": 0.1},
-        "train.per_device_train_batch_size": {"min": 2, "max": 8},
-        "schedule.name": {"value": "cosine"},
-    })
+    path = write_sweep(
+        tmp_path,
+        data_dir,
+        method="random",
+        run_cap=4,
+        parameters={
+            "optim": {"parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2}}},
+            "optim.weight_decay": {"distribution": "log_uniform", "min": math.log(0.01), "max": math.log(0.1)},
+            "schedule.decay_fraction": {"distribution": "q_uniform", "min": 0.1, "max": 0.5, "q": 0.1},
+            "train.per_device_train_batch_size": {"min": 2, "max": 8},
+            "schedule.name": {"value": "cosine"},
+        },
+    )
     spec = load_sweep(path)
     dists = {p.name: p.distribution() for p in spec.params}
     assert dists["optim.lr"].log and dists["optim.lr"].low == pytest.approx(1e-4)
@@ -199,8 +225,9 @@ def test_grid_sweep_trains_each_configuration_once_and_rerun_skips_finished(tmp_
     results = run(path, tmp_path, calls=calls)
     sweep_dir = tmp_path / "sweeps" / "s"
     assert len(calls) == 4
-    assert {(c["lr"], load_config(config_file=sweep_dir / "trials" / c["run"] / "config.yaml").schedule.name)
-            for c in calls} == {(1e-3, "constant"), (1e-3, "wsd"), (3e-3, "constant"), (3e-3, "wsd")}
+    assert {
+        (c["lr"], load_config(config_file=sweep_dir / "trials" / c["run"] / "config.yaml").schedule.name) for c in calls
+    } == {(1e-3, "constant"), (1e-3, "wsd"), (3e-3, "constant"), (3e-3, "wsd")}
     assert sorted(p.name for p in (sweep_dir / "trials").iterdir()) == [f"trial-{i:03d}" for i in range(4)]
     for f in ("sweep.yaml", "optuna.journal", "leaderboard.csv", "leaderboard.md", "best.yaml", "importances.json"):
         assert (sweep_dir / f).exists(), f
@@ -244,8 +271,12 @@ def test_seeds_train_each_configuration_several_times_and_report_mean_and_std(tm
 
 
 def test_hyperband_prunes_a_configuration_that_cannot_learn(tmp_path, data_dir):
-    path = write_sweep(tmp_path, data_dir, parameters={"optim.lr": {"values": [3e-3, 2e-3, 1e-7]}},
-                       early_terminate={"type": "hyperband", "min_iter": 1, "eta": 3})
+    path = write_sweep(
+        tmp_path,
+        data_dir,
+        parameters={"optim.lr": {"values": [3e-3, 2e-3, 1e-7]}},
+        early_terminate={"type": "hyperband", "min_iter": 1, "eta": 3},
+    )
     results = run(path, tmp_path)
     by_lr = {r["params"]["optim.lr"]: r for r in results["runs"]}
     assert by_lr[1e-7]["status"] == "pruned"
@@ -257,8 +288,13 @@ def test_hyperband_prunes_a_configuration_that_cannot_learn(tmp_path, data_dir):
 
 
 def test_random_sweep_stops_at_run_cap(tmp_path, data_dir):
-    path = write_sweep(tmp_path, data_dir, method="random", run_cap=5,
-                       parameters={"optim.lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2}})
+    path = write_sweep(
+        tmp_path,
+        data_dir,
+        method="random",
+        run_cap=5,
+        parameters={"optim.lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2}},
+    )
     calls: list = []
     run(path, tmp_path, calls=calls)
     assert len(calls) == 5
@@ -268,9 +304,12 @@ def test_random_sweep_stops_at_run_cap(tmp_path, data_dir):
 
 def test_metric_target_stops_new_configurations_once_reached(tmp_path, data_dir):
     # at batch 16 the fake trainer's eval/bpb is 1.42 at lr 3e-3 and 1.54 at lr 1e-3: the first run meets the target
-    path = write_sweep(tmp_path, data_dir, metric={"name": "eval/bpb", "goal": "minimize", "target": 1.45},
-                       parameters={"optim.lr": {"values": [3e-3, 1e-3, 2e-3]},
-                                   "train.per_device_train_batch_size": {"value": 16}})
+    path = write_sweep(
+        tmp_path,
+        data_dir,
+        metric={"name": "eval/bpb", "goal": "minimize", "target": 1.45},
+        parameters={"optim.lr": {"values": [3e-3, 1e-3, 2e-3]}, "train.per_device_train_batch_size": {"value": 16}},
+    )
     calls: list = []
     run(path, tmp_path, calls=calls)
     assert [c["lr"] for c in calls] == [3e-3]
@@ -306,10 +345,14 @@ def test_load_study_sees_every_trial_with_its_parameters_and_value(tmp_path, dat
 
 
 def test_importances_name_the_parameter_that_matters(tmp_path, data_dir):
-    path = write_sweep(tmp_path, data_dir, parameters={
-        "optim.lr": {"values": [1e-5, 1e-4, 1e-3, 3e-3]},  # the fake trainer's loss depends on lr only
-        "optim.weight_decay": {"values": [0.0, 0.2]},
-    })
+    path = write_sweep(
+        tmp_path,
+        data_dir,
+        parameters={
+            "optim.lr": {"values": [1e-5, 1e-4, 1e-3, 3e-3]},  # the fake trainer's loss depends on lr only
+            "optim.weight_decay": {"values": [0.0, 0.2]},
+        },
+    )
     results = run(path, tmp_path)
     imp = json.loads((tmp_path / "sweeps" / "s" / "importances.json").read_text())
     assert set(imp) == {"optim.lr", "optim.weight_decay"} and imp == results["importances"]
@@ -346,8 +389,7 @@ def test_interrupted_trial_is_resumed_from_its_checkpoint_on_rerun(tmp_path, dat
         sweep_mod.run_sweep(path, sweeps_dir=tmp_path / "sweeps", train_fn=interrupted_once, print_table=False)
     assert (tmp_path / "sweeps" / "s" / "leaderboard.csv").exists()  # results are written even so
     interrupted_run = calls[1]["run"]
-    results = sweep_mod.run_sweep(path, sweeps_dir=tmp_path / "sweeps", train_fn=interrupted_once,
-                                  print_table=False)
+    results = sweep_mod.run_sweep(path, sweeps_dir=tmp_path / "sweeps", train_fn=interrupted_once, print_table=False)
     assert calls[2] == {**calls[2], "run": interrupted_run, "resume": True}
     assert len(calls) == 5 and all(r["status"] == "finished" for r in results["rows"])
     assert len({r["run"] for r in results["runs"]}) == 4  # one run folder per configuration, no extras
@@ -384,8 +426,9 @@ def test_diverged_run_is_a_result_and_not_retried(tmp_path, data_dir):
         return fake_train(cfg, run_dir, resume, callbacks)
 
     for _ in range(2):
-        results = sweep_mod.run_sweep(path, sweeps_dir=tmp_path / "sweeps", train_fn=diverges_at_high_lr,
-                                      print_table=False)
+        results = sweep_mod.run_sweep(
+            path, sweeps_dir=tmp_path / "sweeps", train_fn=diverges_at_high_lr, print_table=False
+        )
     assert calls == [1.0]
     assert [r["status"] for r in results["rows"]] == ["finished", "failed"]
     assert "nan" in results["rows"][1]["errors"][0]
@@ -425,9 +468,10 @@ def test_trial_of_a_killed_worker_is_marked_failed_and_retried(tmp_path, data_di
     study = sweep_mod.open_study(spec, sweep_mod.open_storage(None, sweep_dir), create=True)
     victim = _spawn(_worker, str(path), str(sweep_dir), "slow")
     deadline = time.time() + 60
-    while time.time() < deadline and not any(t.state.name == "RUNNING" and (sweep_dir / "trials" / "trial-000" /
-                                                                            "checkpoints").exists()
-                                             for t in study.get_trials(deepcopy=False)):
+    while time.time() < deadline and not any(
+        t.state.name == "RUNNING" and (sweep_dir / "trials" / "trial-000" / "checkpoints").exists()
+        for t in study.get_trials(deepcopy=False)
+    ):
         time.sleep(0.1)
     victim.kill()
     victim.join()
@@ -453,13 +497,17 @@ def test_workers_split_cpu_threads_unless_the_sweep_sets_them(tmp_path, data_dir
     spec = load_sweep(write_sweep(tmp_path, data_dir))
     assert [sweep_mod.worker_overrides(spec, i, 4) for i in range(4)] == [{"train.num_threads": 2}] * 4
     assert sweep_mod.worker_overrides(spec, 0, 1) == {}
-    fixed = load_sweep(write_sweep(tmp_path, data_dir, parameters={"optim.lr": {"values": [1e-3]},
-                                                                    "train.num_threads": {"value": 3}}))
+    fixed = load_sweep(
+        write_sweep(tmp_path, data_dir, parameters={"optim.lr": {"values": [1e-3]}, "train.num_threads": {"value": 3}})
+    )
     assert sweep_mod.worker_overrides(fixed, 0, 4) == {}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert [sweep_mod.worker_overrides(spec, i, 3) for i in range(3)] == [
-        {"train.device": "cuda:0"}, {"train.device": "cuda:1"}, {"train.device": "cuda:0"}]
+        {"train.device": "cuda:0"},
+        {"train.device": "cuda:1"},
+        {"train.device": "cuda:0"},
+    ]
 
 
 def test_sqlite_storage_url_holds_the_study(tmp_path, data_dir):

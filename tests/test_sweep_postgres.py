@@ -75,9 +75,13 @@ def pg():
 
 def start_machine(host: str, mode: str, args: list[str], cwd: Path, lost_after: float = 5.0) -> subprocess.Popen:
     log = open(cwd / f"{host}.log", "w")  # a file, not a pipe: a chatty worker must never block on it
-    return subprocess.Popen([sys.executable, "-c", MACHINE, host, mode, str(lost_after), str(REPO), *args],
-                            cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"))
+    return subprocess.Popen(
+        [sys.executable, "-c", MACHINE, host, mode, str(lost_after), str(REPO), *args],
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"),
+    )
 
 
 def wait_all(procs, timeout: float = 240) -> None:
@@ -104,14 +108,24 @@ def test_killed_machine_trial_is_resumed_by_the_other_from_its_checkpoint_within
     lrs = [1e-2, 5e-3, 3e-3, 2e-3, 1e-3, 5e-4]
     fixed = {**TINY_MODEL, "checkpoint.every_steps": {"value": 10}, "train.log_every": {"value": 10}}
     sweep = tmp_path / "real.yaml"
-    sweep.write_text(yaml.safe_dump({"method": "grid", "preset": "tiny", "data": str(small_dataset), "run_cap": 4,
-                                     "budget": {"max_steps": 40}, "parameters": {"optim.lr": {"values": lrs},
-                                                                                 **fixed}}))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "method": "grid",
+                "preset": "tiny",
+                "data": str(small_dataset),
+                "run_cap": 4,
+                "budget": {"max_steps": 40},
+                "parameters": {"optim.lr": {"values": lrs}, **fixed},
+            }
+        )
+    )
     shared = tmp_path / "shared"
     a_home, b_home = tmp_path / "a", tmp_path / "b"
     a_home.mkdir(), b_home.mkdir()
-    a = start_machine("machine-a", "stall", ["sweep", str(sweep), "--storage", pg.url, "--sweeps-dir", str(shared)],
-                      a_home)
+    a = start_machine(
+        "machine-a", "stall", ["sweep", str(sweep), "--storage", pg.url, "--sweeps-dir", str(shared)], a_home
+    )
     # B joins once A has started the sweep, from elsewhere and without --sweeps-dir: the study says where it is
     deadline = time.time() + 120
     while not (shared / "real" / "study.json").exists():
@@ -141,8 +155,9 @@ def test_killed_machine_trial_is_resumed_by_the_other_from_its_checkpoint_within
     retry = next(t for t in runs if t.user_attrs["run_name"] == victim_dir.name)
     assert retry.system_attrs["retry_history"] == [lost[0].number]
     assert retry.user_attrs["worker"].startswith("machine-b:")
-    assert sorted(p.name for p in (shared / "real" / "trials").iterdir()) == sorted(t.user_attrs["run_name"]
-                                                                                   for t in runs)
+    assert sorted(p.name for p in (shared / "real" / "trials").iterdir()) == sorted(
+        t.user_attrs["run_name"] for t in runs
+    )
     # the retry resumed A's run folder from its checkpoint (step 10) instead of starting over
     assert f"took over the run lock of lost worker {lost[0].user_attrs['worker']}" in b_log
     assert f"{victim_dir.name}: optim.lr=" in b_log and "(resuming)" in b_log
@@ -166,16 +181,33 @@ def test_three_machines_never_overrun_run_cap_or_repeat_a_grid_point(tmp_path, p
     values = [1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3, 7e-3, 8e-3, 9e-3]
     lr = {"values": values}
     sweep = tmp_path / f"{method}.yaml"
-    sweep.write_text(yaml.safe_dump({"method": method, "preset": "tiny", "data": str(data), "run_cap": 7,
-                                     "budget": {"max_steps": 100}, "parameters": {"optim.lr": lr}}))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "method": method,
+                "preset": "tiny",
+                "data": str(data),
+                "run_cap": 7,
+                "budget": {"max_steps": 100},
+                "parameters": {"optim.lr": lr},
+            }
+        )
+    )
     shared = tmp_path / "shared"
     url = pg.new_database(f"three_{method}")  # empty: the machines also race to create Optuna's tables
     machines = []
     for i in range(3):
         home = tmp_path / f"m{i}"
         home.mkdir()
-        machines.append(start_machine(f"machine-{i}", "fake", ["sweep", str(sweep), "--storage", url,
-                                                                "--sweeps-dir", str(shared)], home, lost_after=120))
+        machines.append(
+            start_machine(
+                f"machine-{i}",
+                "fake",
+                ["sweep", str(sweep), "--storage", url, "--sweeps-dir", str(shared)],
+                home,
+                lost_after=120,
+            )
+        )
     wait_all(machines)
     logs = [(tmp_path / f"m{i}" / f"machine-{i}.log").read_text() for i in range(3)]
     assert [m.returncode for m in machines] == [0, 0, 0], logs
@@ -193,8 +225,16 @@ def test_a_worker_whose_sweep_folder_is_not_the_studys_is_refused(tmp_path, pg):
     data.mkdir()
     (data / "meta.json").write_text("{}")
     sweep = tmp_path / "bound.yaml"
-    sweep.write_text(yaml.safe_dump({"preset": "tiny", "data": str(data), "budget": {"max_steps": 10},
-                                     "parameters": {"optim.lr": {"values": [1e-3]}}}))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "preset": "tiny",
+                "data": str(data),
+                "budget": {"max_steps": 10},
+                "parameters": {"optim.lr": {"values": [1e-3]}},
+            }
+        )
+    )
 
     trained: list = []
 
@@ -224,8 +264,16 @@ def one_point_sweep(tmp_path):
     data.mkdir()
     (data / "meta.json").write_text("{}")
     sweep = tmp_path / "s.yaml"
-    sweep.write_text(yaml.safe_dump({"preset": "tiny", "data": str(data), "budget": {"max_steps": 10},
-                                     "parameters": {"optim.lr": {"values": [1e-3]}}}))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "preset": "tiny",
+                "data": str(data),
+                "budget": {"max_steps": 10},
+                "parameters": {"optim.lr": {"values": [1e-3]}},
+            }
+        )
+    )
     return sweep
 
 
@@ -237,8 +285,11 @@ def _free_port() -> int:
 
 @pytest.mark.parametrize("where", ["socket", "tcp"])
 def test_unreachable_database_is_one_line(tmp_path, one_point_sweep, capsys, where):
-    url = (f"postgresql://slovo:secret@/postgres?host={tmp_path}" if where == "socket"  # a socket dir, no server
-           else f"postgresql://slovo:secret@127.0.0.1:{_free_port()}/postgres")  # a port nobody listens on
+    url = (
+        f"postgresql://slovo:secret@/postgres?host={tmp_path}"
+        if where == "socket"  # a socket dir, no server
+        else f"postgresql://slovo:secret@127.0.0.1:{_free_port()}/postgres"
+    )  # a port nobody listens on
     assert cli_main(["sweep", str(one_point_sweep), "--storage", url, "--sweeps-dir", str(tmp_path / "sweeps")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -252,12 +303,26 @@ def test_database_that_never_answers_times_out(tmp_path, one_point_sweep):
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # connections complete in the kernel's backlog; nothing ever answers them
     try:
-        code = ("import sys; import slovo.sweep.storage as s; s.CONNECT_TIMEOUT_S = 2; from slovo.cli import main; "
-                "sys.exit(main(sys.argv[1:]))")
-        proc = subprocess.run([sys.executable, "-c", code, "sweep", str(one_point_sweep), "--storage",
-                               f"postgresql://slovo@127.0.0.1:{silent.getsockname()[1]}/postgres",
-                               "--sweeps-dir", str(tmp_path / "sweeps")],
-                              capture_output=True, text=True, timeout=120)
+        code = (
+            "import sys; import slovo.sweep.storage as s; s.CONNECT_TIMEOUT_S = 2; from slovo.cli import main; "
+            "sys.exit(main(sys.argv[1:]))"
+        )
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                code,
+                "sweep",
+                str(one_point_sweep),
+                "--storage",
+                f"postgresql://slovo@127.0.0.1:{silent.getsockname()[1]}/postgres",
+                "--sweeps-dir",
+                str(tmp_path / "sweeps"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         silent.close()
     assert proc.returncode == 2, proc.stderr
@@ -269,10 +334,24 @@ def test_missing_driver_names_the_postgres_extra(tmp_path, one_point_sweep, caps
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("psycopg", "psycopg2") else real_find_spec(name, *a))
-    assert cli_main(["sweep", str(one_point_sweep), "--storage", "postgresql://u@db.example/sweeps",
-                     "--sweeps-dir", str(tmp_path / "sweeps")]) == 2
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("psycopg", "psycopg2") else real_find_spec(name, *a),
+    )
+    assert (
+        cli_main(
+            [
+                "sweep",
+                str(one_point_sweep),
+                "--storage",
+                "postgresql://u@db.example/sweeps",
+                "--sweeps-dir",
+                str(tmp_path / "sweeps"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "pip install 'slovo[postgres]'" in err and len(err.strip().splitlines()) == 1
 
@@ -284,4 +363,3 @@ def test_bare_postgresql_url_uses_the_installed_psycopg():
     assert _database_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
     assert _database_url("postgres://u@h/db").drivername == "postgresql+psycopg"
     assert _database_url("postgresql+psycopg2://u@h/db").drivername == "postgresql+psycopg2"  # the user's choice
-

@@ -18,10 +18,16 @@ from slovo.config import load_config
 from slovo.sweep import run_sweep
 
 TINY_MODEL = {  # fixed for every trial: seconds per run on a CPU
-    "model.n_layer": {"value": 1}, "model.n_embd": {"value": 32}, "model.n_head": {"value": 2},
-    "model.seq_len": {"value": 32}, "train.per_device_train_batch_size": {"value": 4},
-    "eval.every": {"value": 5}, "eval.tokens": {"value": 1024}, "sample.enabled": {"value": False},
-    "budget.time": {"value": None}, "train.num_threads": {"value": 1},
+    "model.n_layer": {"value": 1},
+    "model.n_embd": {"value": 32},
+    "model.n_head": {"value": 2},
+    "model.seq_len": {"value": 32},
+    "train.per_device_train_batch_size": {"value": 4},
+    "eval.every": {"value": 5},
+    "eval.tokens": {"value": 1024},
+    "sample.enabled": {"value": False},
+    "budget.time": {"value": None},
+    "train.num_threads": {"value": 1},
 }
 
 
@@ -33,15 +39,23 @@ def dataset(tmp_path_factory):
     text = "\n\n".join(" ".join(rng.choice(words) for _ in range(40)) for _ in range(300))
     (root / "corpus.txt").write_text(text, encoding="utf-8")
     out = root / "ds"
-    assert cli_main(["prepare", "--data", str(root / "corpus.txt"), "--out", str(out), "--vocab-size", "300",
-                     "--quiet"]) == 0
+    assert (
+        cli_main(["prepare", "--data", str(root / "corpus.txt"), "--out", str(out), "--vocab-size", "300", "--quiet"])
+        == 0
+    )
     return out
 
 
 def write_sweep(tmp_path, dataset, lrs, threads=True, **extra):
     fixed = {k: v for k, v in TINY_MODEL.items() if threads or k != "train.num_threads"}
-    spec = {"method": "grid", "preset": "tiny", "data": str(dataset), "budget": {"max_steps": 30},
-            "parameters": {"optim.lr": {"values": lrs}, **fixed}, **extra}
+    spec = {
+        "method": "grid",
+        "preset": "tiny",
+        "data": str(dataset),
+        "budget": {"max_steps": 30},
+        "parameters": {"optim.lr": {"values": lrs}, **fixed},
+        **extra,
+    }
     path = tmp_path / "real.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -90,14 +104,19 @@ def test_real_hyperband_prunes_a_configuration_that_cannot_learn(tmp_path, datas
 def test_cli_two_workers_train_distinct_trials_in_one_study(tmp_path, dataset):
     lrs = [1e-2, 3e-3, 1e-3, 3e-4]
     path = write_sweep(tmp_path, dataset, lrs, threads=False)
-    proc = subprocess.run([sys.executable, "-m", "slovo", "sweep", str(path), "--workers", "2",
-                           "--sweeps-dir", str(tmp_path / "sweeps")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "slovo", "sweep", str(path), "--workers", "2", "--sweeps-dir", str(tmp_path / "sweeps")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     sweep_dir = tmp_path / "sweeps" / "real"
     from optuna.storages.journal import JournalFileBackend
 
-    study = optuna.load_study(study_name="real", storage=optuna.storages.JournalStorage(
-        JournalFileBackend(str(sweep_dir / "optuna.journal"))))
+    study = optuna.load_study(
+        study_name="real", storage=optuna.storages.JournalStorage(JournalFileBackend(str(sweep_dir / "optuna.journal")))
+    )
     assert sorted(t.params["optim.lr"] for t in study.trials) == sorted(lrs)
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert len({t.user_attrs["worker"] for t in study.trials}) == 2

@@ -27,21 +27,48 @@ def _cfg(report_to=()):
 
 
 def _train_record(step: int) -> dict:
-    return {"train/global_step": step, "train_runtime": step * 0.1, "tokens": step * 512, "progress": step / 40,
-            "wall_time": 1_700_000_000 + step, "train/loss": 9.0 / step, "train/learning_rate": 1e-3,
-            "train/grad_norm": 0.5, "train/epoch": 0.0, "train/tokens_per_second": 5000.0, "train/mfu": None,
-            "total_flos": 1e9 * step}
+    return {
+        "train/global_step": step,
+        "train_runtime": step * 0.1,
+        "tokens": step * 512,
+        "progress": step / 40,
+        "wall_time": 1_700_000_000 + step,
+        "train/loss": 9.0 / step,
+        "train/learning_rate": 1e-3,
+        "train/grad_norm": 0.5,
+        "train/epoch": 0.0,
+        "train/tokens_per_second": 5000.0,
+        "train/mfu": None,
+        "total_flos": 1e9 * step,
+    }
 
 
 def _eval_record(step: int) -> dict:
-    return {"train/global_step": step, "train_runtime": step * 0.1, "tokens": step * 512, "progress": step / 40,
-            "wall_time": 1_700_000_000 + step, "eval/loss": 5.0 / step, "eval/perplexity": 2.0, "eval/bpb": 1.5,
-            "eval/runtime": 0.2}
+    return {
+        "train/global_step": step,
+        "train_runtime": step * 0.1,
+        "tokens": step * 512,
+        "progress": step / 40,
+        "wall_time": 1_700_000_000 + step,
+        "eval/loss": 5.0 / step,
+        "eval/perplexity": 2.0,
+        "eval/bpb": 1.5,
+        "eval/runtime": 0.2,
+    }
 
 
 def _samples(step: int) -> list[dict]:
-    return [{"train/global_step": step, "train_runtime": step * 0.1, "tokens": step * 512, "prompt": "В начале",
-             "text": f" было слово {step} <b>", "index": i} for i in range(2)]
+    return [
+        {
+            "train/global_step": step,
+            "train_runtime": step * 0.1,
+            "tokens": step * 512,
+            "prompt": "В начале",
+            "text": f" было слово {step} <b>",
+            "index": i,
+        }
+        for i in range(2)
+    ]
 
 
 def _steps(path: Path) -> list[int]:
@@ -131,7 +158,9 @@ def test_failing_sink_is_reported_once_and_the_run_goes_on(tmp_path):
     tracker.close()
     report = stream.getvalue().strip().splitlines()
     assert len(report) == 1 and "broken" in report[0] and "No space left" in report[0]
-    assert sink.calls == 1 and sink.closed and tracker.failed == {"broken": "OSError: [Errno 28] No space left on device"}
+    assert (
+        sink.calls == 1 and sink.closed and tracker.failed == {"broken": "OSError: [Errno 28] No space left on device"}
+    )
     assert _steps(tmp_path / "metrics.jsonl") == [1, 2, 3]
 
 
@@ -228,8 +257,13 @@ def test_wandb_offline_writes_a_run_folder_wandb_recognises(tmp_path, monkeypatc
     assert hint == f"wandb sync {folder}"
     assert list(folder.glob("run-*.wandb")) and list(folder.glob("run-*.wandb"))[0].stat().st_size > 0
     # wandb's own CLI must see it as a run to upload
-    out = subprocess.run([sys.executable, "-m", "wandb", "sync", "--dry-run", str(folder)], capture_output=True,
-                         text=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "wandb", "sync", "--dry-run", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert "Would sync 1 run(s)" in out.stdout + out.stderr, out.stdout + out.stderr
 
 
@@ -253,8 +287,13 @@ def test_trackio_logs_into_its_local_project(tmp_path):
     pytest.importorskip("trackio", reason="trackio is not installed (pip install 'slovo[trackio]')")
     # trackio reads its folder from the environment when imported, so it runs in a child process.
     env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio"), "PYTHONPATH": str(SRC)}
-    out = subprocess.run([sys.executable, "-c", _TRACKIO_SCRIPT, str(tmp_path / "run")], capture_output=True,
-                         text=True, timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", _TRACKIO_SCRIPT, str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert Path(result["where"]).parent == tmp_path / "trackio"

@@ -114,7 +114,9 @@ def test_prune_callback_stops_the_run_with_status_pruned(tiny_config, tmp_path):
 
 
 def test_diverging_loss_fails_the_run_with_a_message(tiny_config, tmp_path):
-    summary = train(tiny_config(**{"budget.max_steps": 5, "optim.lr": 1e9, "optim.grad_clip": 0.0}), tmp_path / "r", quiet=True)
+    summary = train(
+        tiny_config(**{"budget.max_steps": 5, "optim.lr": 1e9, "optim.grad_clip": 0.0}), tmp_path / "r", quiet=True
+    )
     assert summary["status"] == "failed" and "optim.lr" in summary["error"]
 
 
@@ -127,14 +129,17 @@ def _cli(capsys, *args):
     return code, err
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--time=-5m"], "must not be negative"),
-    (["--time", "soon"], "expected a duration"),
-    (["--max-steps", "0"], "--max-steps: must be positive"),
-    (["--set", "optim.lrr=1"], "did you mean 'lr'"),
-    (["--preset", "huge"], "unknown preset 'huge'"),
-    (["--max-steps", "1", "--set", "model.seq_len=8192", "--set", "model.n_layer=1"], "smaller model.seq_len"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--time=-5m"], "must not be negative"),
+        (["--time", "soon"], "expected a duration"),
+        (["--max-steps", "0"], "--max-steps: must be positive"),
+        (["--set", "optim.lrr=1"], "did you mean 'lr'"),
+        (["--preset", "huge"], "unknown preset 'huge'"),
+        (["--max-steps", "1", "--set", "model.seq_len=8192", "--set", "model.n_layer=1"], "smaller model.seq_len"),
+    ],
+)
 def test_bad_train_arguments_give_one_line_and_exit_2(small_dataset, tmp_path, capsys, args, needle):
     code, err = _cli(capsys, "train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), *args)
     assert code == 2 and needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
@@ -149,8 +154,18 @@ def test_existing_run_is_not_overwritten_without_the_flag(small_dataset, tmp_pat
     run = tmp_path / "runs" / "r"
     run.mkdir(parents=True)
     (run / "keep.txt").write_text("precious")
-    code, err = _cli(capsys, "train", "--data", str(small_dataset), "--runs-dir", str(tmp_path / "runs"),
-                     "--name", "r", "--max-steps", "1")
+    code, err = _cli(
+        capsys,
+        "train",
+        "--data",
+        str(small_dataset),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--name",
+        "r",
+        "--max-steps",
+        "1",
+    )
     assert code == 2 and "--resume" in err
     assert (run / "keep.txt").read_text() == "precious"
 
@@ -159,8 +174,24 @@ def test_cli_trains_and_eval_reports_bpb(small_dataset, tmp_path, capsys):
     from tests.conftest import TINY_RUN
 
     sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
-    assert main(["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "c",
-                 "--max-steps", "4", "--quiet", *sets]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(small_dataset),
+                "--runs-dir",
+                str(tmp_path),
+                "--name",
+                "c",
+                "--max-steps",
+                "4",
+                "--quiet",
+                *sets,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "c"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -184,8 +215,24 @@ def test_eval_on_another_text_source_uses_the_runs_tokenizer(small_dataset, tmp_
     from tests.conftest import TINY_RUN
 
     sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
-    assert main(["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "c",
-                 "--max-steps", "3", "--quiet", *sets]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(small_dataset),
+                "--runs-dir",
+                str(tmp_path),
+                "--name",
+                "c",
+                "--max-steps",
+                "3",
+                "--quiet",
+                *sets,
+            ]
+        )
+        == 0
+    )
     other = tmp_path / "other.txt"
     other.write_text("Слово было у бога. " * 200, encoding="utf-8")
     capsys.readouterr()
@@ -206,10 +253,25 @@ def test_real_ctrl_c_stops_after_the_step_with_a_resumable_checkpoint(small_data
     from tests.conftest import TINY_RUN
 
     sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
-    cmd = [sys.executable, "-m", "slovo", "train", "--data", str(small_dataset), "--runs-dir", str(tmp_path),
-           "--name", "c", "--time", "120s", "--quiet", *sets]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "slovo",
+        "train",
+        "--data",
+        str(small_dataset),
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        "c",
+        "--time",
+        "120s",
+        "--quiet",
+        *sets,
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     metrics = tmp_path / "c" / "metrics.jsonl"
     deadline = time.time() + 60
     while time.time() < deadline and len(read_jsonl(metrics)) < 5:
@@ -226,13 +288,19 @@ def test_real_ctrl_c_stops_after_the_step_with_a_resumable_checkpoint(small_data
 
 
 def _steps_and_lrs(run_dir):
-    return [(r["train/global_step"], r["train/learning_rate"]) for r in read_jsonl(run_dir / "metrics.jsonl")
-            if "train/loss" in r]
+    return [
+        (r["train/global_step"], r["train/learning_rate"])
+        for r in read_jsonl(run_dir / "metrics.jsonl")
+        if "train/loss" in r
+    ]
 
 
 def _checkpoint_tags(run_dir):
-    return {int(p.name[5:]): read_json(p / "checkpoint.json").get("tag")
-            for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("step_")}
+    return {
+        int(p.name[5:]): read_json(p / "checkpoint.json").get("tag")
+        for p in (run_dir / "checkpoints").iterdir()
+        if p.name.startswith("step_")
+    }
 
 
 def test_decay_start_is_where_the_lr_leaves_its_peak_for_good():
@@ -247,10 +315,17 @@ def test_decay_start_is_where_the_lr_leaves_its_peak_for_good():
 
 
 def test_extending_a_wsd_run_goes_back_to_where_the_decay_began_and_decays_again_at_the_new_end(
-        tiny_config, tmp_path, capsys):
+    tiny_config, tmp_path, capsys
+):
     run = tmp_path / "run"
-    over = {"schedule.name": "wsd", "schedule.decay_fraction": 0.3, "schedule.warmup": 1,
-            "checkpoint.every_steps": 4, "checkpoint.keep_last": 0, "eval.every": 4}
+    over = {
+        "schedule.name": "wsd",
+        "schedule.decay_fraction": 0.3,
+        "schedule.warmup": 1,
+        "checkpoint.every_steps": 4,
+        "checkpoint.keep_last": 0,
+        "eval.every": 4,
+    }
     short = train(tiny_config(**over, **{"budget.max_steps": 20}), run, quiet=True)
     # the decay began at progress 0.7 = step 14: that checkpoint is always saved and pruning keeps it
     assert _checkpoint_tags(run) == {14: "decay_start", 20: None}
@@ -275,7 +350,8 @@ def test_extending_a_wsd_run_goes_back_to_where_the_decay_began_and_decays_again
 
 
 def test_resuming_an_interrupted_wsd_run_with_the_same_budget_continues_from_its_newest_checkpoint(
-        tiny_config, tmp_path):
+    tiny_config, tmp_path
+):
     over = {"budget.max_steps": 20, "schedule.name": "wsd", "checkpoint.every_steps": 2}
     straight = train(tiny_config(**over), tmp_path / "straight", quiet=True)
     first = train(tiny_config(**over), tmp_path / "run", callbacks=[StopAt(18)], quiet=True)
@@ -314,8 +390,13 @@ def test_pruning_keeps_the_decay_start_checkpoint_saved_last(tmp_path):
 
     model = torch.nn.Linear(2, 2)
     # step 6 was tagged after step 5 (a rollback or an extension saves it again, lower): the later one counts
-    for step, train_time, tag in ((5, 5.0, "decay_start"), (8, 8.0, None), (6, 9.0, "decay_start"), (10, 10.0, None),
-                                  (12, 12.0, None)):
+    for step, train_time, tag in (
+        (5, 5.0, "decay_start"),
+        (8, 8.0, None),
+        (6, 9.0, "decay_start"),
+        (10, 10.0, None),
+        (12, 12.0, None),
+    ):
         save_checkpoint(tmp_path, step, model, {}, {"train_time": train_time, **({"tag": tag} if tag else {})})
     prune_checkpoints(tmp_path, keep_last=1)
     assert sorted(int(p.name[5:]) for p in (tmp_path / "checkpoints").iterdir()) == [6, 10, 12]

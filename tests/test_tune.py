@@ -113,10 +113,22 @@ def test_a_total_too_short_to_probe_and_train_is_one_line_naming_the_minimum(sma
 
 def test_a_dataset_smaller_than_one_batch_is_one_line(small_dataset, tmp_path, capsys):
     big = tmp_path / "big.yaml"
-    big.write_text("model: {n_layer: 1, n_head: 2, n_embd: 32, seq_len: 4096}\n"
-                   "train: {per_device_train_batch_size: 512}\n")
-    code = cli_main(["tune", "--data", str(small_dataset), "--time", "5m", "--preset-base", str(big),
-                     "--tune-dir", str(tmp_path / "tune")])
+    big.write_text(
+        "model: {n_layer: 1, n_head: 2, n_embd: 32, seq_len: 4096}\ntrain: {per_device_train_batch_size: 512}\n"
+    )
+    code = cli_main(
+        [
+            "tune",
+            "--data",
+            str(small_dataset),
+            "--time",
+            "5m",
+            "--preset-base",
+            str(big),
+            "--tune-dir",
+            str(tmp_path / "tune"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1
@@ -131,8 +143,21 @@ def test_another_tune_with_the_same_name_is_refused(small_dataset, tiny_base, tm
     folder = tmp_path / "tune" / "x"
     folder.mkdir(parents=True)
     (folder / "plan.json").write_text(json.dumps({"args": {"data": "elsewhere"}, "plan": {}}))
-    code = cli_main(["tune", "--data", str(small_dataset), "--time", "20s", "--preset-base", str(tiny_base),
-                     "--tune-dir", str(tmp_path / "tune"), "--name", "x"])
+    code = cli_main(
+        [
+            "tune",
+            "--data",
+            str(small_dataset),
+            "--time",
+            "20s",
+            "--preset-base",
+            str(tiny_base),
+            "--tune-dir",
+            str(tmp_path / "tune"),
+            "--name",
+            "x",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "other arguments" in err and len(err.splitlines()) == 1
 
@@ -145,24 +170,46 @@ def test_dry_run_prints_the_plan_and_writes_nothing(small_dataset, tiny_base, tm
     import slovo.tune.run as tune_run
 
     monkeypatch.setattr(tune_run, "MIN_TOTAL_S", 5.0)
-    code = cli_main(["tune", "--data", str(small_dataset), "--time", "40s", "--preset-base", str(tiny_base),
-                     "--tune-dir", str(tmp_path / "tune"), "--dry-run", "--probe-fraction", "0.5"])
+    code = cli_main(
+        [
+            "tune",
+            "--data",
+            str(small_dataset),
+            "--time",
+            "40s",
+            "--preset-base",
+            str(tiny_base),
+            "--tune-dir",
+            str(tmp_path / "tune"),
+            "--dry-run",
+            "--probe-fraction",
+            "0.5",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "probe phase" in out and "final run" in out and "tokens/param" in out
     assert not (tmp_path / "tune").exists()
 
 
-def test_tune_ends_within_two_percent_of_the_total_and_leaves_its_folder(small_dataset, tiny_base, tmp_path,
-                                                                        monkeypatch):
+def test_tune_ends_within_two_percent_of_the_total_and_leaves_its_folder(
+    small_dataset, tiny_base, tmp_path, monkeypatch
+):
     import slovo.tune.run as tune_run
     from slovo.config import load_config
 
     monkeypatch.setattr(tune_run, "MIN_TOTAL_S", 5.0)
     total = 24.0
     start = time.monotonic()
-    result = tune_run.run_tune(str(small_dataset), f"{total:g}s", base=str(tiny_base), name="t",
-                               tune_dir=tmp_path / "tune", probe_fraction=0.4, quiet=True)
+    result = tune_run.run_tune(
+        str(small_dataset),
+        f"{total:g}s",
+        base=str(tiny_base),
+        name="t",
+        tune_dir=tmp_path / "tune",
+        probe_fraction=0.4,
+        quiet=True,
+    )
     wall = time.monotonic() - start
     assert result["status"] == "finished"
     assert wall <= total * 1.02 + result["final_eval_s"] + result["report_s"]
@@ -178,10 +225,18 @@ def test_tune_ends_within_two_percent_of_the_total_and_leaves_its_folder(small_d
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    code = ("import sys; import slovo.tune.run as r; r.MIN_TOTAL_S = 5.0; from slovo.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    code = (
+        "import sys; import slovo.tune.run as r; r.MIN_TOTAL_S = 5.0; from slovo.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
 
 
 def _wait_for(proc: subprocess.Popen, ready, timeout: float = 60.0) -> None:
@@ -203,8 +258,22 @@ def _finished_trials(folder: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_killed_tune_reruns_no_finished_probe_and_resumes_its_final_run(small_dataset, tiny_base, tmp_path):
     folder = tmp_path / "tune" / "k"
-    args = ["tune", "--data", str(small_dataset), "--time", "30s", "--preset-base", str(tiny_base),
-            "--tune-dir", str(tmp_path / "tune"), "--name", "k", "--probe-fraction", "0.5", "--quiet"]
+    args = [
+        "tune",
+        "--data",
+        str(small_dataset),
+        "--time",
+        "30s",
+        "--preset-base",
+        str(tiny_base),
+        "--tune-dir",
+        str(tmp_path / "tune"),
+        "--name",
+        "k",
+        "--probe-fraction",
+        "0.5",
+        "--quiet",
+    ]
     # 1. kill during the probes, once one probe has finished
     proc = _start(args)
     _wait_for(proc, lambda: bool(_finished_trials(folder)))

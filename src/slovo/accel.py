@@ -31,9 +31,11 @@ def shape_key(cfg, device_name: str) -> str:
     import torch
 
     m, t = cfg.model, cfg.train
-    return (f"{device_name}|torch {torch.__version__}|{m.n_layer}x{m.n_embd}/{m.n_head}h/{m.seq_len}|"
-            f"b{t.per_device_train_batch_size}x{t.gradient_accumulation_steps}|{t.dtype}|{cfg.optim.name}|"
-            f"threads {torch.get_num_threads()}")
+    return (
+        f"{device_name}|torch {torch.__version__}|{m.n_layer}x{m.n_embd}/{m.n_head}h/{m.seq_len}|"
+        f"b{t.per_device_train_batch_size}x{t.gradient_accumulation_steps}|{t.dtype}|{cfg.optim.name}|"
+        f"threads {torch.get_num_threads()}"
+    )
 
 
 def measured(key: str) -> dict:
@@ -67,8 +69,10 @@ def choose_compile(setting: str, device: str, budget_s: float | None, key: str) 
     won_back = budget_s * (speedup - 1.0)
     use = won_back > compile_s
     verdict = "compiling" if use else "not compiling"
-    return use, (f"auto: {verdict}: a {budget_s:.0f}s budget x {speedup - 1:+.0%} speed wins back {won_back:.0f}s "
-                 f"against {compile_s:.0f}s of compiling ({source})")
+    return use, (
+        f"auto: {verdict}: a {budget_s:.0f}s budget x {speedup - 1:+.0%} speed wins back {won_back:.0f}s "
+        f"against {compile_s:.0f}s of compiling ({source})"
+    )
 
 
 def compare_float32(model, batch: int, seq_len: int, device: str, autocast, steps: int = 2) -> tuple[float, float]:

@@ -10,9 +10,9 @@ ends exactly at the deadline whatever the hardware does.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 # Ledger categories that count against the budget.
 ON_THE_CLOCK = ("train", "data")

@@ -33,8 +33,9 @@ import re
 import shutil
 import sys
 import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -165,7 +166,8 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, stat
             raise
     except (OSError, SafetensorError) as e:
         raise CheckpointSaveError(
-            f"{final}: could not save the checkpoint ({_io_reason(e)}); the older checkpoints are intact") from e
+            f"{final}: could not save the checkpoint ({_io_reason(e)}); the older checkpoints are intact"
+        ) from e
     return final
 
 
@@ -175,8 +177,9 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int, keep: Path | None = N
     continues from; by time, since a rollback or an extension can save it again at a lower step)."""
     found = list_checkpoints(run_dir)
     infos = {p: read_json_dict(p / INFO_FILE) for p in found}
-    tagged = sorted((p for p in found if infos[p].get("tag") == "decay_start"),
-                    key=lambda p: infos[p].get("train_time", 0))
+    tagged = sorted(
+        (p for p in found if infos[p].get("tag") == "decay_start"), key=lambda p: infos[p].get("train_time", 0)
+    )
     found = [p for p in found if p not in tagged[-1:]]
     for old in found[: max(0, len(found) - keep_last - 1)]:
         if keep is None or old.resolve() != keep.resolve():
@@ -281,7 +284,9 @@ def verify_checkpoint(path: str | Path, *, files: Iterable[str] = DATA_FILES, ha
     return None
 
 
-def find_resumable(run_dir: str | Path, *, files: Iterable[str] = DATA_FILES) -> tuple[Path | None, list[tuple[Path, str]]]:
+def find_resumable(
+    run_dir: str | Path, *, files: Iterable[str] = DATA_FILES
+) -> tuple[Path | None, list[tuple[Path, str]]]:
     """(newest good checkpoint or None, [(newer damaged checkpoint, why), ...] newest first). Walks the run's
     `step_N` folders from the newest down and stops at the first that passes `verify_checkpoint`."""
     files = tuple(files)
@@ -340,8 +345,10 @@ def load_state(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise SlovoError(f"{path}: holds pickled objects besides tensors and plain data; refusing to load it "
-                         "(unpickling them would run code from the file)") from None
+        raise SlovoError(
+            f"{path}: holds pickled objects besides tensors and plain data; refusing to load it "
+            "(unpickling them would run code from the file)"
+        ) from None
     except (RuntimeError, OSError, EOFError) as e:
         raise SlovoError(f"{path}: cannot be read ({_first_line(e)})") from None
     if not isinstance(state, dict):

@@ -55,13 +55,20 @@ class ModelConfig:
     def __post_init__(self):
         for name in ("n_layer", "n_head", "n_embd", "seq_len"):
             need(getattr(self, name) > 0, f"model.{name}: must be positive, got {getattr(self, name)}")
-        need(self.vocab_size >= 0, f"model.vocab_size: must be positive (or 0 = from the dataset), got {self.vocab_size}")
-        need(self.n_embd % self.n_head == 0, f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
+        need(
+            self.vocab_size >= 0, f"model.vocab_size: must be positive (or 0 = from the dataset), got {self.vocab_size}"
+        )
+        need(
+            self.n_embd % self.n_head == 0,
+            f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})",
+        )
         head = self.n_embd // self.n_head
         need(head % 2 == 0, f"model: head size n_embd/n_head = {head} must be even")
         kv = self.n_kv_head or self.n_head
         need(kv > 0 and self.n_head % kv == 0, f"model.n_kv_head ({kv}) must divide model.n_head ({self.n_head})")
-        need(self.intermediate_size >= 0, f"model.intermediate_size: must be positive or 0, got {self.intermediate_size}")
+        need(
+            self.intermediate_size >= 0, f"model.intermediate_size: must be positive or 0, got {self.intermediate_size}"
+        )
         need(self.init_std > 0, f"model.init_std: must be positive, got {self.init_std}")
 
 
@@ -79,10 +86,14 @@ class TrainConfig:
     log_every: int = 10  # optimizer steps between train/loss records in metrics.jsonl
 
     def __post_init__(self):
-        need(self.per_device_train_batch_size > 0,
-             f"train.per_device_train_batch_size: must be positive, got {self.per_device_train_batch_size}")
-        need(self.gradient_accumulation_steps > 0,
-             f"train.gradient_accumulation_steps: must be positive, got {self.gradient_accumulation_steps}")
+        need(
+            self.per_device_train_batch_size > 0,
+            f"train.per_device_train_batch_size: must be positive, got {self.per_device_train_batch_size}",
+        )
+        need(
+            self.gradient_accumulation_steps > 0,
+            f"train.gradient_accumulation_steps: must be positive, got {self.gradient_accumulation_steps}",
+        )
         need(self.num_threads >= 0, f"train.num_threads: must be 0 or more, got {self.num_threads}")
         need(self.log_every > 0, f"train.log_every: must be positive, got {self.log_every}")
 
@@ -151,12 +162,18 @@ class ScheduleConfig:
         need(self.warmup >= 0, f"schedule.warmup: must be 0 or more, got {self.warmup}")
         need(0 <= self.min_lr_ratio <= 1, f"schedule.min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
         need(self.drop_factor > 0, f"schedule.drop_factor: must be positive, got {self.drop_factor}")
-        need(all(0 < p < 1 for p in self.drop_at), f"schedule.drop_at: progress points must be in (0, 1), got {self.drop_at}")
+        need(
+            all(0 < p < 1 for p in self.drop_at),
+            f"schedule.drop_at: progress points must be in (0, 1), got {self.drop_at}",
+        )
         need(all(x > 0 for x in self.drop_steps), f"schedule.drop_steps: steps must be positive, got {self.drop_steps}")
         need(self.cycle > 0, f"schedule.cycle: must be positive, got {self.cycle}")
         need(0 < self.decay_fraction <= 1, f"schedule.decay_fraction: must be in (0, 1], got {self.decay_fraction}")
         if self.name == "step_drop":
-            need(bool(self.drop_steps or self.drop_at), "schedule.name=step_drop needs schedule.drop_steps or schedule.drop_at")
+            need(
+                bool(self.drop_steps or self.drop_at),
+                "schedule.name=step_drop needs schedule.drop_steps or schedule.drop_at",
+            )
 
 
 @dataclass
@@ -232,8 +249,10 @@ class GuardConfig:
     def __post_init__(self):
         need(0 < self.lr_factor <= 1, f"guard.lr_factor: must be in (0, 1], got {self.lr_factor}")
         need(self.max_rollbacks >= 0, f"guard.max_rollbacks: must be 0 or more, got {self.max_rollbacks}")
-        need(self.spike_factor == 0 or self.spike_factor > 1,
-             f"guard.spike_factor: must be above 1 (or 0 = no spike check), got {self.spike_factor}")
+        need(
+            self.spike_factor == 0 or self.spike_factor > 1,
+            f"guard.spike_factor: must be above 1 (or 0 = no spike check), got {self.spike_factor}",
+        )
         need(self.spike_window >= 2, f"guard.spike_window: must be 2 or more, got {self.spike_window}")
         need(self.snapshot_every > 0, f"guard.snapshot_every: must be positive, got {self.snapshot_every}")
 
@@ -295,8 +314,10 @@ class TrackingConfig:
         from slovo.tracking import NO_SINK, SINKS
 
         for sink in self.report_to:
-            need(sink in SINKS or sink in NO_SINK,
-                 f"tracking.report_to: unknown tracker {sink!r}; choose from {', '.join(SINKS)}")
+            need(
+                sink in SINKS or sink in NO_SINK,
+                f"tracking.report_to: unknown tracker {sink!r}; choose from {', '.join(SINKS)}",
+            )
 
 
 @dataclass

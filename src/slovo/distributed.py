@@ -84,9 +84,11 @@ class Dist:
         trains `model` itself, whatever the strategy)."""
         strategy = cfg.distributed.strategy
         if strategy == "fsdp" and cfg.optim.name == "muon":
-            raise SlovoError("optim.name=muon does not work with distributed.strategy=fsdp (Muon orthogonalises "
-                             "whole matrices, FSDP gives each rank a shard); use distributed.strategy=ddp or "
-                             "optim.name=adamw")
+            raise SlovoError(
+                "optim.name=muon does not work with distributed.strategy=fsdp (Muon orthogonalises "
+                "whole matrices, FSDP gives each rank a shard); use distributed.strategy=ddp or "
+                "optim.name=adamw"
+            )
         if strategy != "fsdp" or not self.enabled:
             return None
         import copy
@@ -99,8 +101,9 @@ class Dist:
         fully_shard(sharded)
         return sharded
 
-    def wrap(self, model: torch.nn.Module, device: str, sharded: torch.nn.Module | None = None,
-             compiled: bool = False) -> torch.nn.Module:
+    def wrap(
+        self, model: torch.nn.Module, device: str, sharded: torch.nn.Module | None = None, compiled: bool = False
+    ) -> torch.nn.Module:
         """The module the training steps run: the FSDP-sharded copy, DDP around `model`, or `model`."""
         if sharded is not None:
             return torch.compile(sharded) if compiled else sharded
@@ -145,8 +148,12 @@ class Dist:
         every = [torch.empty_like(mine) for _ in range(self.world)]
         self._dist.all_gather(every, mine)
         table = torch.stack(every).cpu()
-        return Agreed(float(table[:, 0].mean()), float(table[:, 1].max()), bool(table[:, 2].max() > 0),
-                      bool(table[:, 3].max() > 0))
+        return Agreed(
+            float(table[:, 0].mean()),
+            float(table[:, 1].max()),
+            bool(table[:, 2].max() > 0),
+            bool(table[:, 3].max() > 0),
+        )
 
     def barrier(self) -> None:
         if self.enabled:

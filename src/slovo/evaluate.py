@@ -61,8 +61,9 @@ def subset_indices(n_windows: int, n_subset: int) -> np.ndarray:
     return (np.arange(n_subset, dtype=np.int64) * (n_windows - 1)) // max(n_subset - 1, 1)
 
 
-def in_training_windows(n_windows: int, window_seconds: float, train_seconds: float, evals: int,
-                        max_fraction: float, multiple: int = 1) -> int:
+def in_training_windows(
+    n_windows: int, window_seconds: float, train_seconds: float, evals: int, max_fraction: float, multiple: int = 1
+) -> int:
     """How many windows each eval during training may score so that all evals, including a final one over all
     `n_windows`, take about `max_fraction` of `train_seconds`.
 

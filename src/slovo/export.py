@@ -173,7 +173,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 tok = AutoTokenizer.from_pretrained("path/to/this/folder")
 model = AutoModelForCausalLM.from_pretrained("path/to/this/folder")
-inputs = tok("{cfg.sample.prompts[0] if cfg.sample.prompts else ''}", return_tensors="pt")  # with the attention mask
+inputs = tok("{cfg.sample.prompts[0] if cfg.sample.prompts else ""}", return_tensors="pt")  # with the attention mask
 out = model.generate(**inputs, max_new_tokens=64, do_sample=True,
                      temperature={cfg.sample.temperature}, top_k={cfg.sample.top_k})
 print(tok.decode(out[0], skip_special_tokens=True))
@@ -238,6 +238,8 @@ def export_run(path: str | Path, out_dir: str | Path, force: bool = False) -> Pa
         name = summary.get("name") or run_dir.resolve().name
         card = model_card(cfg, summary, name, model.num_params(), eos)
         (tmp / "README.md").write_text(card, encoding="utf-8")
-        _write_json(tmp / "slovo_export.json",
-                    {"run_dir": str(run_dir.resolve()), "checkpoint": ckpt.name, "slovo_version": __version__})
+        _write_json(
+            tmp / "slovo_export.json",
+            {"run_dir": str(run_dir.resolve()), "checkpoint": ckpt.name, "slovo_version": __version__},
+        )
     return out_dir

@@ -17,21 +17,26 @@ reads the prompt as the start of a document (the exported tokenizer adds it the 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
 from slovo.data.tokenizer import EOT_TOKEN, eot_id_of  # noqa: F401  (EOT_TOKEN is re-exported for export.py)
 from slovo.errors import SlovoError
 
-
 # ---------------------------------------------------------------------------------------------
 # token ids -> token ids
 
 
-def check_sampling(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-                   max_new_tokens: int = 64, num_samples: int = 1) -> None:
+def check_sampling(
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    max_new_tokens: int = 64,
+    num_samples: int = 1,
+) -> None:
     """Raise SlovoError naming the first sampling option whose value is out of range."""
     if temperature < 0:
         raise SlovoError(f"temperature: must be 0 (greedy) or more, got {temperature}")
@@ -69,8 +74,9 @@ def filter_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def sampling_distribution(logits: torch.Tensor, temperature: float, top_k: int, top_p: float
-                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def sampling_distribution(
+    logits: torch.Tensor, temperature: float, top_k: int, top_p: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Probabilities to draw from after temperature, top-k and top-p (transformers' order).
 
     With top-k the draw is over the k best tokens only: returns (probs (B, k), their ids (B, k)), which
@@ -82,8 +88,17 @@ def sampling_distribution(logits: torch.Tensor, temperature: float, top_k: int, 
     return filter_top_p(logits, top_p).softmax(dim=-1), ids
 
 
-def next_tokens(logits: torch.Tensor, seen: torch.Tensor, *, greedy: bool, temperature: float, top_k: int,
-                top_p: float, repetition_penalty: float, generator: torch.Generator | None) -> torch.Tensor:
+def next_tokens(
+    logits: torch.Tensor,
+    seen: torch.Tensor,
+    *,
+    greedy: bool,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    repetition_penalty: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     """One token per row from the last position's logits (B, V): repetition penalty, then the argmax
     (greedy) or a draw from `sampling_distribution`."""
     logits = apply_repetition_penalty(logits.float(), seen, repetition_penalty)
@@ -153,8 +168,16 @@ def generate(
             else:
                 logits, _ = model(window[:, cached:], cache=cache, pos=cached)
                 cached = window.size(1)
-            token = next_tokens(logits[:, -1], seq, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
-                                repetition_penalty=repetition_penalty, generator=generator)
+            token = next_tokens(
+                logits[:, -1],
+                seq,
+                greedy=greedy,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                repetition_penalty=repetition_penalty,
+                generator=generator,
+            )
             seq = torch.cat([seq, token.unsqueeze(1)], dim=1)
             for i, t in enumerate(token.tolist()):
                 if done[i]:
@@ -257,8 +280,11 @@ def generate_text(
     stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
     ids, cut = encode_prompt(tokenizer, prompt, model.cfg.seq_len, truncate_prompt)
     if cut:
-        print(f"warning: prompt {_short(prompt)} was cut by {cut} tokens from the left to fit the context "
-              f"({model.cfg.seq_len} tokens)", file=sys.stderr)
+        print(
+            f"warning: prompt {_short(prompt)} was cut by {cut} tokens from the left to fit the context "
+            f"({model.cfg.seq_len} tokens)",
+            file=sys.stderr,
+        )
 
     shown = [0] * num_samples  # characters already passed to on_text, per sample
     finished = [False] * num_samples
@@ -277,8 +303,16 @@ def generate_text(
                 shown[i] = len(visible)
             finished[i] = hit
 
-    outs = generate(model, ids, max_new_tokens, num_samples=num_samples, eos_id=eot_id(tokenizer),
-                    stop=stop_here if stops else None, on_step=stream if on_text else None, **sampling)
+    outs = generate(
+        model,
+        ids,
+        max_new_tokens,
+        num_samples=num_samples,
+        eos_id=eot_id(tokenizer),
+        stop=stop_here if stops else None,
+        on_step=stream if on_text else None,
+        **sampling,
+    )
     samples = []
     for i, new_ids in enumerate(outs):
         text, _ = cut_at_stop(_decode(tokenizer, new_ids), stops)
@@ -306,11 +340,17 @@ def sample_texts(model, tokenizer, sample_cfg, device=None) -> list[dict]:
     out = []
     for prompt in sample_cfg.prompts:
         samples = generate_text(
-            model, tokenizer, prompt, sample_cfg.max_new_tokens,
+            model,
+            tokenizer,
+            prompt,
+            sample_cfg.max_new_tokens,
             num_samples=sample_cfg.num_samples,
-            temperature=sample_cfg.temperature, top_k=sample_cfg.top_k, top_p=sample_cfg.top_p,
+            temperature=sample_cfg.temperature,
+            top_k=sample_cfg.top_k,
+            top_p=sample_cfg.top_p,
             repetition_penalty=sample_cfg.repetition_penalty,
-            seed=sample_cfg.seed, truncate_prompt=True,
+            seed=sample_cfg.seed,
+            truncate_prompt=True,
         )
         out += [{"prompt": s.prompt, "text": s.text, "index": s.index} for s in samples]
     return out

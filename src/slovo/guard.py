@@ -36,8 +36,9 @@ from __future__ import annotations
 import copy
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -76,8 +77,9 @@ def set_rng_state(state: dict) -> None:
 class DivergenceGuard:
     """Detects a diverging step and rolls the run back to a snapshot (see the module doc)."""
 
-    def __init__(self, cfg: GuardConfig, lr_spike: LrSpikeConfig, model: torch.nn.Module, optimizer, scaler,
-                 clock: Clock):
+    def __init__(
+        self, cfg: GuardConfig, lr_spike: LrSpikeConfig, model: torch.nn.Module, optimizer, scaler, clock: Clock
+    ):
         self.cfg, self.lr_spike = cfg, lr_spike
         self.model, self.optimizer, self.scaler, self.clock = model, optimizer, scaler, clock
         self.snapshots: list[Snapshot] = []
@@ -92,8 +94,10 @@ class DivergenceGuard:
         if state.lr_spike_left < 0 and spike.at is not None and state.progress >= spike.at:
             state.lr_spike_left = spike.steps
             if say:
-                say(f"[yellow]debug.lr_spike: the lr x {spike.factor:g} for {spike.steps} steps "
-                    f"from step {state.step + 1}[/]")
+                say(
+                    f"[yellow]debug.lr_spike: the lr x {spike.factor:g} for {spike.steps} steps "
+                    f"from step {state.step + 1}[/]"
+                )
         if state.lr_spike_left > 0:
             state.lr_spike_left -= 1
             multiplier *= spike.factor
@@ -112,8 +116,10 @@ class DivergenceGuard:
         if self.cfg.spike_factor and len(history) >= min(SPIKE_MIN_HISTORY, self.cfg.spike_window):
             median = statistics.median(history)
             if loss > self.cfg.spike_factor * median:
-                return (f"loss spiked to {loss:.4g}, {loss / median:.1f}x the median {median:.4g} "
-                        f"of the last {len(history)} steps")
+                return (
+                    f"loss spiked to {loss:.4g}, {loss / median:.1f}x the median {median:.4g} "
+                    f"of the last {len(history)} steps"
+                )
         return None
 
     def accept(self, state, loss: float) -> None:
@@ -132,11 +138,14 @@ class DivergenceGuard:
             return
         with self.clock.measure("guard"):
             snap = Snapshot(
-                step=state.step, tokens=state.tokens, recent_losses=list(state.recent_losses),
+                step=state.step,
+                tokens=state.tokens,
+                recent_losses=list(state.recent_losses),
                 model={k: v.detach().clone() for k, v in self.model.state_dict().items()},
                 optimizer=copy.deepcopy(self.optimizer.state_dict()),
                 scaler=self.scaler.state_dict() if self.scaler is not None else None,
-                rng=rng_state())
+                rng=rng_state(),
+            )
             self.snapshots = (self.snapshots + [snap])[-2:]
 
     def can_roll_back(self, state) -> bool:
@@ -165,5 +174,10 @@ class DivergenceGuard:
             state.rollbacks += 1
             state.lr_scale *= self.cfg.lr_factor
             state.lr_spike_left = 0 if state.lr_spike_left >= 0 else -1  # a spike that broke the run is over
-        return {"guard/rollback": state.rollbacks, "guard/reason": reason, "guard/bad_step": bad_step,
-                "guard/to_step": snap.step, "guard/lr_scale": state.lr_scale}
+        return {
+            "guard/rollback": state.rollbacks,
+            "guard/reason": reason,
+            "guard/bad_step": bad_step,
+            "guard/to_step": snap.step,
+            "guard/lr_scale": state.lr_scale,
+        }

@@ -151,7 +151,9 @@ class GPT(nn.Module):
             else:
                 nn.init.ones_(p)  # norm gains
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None, pos: int = 0):
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None, pos: int = 0
+    ):
         """idx: (B, T) token ids. Returns (logits, loss); loss is the mean cross-entropy when targets are given."""
         B, T = idx.shape
         if pos + T > self.cfg.seq_len:
@@ -169,8 +171,13 @@ class GPT(nn.Module):
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
         p = self.embed_tokens.weight
         return KVCache(
-            self.cfg.n_layer, batch, self.cfg.n_kv_head or self.cfg.n_head, max_len or self.cfg.seq_len,
-            self.cfg.n_embd // self.cfg.n_head, p.device, p.dtype,
+            self.cfg.n_layer,
+            batch,
+            self.cfg.n_kv_head or self.cfg.n_head,
+            max_len or self.cfg.seq_len,
+            self.cfg.n_embd // self.cfg.n_head,
+            p.device,
+            p.dtype,
         )
 
     # -- sizes ---------------------------------------------------------------------------------

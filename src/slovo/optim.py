@@ -12,7 +12,8 @@ Adding an optimizer: write `build_x(model, cfg, device) -> torch.optim.Optimizer
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
@@ -68,8 +69,7 @@ def build_adamw(model: torch.nn.Module, cfg: OptimConfig, device: str) -> torch.
 
     decay, no_decay = split_for_decay(model, cfg.decay_embeddings)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                             fused=_fused(cfg, device))
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=_fused(cfg, device))
 
 
 class OptimizerGroup:
@@ -124,11 +124,20 @@ def build_muon(model: torch.nn.Module, cfg: OptimConfig, device: str) -> Optimiz
     embed = model.embed_tokens.weight
     decay = [p for p in rest if p.dim() >= 2 and (p is not embed or cfg.decay_embeddings)]
     no_decay = [p for p in rest if not any(p is q for q in decay)]
-    adamw = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                               {"params": no_decay, "weight_decay": 0.0}],
-                              lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                             fused=_fused(cfg, device))
-    muon = torch.optim.Muon(matrices, lr=cfg.muon_lr, weight_decay=cfg.muon_weight_decay,
-                            momentum=cfg.muon_momentum, nesterov=True, ns_steps=cfg.muon_ns_steps,
-                            adjust_lr_fn=cfg.muon_adjust_lr)
+    adamw = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        eps=cfg.eps,
+        fused=_fused(cfg, device),
+    )
+    muon = torch.optim.Muon(
+        matrices,
+        lr=cfg.muon_lr,
+        weight_decay=cfg.muon_weight_decay,
+        momentum=cfg.muon_momentum,
+        nesterov=True,
+        ns_steps=cfg.muon_ns_steps,
+        adjust_lr_fn=cfg.muon_adjust_lr,
+    )
     return OptimizerGroup(muon=muon, adamw=adamw)

@@ -12,7 +12,7 @@ import shutil
 import socket
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +21,26 @@ from slovo.utils import atomic_write_json, code_version, read_json_dict
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class RunFolder:
     def __init__(self, run_dir: Path, cfg: Config, *, writer: bool, resume: bool, resume_step: int = 0):
         """Open the run folder: on a new run copy the tokenizer; always (re)write config.yaml; open the trackers
         (on resume dropping records of steps after the checkpoint, which belong to a lost future)."""
-        from slovo.tracking import NullTracker
-        from slovo.tracking import make_trackers
+        from slovo.tracking import NullTracker, make_trackers
 
         self.dir, self.cfg, self.writer = Path(run_dir), cfg, writer
         self.summary: dict[str, Any] = {}
         started = read_json_dict(self.dir / "summary.json").get("started") if resume else None
-        self.summary.update(name=self.dir.name, status="running", preset=cfg.preset, started=started or now_iso(),
-                            pid=os.getpid(), host=socket.gethostname())  # lets `slovo runs` spot a dead run
+        self.summary.update(
+            name=self.dir.name,
+            status="running",
+            preset=cfg.preset,
+            started=started or now_iso(),
+            pid=os.getpid(),
+            host=socket.gethostname(),
+        )  # lets `slovo runs` spot a dead run
         if not writer:
             self.tracker = NullTracker()
             return
@@ -51,14 +56,28 @@ class RunFolder:
             return
         if not resume:
             shutil.copyfile(tokenizer_path, self.dir / "tokenizer.json")
-        atomic_write_json(self.dir / "run.json", {"name": self.dir.name, "created": now_iso(),
-                                                  "command": " ".join(sys.argv), **info, "config": to_dict(self.cfg)})
+        atomic_write_json(
+            self.dir / "run.json",
+            {
+                "name": self.dir.name,
+                "created": now_iso(),
+                "command": " ".join(sys.argv),
+                **info,
+                "config": to_dict(self.cfg),
+            },
+        )
         self.summary.update(params=info["params"], budget=info["budget"])
 
     def record(self, state, metrics: dict) -> dict:
         """One metrics.jsonl record, stamped with where the run is."""
-        full = {"train/global_step": state.step, "train_runtime": round(state.train_time, 4), "tokens": state.tokens,
-                "progress": round(state.progress, 6), "wall_time": time.time(), **metrics}
+        full = {
+            "train/global_step": state.step,
+            "train_runtime": round(state.train_time, 4),
+            "tokens": state.tokens,
+            "progress": round(state.progress, 6),
+            "wall_time": time.time(),
+            **metrics,
+        }
         self.tracker.log(full, state.step)
         return full
 

@@ -94,7 +94,7 @@ def _gone(info: dict) -> bool:
 
 
 def describe_holder(info: dict) -> str:
-    """"pid 123 on host h, since 2025-01-01T10:00:00+00:00" (or what the record has of it)."""
+    """ "pid 123 on host h, since 2025-01-01T10:00:00+00:00" (or what the record has of it)."""
     if not isinstance(info.get("pid"), int):
         return "starting up"
     return f"pid {info['pid']} on host {info.get('host', '?')}, since {info.get('started', '?')}"
@@ -215,8 +215,12 @@ class RunLock:
 
     @staticmethod
     def _write_record(fd: int) -> None:
-        record = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "started": datetime.now().astimezone().isoformat(timespec="seconds"), "boot": _boot_id()}
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "boot": _boot_id(),
+        }
         data = (json.dumps(record) + "\n").encode("utf-8")
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)

@@ -9,7 +9,8 @@ when `warmup >= 1`, else in progress.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # config imports this module's registries; the schedules need its type only
     from slovo.config import ScheduleConfig

@@ -27,8 +27,20 @@ from typing import Any
 import torch
 
 from slovo.checkpoint import (
-    CKPT_DIR, FORMAT, INFO_FILE, MODEL_FILE, STATE_FILE, CheckpointSaveError, _hash_and_sync, _io_reason,
-    _swap_into_place, _write_state, checkpoint_name, load_state, unwrap, verify_checkpoint,
+    CKPT_DIR,
+    FORMAT,
+    INFO_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    CheckpointSaveError,
+    _hash_and_sync,
+    _io_reason,
+    _swap_into_place,
+    _write_state,
+    checkpoint_name,
+    load_state,
+    unwrap,
+    verify_checkpoint,
 )
 from slovo.errors import SlovoError
 from slovo.utils import atomic_write_json, fsync_dir, read_json
@@ -47,8 +59,16 @@ def _state_dicts(model: torch.nn.Module, optimizer) -> tuple[Any, Any]:
     return get_model_state_dict(model), get_optimizer_state_dict(model, optimizer)
 
 
-def save_sharded(dist, run_dir: str | Path, step: int, whole: torch.nn.Module, trained: torch.nn.Module, optimizer,
-                 state: dict[str, Any], info: dict) -> Path | None:
+def save_sharded(
+    dist,
+    run_dir: str | Path,
+    step: int,
+    whole: torch.nn.Module,
+    trained: torch.nn.Module,
+    optimizer,
+    state: dict[str, Any],
+    info: dict,
+) -> Path | None:
     """Every rank calls this. Writes checkpoint `step` (see the module docstring) and returns its folder on rank 0
     (None elsewhere). `whole` holds the gathered weights (rank 0 writes them), `trained` is the model the
     optimizer steps (FSDP-sharded, or the same model in one process). Raises CheckpointSaveError on every rank
@@ -74,8 +94,9 @@ def save_sharded(dist, run_dir: str | Path, step: int, whole: torch.nn.Module, t
         model_sd, optim_sd = _state_dicts(trained, optimizer)
         try:  # DCP gathers every rank's write result, so all ranks raise together
             with _alone_is_fine():
-                dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / DCP_DIR),
-                         no_dist=not _grouped())
+                dcp.save(
+                    {"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / DCP_DIR), no_dist=not _grouped()
+                )
         except Exception as e:  # noqa: BLE001 - a CheckpointException (wrapping each rank's OSError) or an OSError
             problem = _first_line(e)
     if problem is None and dist.is_main:
@@ -87,8 +108,16 @@ def save_sharded(dist, run_dir: str | Path, step: int, whole: torch.nn.Module, t
             names = [MODEL_FILE, STATE_FILE] + sorted(f"{DCP_DIR}/{p.name}" for p in (tmp / DCP_DIR).iterdir())
             files = {name: _hash_and_sync(tmp / name) for name in names}
             fsync_dir(tmp / DCP_DIR)
-            atomic_write_json(tmp / INFO_FILE, {"format": FORMAT, "step": step, **info, "files": files,
-                                                "sharded": {"format": "torch-dcp", "world_size": dist.world}})
+            atomic_write_json(
+                tmp / INFO_FILE,
+                {
+                    "format": FORMAT,
+                    "step": step,
+                    **info,
+                    "files": files,
+                    "sharded": {"format": "torch-dcp", "world_size": dist.world},
+                },
+            )
             fsync_dir(tmp)
             _swap_into_place(tmp, final)
         except Exception as e:  # noqa: BLE001 - OSError, SafetensorError: reported as one line below
@@ -98,8 +127,9 @@ def save_sharded(dist, run_dir: str | Path, step: int, whole: torch.nn.Module, t
     if problem is not None:
         if dist.is_main and tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointSaveError(f"{final}: could not save the checkpoint ({problem}); the older checkpoints "
-                                  "are intact")
+        raise CheckpointSaveError(
+            f"{final}: could not save the checkpoint ({problem}); the older checkpoints are intact"
+        )
     return final if dist.is_main else None
 
 

@@ -47,8 +47,10 @@ class _Bar:
         self.progress.update(
             self.task,
             completed=state.progress,
-            info=(f"{format_duration(t)} / left {format_duration(max(left, 0)) if left is not None else '-'}  "
-                  f"step {state.step}  loss {loss:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s"),
+            info=(
+                f"{format_duration(t)} / left {format_duration(max(left, 0)) if left is not None else '-'}  "
+                f"step {state.step}  loss {loss:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s"
+            ),
         )
 
 
@@ -62,9 +64,11 @@ class TrainDisplay:
             self.console.print(text)
 
     def start(self, cfg, model, device: str, tokens_per_step: int, budget, ds) -> None:
-        limits = [f"time {format_duration(budget.time_s)}" if budget.time_s else None,
-                  f"{budget.max_steps:,} steps" if budget.max_steps else None,
-                  f"{budget.max_tokens:,} tokens" if budget.max_tokens else None]
+        limits = [
+            f"time {format_duration(budget.time_s)}" if budget.time_s else None,
+            f"{budget.max_steps:,} steps" if budget.max_steps else None,
+            f"{budget.max_tokens:,} tokens" if budget.max_tokens else None,
+        ]
         t = cfg.train
         self.say(
             f"[bold]slovo train[/] {cfg.preset or 'custom'} on {device}: {model.num_params() / 1e6:.2f}M params, "
@@ -79,8 +83,14 @@ class TrainDisplay:
         if self.quiet or not self.console.is_terminal:
             yield _Bar(None, None, budget)
             return
-        progress = Progress(TextColumn("[bold blue]train"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                            TextColumn("{task.fields[info]}"), console=self.console, transient=False)
+        progress = Progress(
+            TextColumn("[bold blue]train"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[info]}"),
+            console=self.console,
+            transient=False,
+        )
         with progress:
             task = progress.add_task("train", total=1.0, info="")
             yield _Bar(progress, task, budget)
@@ -111,8 +121,12 @@ class TrainDisplay:
             ("train time", format_duration(summary.get("train_runtime") or 0)),
             ("ledger", "  ".join(f"{k} {v:.1f}s" for k, v in (summary.get("ledger") or {}).items() if v)),
         ]
-        for key, label in (("train/loss", "train loss"), ("eval/loss", "eval loss"),
-                           ("train/learning_rate", "learning rate"), ("train/grad_norm", "grad norm")):
+        for key, label in (
+            ("train/loss", "train loss"),
+            ("eval/loss", "eval loss"),
+            ("train/learning_rate", "learning rate"),
+            ("train/grad_norm", "grad norm"),
+        ):
             series = [r[key] for r in records if r.get(key) is not None]
             if series:
                 rows.append((label, f"{sparkline(series)}  {format_number(series[0])} → {format_number(series[-1])}"))

@@ -70,7 +70,9 @@ class StepResult:
     data_time: float  # seconds spent fetching batches
 
 
-def train_step(model, optimizer, loader, accumulation: int, grad_clip: float, autocast, scaler, dist, clock) -> StepResult:
+def train_step(
+    model, optimizer, loader, accumulation: int, grad_clip: float, autocast, scaler, dist, clock
+) -> StepResult:
     """One optimizer step: forward/backward over `accumulation` micro-batches, clip, step, zero the grads."""
     data_time = 0.0
     loss_sum = torch.zeros((), device=loader.device)
@@ -95,8 +97,14 @@ def train_step(model, optimizer, loader, accumulation: int, grad_clip: float, au
     return StepResult(float(loss_sum), float(grad_norm), data_time)  # float() syncs: the step's time is real
 
 
-def train(cfg: Config, run_dir: str | Path, resume: bool = False, callbacks: tuple | list = (),
-          clock: Clock | None = None, quiet: bool = False) -> dict:
+def train(
+    cfg: Config,
+    run_dir: str | Path,
+    resume: bool = False,
+    callbacks: tuple | list = (),
+    clock: Clock | None = None,
+    quiet: bool = False,
+) -> dict:
     """Train `cfg` into `run_dir` until the budget is spent; returns the summary (also in summary.json).
 
     The run folder is locked (`slovo.runlock`) while this process trains in it: a second writer fails with
@@ -156,8 +164,17 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
                 s.set_lr_factor(factor)
                 lr = cfg.optim.lr * factor
                 step_start = clock.now()
-                result = train_step(s.train_model, s.optimizer, s.loader, cfg.train.gradient_accumulation_steps,
-                                    cfg.optim.grad_clip, s.autocast, s.scaler, dist, clock)
+                result = train_step(
+                    s.train_model,
+                    s.optimizer,
+                    s.loader,
+                    cfg.train.gradient_accumulation_steps,
+                    cfg.optim.grad_clip,
+                    s.autocast,
+                    s.scaler,
+                    dist,
+                    clock,
+                )
                 s.account_step_time(clock, clock.now() - step_start, result.data_time)
                 state.step += 1
                 state.tokens += s.tokens_per_step
@@ -204,8 +221,9 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
         display.say(f"[red]stopped: {e}[/]")
     except BaseException as e:
         folder.summary["error"] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        finish_summary("interrupted" if isinstance(e, KeyboardInterrupt) else "failed", ended=now_iso(),
-                       stop_reason=stop_reason)
+        finish_summary(
+            "interrupted" if isinstance(e, KeyboardInterrupt) else "failed", ended=now_iso(), stop_reason=stop_reason
+        )
         folder.close()
         dist.close(wait=False)  # another rank may be gone: meeting it could hang
         raise
@@ -239,8 +257,9 @@ class _Setup:
         if cfg.model.vocab_size == 0:
             cfg.model.vocab_size = ds.vocab_size
         elif cfg.model.vocab_size < ds.vocab_size:
-            raise SlovoError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the dataset's vocabulary "
-                             f"({ds.vocab_size})")
+            raise SlovoError(
+                f"model.vocab_size={cfg.model.vocab_size} is smaller than the dataset's vocabulary ({ds.vocab_size})"
+            )
         self.tokenizer = load_tokenizer(ds.tokenizer_path)
         self.token_bytes = token_byte_lengths(self.tokenizer)
         seq_len, batch = cfg.model.seq_len, cfg.train.per_device_train_batch_size
@@ -278,8 +297,9 @@ class _Setup:
     def info(self, budget: Budget) -> dict:
         from slovo.run_folder import run_info
 
-        return run_info(self.cfg, self.ds, self.model, self.device, self.tokens_per_step, self.dist.world,
-                        budget.as_dict())
+        return run_info(
+            self.cfg, self.ds, self.model, self.device, self.tokens_per_step, self.dist.world, budget.as_dict()
+        )
 
     def check_cpu_bf16(self, clock: Clock, display) -> None:
         """An explicit bf16 on a CPU can be many times slower than float32: measure both once and say so."""
@@ -289,11 +309,18 @@ class _Setup:
         if self.device != "cpu" or resolve_dtype(self.cfg.train.dtype, self.device) == "float32":
             return
         with clock.measure("probe"):
-            rate, fp32 = compare_float32(self.model, self.cfg.train.per_device_train_batch_size,
-                                         self.cfg.model.seq_len, self.device, self.autocast)
+            rate, fp32 = compare_float32(
+                self.model,
+                self.cfg.train.per_device_train_batch_size,
+                self.cfg.model.seq_len,
+                self.device,
+                self.autocast,
+            )
         if rate < fp32:
-            display.say(f"[yellow]train.dtype={self.cfg.train.dtype} on this CPU runs at {rate:,.0f} tokens/s against "
-                        f"{fp32:,.0f} in float32 (forward+backward, measured now); train.dtype=auto uses float32[/]")
+            display.say(
+                f"[yellow]train.dtype={self.cfg.train.dtype} on this CPU runs at {rate:,.0f} tokens/s against "
+                f"{fp32:,.0f} in float32 (forward+backward, measured now); train.dtype=auto uses float32[/]"
+            )
 
     def remember_speed(self, clock: Clock, state: TrainState) -> None:
         """Keep this run's step time (and compile time) for the next train.compile=auto decision."""
@@ -336,8 +363,10 @@ def _load_checkpoint(s: _Setup, ckpt: Path) -> dict:
     sharded = is_sharded(ckpt)
     if sharded != (s.cfg.distributed.strategy == "fsdp"):
         saved_with = "fsdp" if sharded else "ddp"
-        raise SlovoError(f"{ckpt}: saved with distributed.strategy={saved_with}; resume it with "
-                         f"--set distributed.strategy={saved_with}")
+        raise SlovoError(
+            f"{ckpt}: saved with distributed.strategy={saved_with}; resume it with "
+            f"--set distributed.strategy={saved_with}"
+        )
     if not sharded:
         return load_training_state(ckpt, s.model)
     saved = load_sharded(ckpt, s.trained, s.optimizer)
@@ -371,8 +400,17 @@ def _restore(run_dir: Path, s: _Setup, state: TrainState, clock: Clock, display)
     display.say(f"resuming [bold]{run_dir}[/] from step {state.step} ({state.train_time:.1f}s of training spent)")
 
 
-def _evaluate(s: _Setup, state: TrainState, control: Control, clock: Clock, folder, display,
-              callbacks, write_summary, final: bool | None = None) -> dict:
+def _evaluate(
+    s: _Setup,
+    state: TrainState,
+    control: Control,
+    clock: Clock,
+    folder,
+    display,
+    callbacks,
+    write_summary,
+    final: bool | None = None,
+) -> dict:
     """Eval loss/bpb (each rank its share of the windows), samples on rank 0, callbacks, summary.
 
     The final eval scores every window (ledger `final_eval`); evals during training score the same evenly spread
@@ -392,8 +430,9 @@ def _evaluate(s: _Setup, state: TrainState, control: Control, clock: Clock, fold
     reduce = (lambda v: dist.sum(v, s.device)) if dist.enabled else None
 
     def score(windows):
-        return evaluate(s.eval_model, windows[dist.rank :: dist.world], s.token_bytes, batch, s.device, s.autocast,
-                        reduce=reduce)
+        return evaluate(
+            s.eval_model, windows[dist.rank :: dist.world], s.token_bytes, batch, s.device, s.autocast, reduce=reduce
+        )
 
     with clock.measure("final_eval" if final else "eval"):
         if not final and s.eval_subset is None:
@@ -402,18 +441,22 @@ def _evaluate(s: _Setup, state: TrainState, control: Control, clock: Clock, fold
                 per_window = probe_window_seconds(score, s.windows, batch * dist.world, clock.now, reduce, dist.world)
                 total = state.train_time / state.progress if state.progress > 0 else 0.0  # the run's training time
                 evals = int(total // cfg.eval.every_seconds) if cfg.eval.every_seconds else cfg.eval.every - 1
-                n = in_training_windows(len(s.windows), per_window, total, evals, cfg.eval.max_fraction,
-                                        batch * dist.world)
+                n = in_training_windows(
+                    len(s.windows), per_window, total, evals, cfg.eval.max_fraction, batch * dist.world
+                )
             s.eval_subset = subset_indices(len(s.windows), n)
             if len(s.eval_subset) < len(s.windows):
-                display.say(f"  eval: evals during training score {len(s.eval_subset)} of the {len(s.windows)} eval "
-                            f"windows (eval.max_fraction={cfg.eval.max_fraction:g}); the final eval scores all")
+                display.say(
+                    f"  eval: evals during training score {len(s.eval_subset)} of the {len(s.windows)} eval "
+                    f"windows (eval.max_fraction={cfg.eval.max_fraction:g}); the final eval scores all"
+                )
         metrics = score(s.windows if final else s.windows[s.eval_subset])
     if not math.isfinite(metrics["eval/loss"]):
         raise _Diverged(f"eval loss became {metrics['eval/loss']} at step {state.step} (try a lower optim.lr)")
     subset = len(s.eval_subset) if s.eval_subset is not None else state.last_eval.get("eval/subset_windows")
-    state.last_eval = {k: metrics[k] for k in ("eval/loss", "eval/bpb", "eval/perplexity", "eval/tokens",
-                                               "eval/windows")}
+    state.last_eval = {
+        k: metrics[k] for k in ("eval/loss", "eval/bpb", "eval/perplexity", "eval/tokens", "eval/windows")
+    }
     if subset:  # kept in the checkpoint (and shown in summary.json): evals during training score this many
         state.last_eval["eval/subset_windows"] = subset
     if (s.ds.meta.get("split") or {}).get("val_documents") is not None:
@@ -421,8 +464,13 @@ def _evaluate(s: _Setup, state: TrainState, control: Control, clock: Clock, fold
     state.last_eval_train_time, state.last_eval_step = state.train_time, state.step
     state.best_eval_loss = min(state.best_eval_loss, metrics["eval/loss"])
     state.best_eval_bpb = min(state.best_eval_bpb, metrics["eval/bpb"])
-    full = folder.record(state, {k: metrics[k] for k in ("eval/loss", "eval/perplexity", "eval/bpb", "eval/runtime",
-                                                         "eval/tokens", "eval/windows")})
+    full = folder.record(
+        state,
+        {
+            k: metrics[k]
+            for k in ("eval/loss", "eval/perplexity", "eval/bpb", "eval/runtime", "eval/tokens", "eval/windows")
+        },
+    )
     display.eval_line(state, clock, metrics)
     if cfg.sample.enabled and dist.is_main:
         with clock.measure("sample"):
@@ -445,8 +493,12 @@ def _checkpoint(s: _Setup, run_dir: Path, state: TrainState, clock: Clock, final
     if not (s.dist.is_main or fsdp):
         return
     with clock.measure("checkpoint"):
-        payload = {"loader": s.loader.state_dict(),
-                   "clock": clock.state_dict(), "loop": state.state_dict(), "rng": _rng_state()}
+        payload = {
+            "loader": s.loader.state_dict(),
+            "clock": clock.state_dict(),
+            "loop": state.state_dict(),
+            "rng": _rng_state(),
+        }
         if not fsdp:  # a sharded checkpoint keeps the optimizer in its dcp/ folder
             payload["optimizer"] = s.optimizer.state_dict()
         if s.scaler is not None:
@@ -493,8 +545,10 @@ def _eval_due(cfg: Config, state: TrainState) -> bool:
 
 def _checkpoint_due(cfg: Config, state: TrainState) -> bool:
     c = cfg.checkpoint
-    return bool((c.every_steps and state.step % c.every_steps == 0)
-                or (c.every_seconds and state.train_time - state.last_ckpt_train_time >= c.every_seconds))
+    return bool(
+        (c.every_steps and state.step % c.every_steps == 0)
+        or (c.every_seconds and state.train_time - state.last_ckpt_train_time >= c.every_seconds)
+    )
 
 
 def _decay_checkpoint_due(cfg: Config, state: TrainState) -> bool:
@@ -510,9 +564,11 @@ def _roll_back(guard: DivergenceGuard, state: TrainState, reason: str, folder, d
     if state.decay_ckpt_step > state.step:  # the decay checkpoint came from the discarded steps: save it again
         state.decay_ckpt_step = -1
     folder.record(state, {**event, "guard/peak_lr": cfg.optim.lr * state.lr_scale})
-    display.say(f"[yellow]guard: {reason} at step {bad_step}; back to step {state.step} with the peak lr x "
-                f"{state.lr_scale:g} (optim.lr {cfg.optim.lr * state.lr_scale:.3g}), skipping the batches of the "
-                f"lost steps (rollback {state.rollbacks} of at most {cfg.guard.max_rollbacks})[/]")
+    display.say(
+        f"[yellow]guard: {reason} at step {bad_step}; back to step {state.step} with the peak lr x "
+        f"{state.lr_scale:g} (optim.lr {cfg.optim.lr * state.lr_scale:.3g}), skipping the batches of the "
+        f"lost steps (rollback {state.rollbacks} of at most {cfg.guard.max_rollbacks})[/]"
+    )
 
 
 def _extension_start(run_dir: Path, cfg: Config, loop: dict) -> tuple[Path | None, str] | None:
@@ -531,10 +587,14 @@ def _extension_start(run_dir: Path, cfg: Config, loop: dict) -> tuple[Path | Non
     ckpt = run_dir / CKPT_DIR / checkpoint_name(decay_step)
     why = verify_checkpoint(ckpt) if ckpt.is_dir() else "it is gone"
     if why:
-        return None, (f"[yellow]extending: the checkpoint where the lr began to decay ({ckpt.name}) cannot be used "
-                      f"({why}); continuing from step {loop['step']}, where the lr was already decaying[/]")
-    return ckpt, (f"extending to the larger budget from {ckpt.name}, saved where the lr began to decay (step "
-                  f"{decay_step}); the stable phase runs on and a new decay ends at the new deadline")
+        return None, (
+            f"[yellow]extending: the checkpoint where the lr began to decay ({ckpt.name}) cannot be used "
+            f"({why}); continuing from step {loop['step']}, where the lr was already decaying[/]"
+        )
+    return ckpt, (
+        f"extending to the larger budget from {ckpt.name}, saved where the lr began to decay (step "
+        f"{decay_step}); the stable phase runs on and a new decay ends at the new deadline"
+    )
 
 
 def _follow_new_budget(cfg: Config, budget: Budget, state: TrainState) -> None:

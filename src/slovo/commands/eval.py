@@ -11,11 +11,18 @@ from slovo.errors import SlovoError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN_DIR", help="a run folder or one of its checkpoints")
-    p.add_argument("--data", help="a dataset folder (its val split) or a text source (.txt, .jsonl[.gz], .parquet, ...); "
-                   "default: the run's own dataset")
+    p.add_argument(
+        "--data",
+        help="a dataset folder (its val split) or a text source (.txt, .jsonl[.gz], .parquet, ...); "
+        "default: the run's own dataset",
+    )
     p.add_argument("--split", default="val", choices=["val", "train"], help="split of a dataset folder (default val)")
-    p.add_argument("--tokens", type=int, help="score this many tokens, in windows spread evenly over the whole text "
-                   "(default: the run's eval.tokens; more than the text holds = all of it)")
+    p.add_argument(
+        "--tokens",
+        type=int,
+        help="score this many tokens, in windows spread evenly over the whole text "
+        "(default: the run's eval.tokens; more than the text holds = all of it)",
+    )
     p.add_argument("--text-field", default="text", help="text field of JSONL/parquet sources")
     p.add_argument("--batch-size", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -27,16 +34,21 @@ def run(args) -> int:
 
     from slovo.checkpoint import load_for_inference
     from slovo.data import load_dataset, token_byte_lengths, tokenize_source
-    from slovo.evaluate import eval_windows, evaluate, whole_split_note
     from slovo.device import pick_device
+    from slovo.evaluate import eval_windows, evaluate, whole_split_note
 
     device = pick_device(args.device)
     model, cfg, tokenizer = load_for_inference(args.run, device)
     source = args.data or cfg.data.path
     if Path(source).is_dir() and (Path(source) / "meta.json").exists():
         ds = load_dataset(source)
-        if ds.meta.get("tokenizer", {}).get("sha256") and _tok_sha(args.run) not in (None, ds.meta["tokenizer"]["sha256"]):
-            raise SlovoError(f"{source}: prepared with a different tokenizer than the run; pass the text source instead")
+        if ds.meta.get("tokenizer", {}).get("sha256") and _tok_sha(args.run) not in (
+            None,
+            ds.meta["tokenizer"]["sha256"],
+        ):
+            raise SlovoError(
+                f"{source}: prepared with a different tokenizer than the run; pass the text source instead"
+            )
         tokens = ds.val if args.split == "val" else ds.train
         what = f"{source} ({args.split})"
     else:
@@ -55,14 +67,25 @@ def run(args) -> int:
         print(note)
     from slovo.device import autocast_for
 
-    metrics = evaluate(model, windows, token_byte_lengths(tokenizer), args.batch_size or cfg.train.per_device_train_batch_size,
-                       device, autocast_for(cfg.train.dtype, device))
+    metrics = evaluate(
+        model,
+        windows,
+        token_byte_lengths(tokenizer),
+        args.batch_size or cfg.train.per_device_train_batch_size,
+        device,
+        autocast_for(cfg.train.dtype, device),
+    )
     if args.json:
         print(json.dumps({"data": what, **metrics}, ensure_ascii=False))
     else:
-        print(f"{what}: {metrics['eval/windows']:,} windows spread over the text, {metrics['eval/tokens']:,} tokens "
-              f"scored (<|endoftext|> left out), {metrics['eval/bytes']:,} bytes")
-        print(f"  loss {metrics['eval/loss']:.4f}   perplexity {metrics['eval/perplexity']:.2f}   bits/byte {metrics['eval/bpb']:.4f}")
+        print(
+            f"{what}: {metrics['eval/windows']:,} windows spread over the text, {metrics['eval/tokens']:,} tokens "
+            f"scored (<|endoftext|> left out), {metrics['eval/bytes']:,} bytes"
+        )
+        print(
+            f"  loss {metrics['eval/loss']:.4f}   perplexity {metrics['eval/perplexity']:.2f}   "
+            f"bits/byte {metrics['eval/bpb']:.4f}"
+        )
     return 0
 
 

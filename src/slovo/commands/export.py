@@ -1,7 +1,7 @@
 """`slovo export RUN_DIR OUT_DIR`: write a run as a folder transformers loads without custom code.
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    model = AutoModelForCausalLM.from_pretrained(OUT_DIR); tok = AutoTokenizer.from_pretrained(OUT_DIR)
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained(OUT_DIR); tok = AutoTokenizer.from_pretrained(OUT_DIR)
 """
 
 from __future__ import annotations

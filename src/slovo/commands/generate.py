@@ -28,13 +28,26 @@ def add_arguments(parser):
     add("--repetition-penalty", type=float, default=1.0, metavar="R", help="1 = off (default)")
     add("--num-samples", type=int, default=1, metavar="N", help="samples per prompt, decoded as one batch")
     add("--seed", type=int, default=None, help="seed for reproducible samples (default: random, printed)")
-    add("--stop", action="append", default=[], metavar="STR",
-        help="end a sample at this string (may repeat); <|endoftext|> always ends one")
-    add("--truncate-prompt", action="store_true",
-        help="cut a prompt longer than the context from the left (default: an error)")
+    add(
+        "--stop",
+        action="append",
+        default=[],
+        metavar="STR",
+        help="end a sample at this string (may repeat); <|endoftext|> always ends one",
+    )
+    add(
+        "--truncate-prompt",
+        action="store_true",
+        help="cut a prompt longer than the context from the left (default: an error)",
+    )
     add("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
-    add("--threads", type=int, default=0, metavar="N",
-        help="CPU threads for torch (default: torch's own); 1 keeps small models fast on a busy CPU")
+    add(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="CPU threads for torch (default: torch's own); 1 keeps small models fast on a busy CPU",
+    )
 
 
 def read_prompts(path: str) -> list[str]:
@@ -58,8 +71,8 @@ def run(args) -> int:
     import torch
 
     from slovo.checkpoint import load_for_inference
-    from slovo.generate import check_sampling, encode_prompt, generate_text
     from slovo.device import pick_device
+    from slovo.generate import check_sampling, encode_prompt, generate_text
 
     if args.prompts_file:
         prompts = read_prompts(args.prompts_file)
@@ -78,12 +91,23 @@ def run(args) -> int:
         top_p=s.top_p if args.top_p is None else args.top_p,
         repetition_penalty=args.repetition_penalty,
     )
-    flag_names = {"temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p",
-                  "repetition_penalty": "--repetition-penalty", "max_new_tokens": "--max-new-tokens",
-                  "num_samples": "--num-samples"}
+    flag_names = {
+        "temperature": "--temperature",
+        "top_k": "--top-k",
+        "top_p": "--top-p",
+        "repetition_penalty": "--repetition-penalty",
+        "max_new_tokens": "--max-new-tokens",
+        "num_samples": "--num-samples",
+    }
     try:
-        check_sampling(sampling["temperature"], sampling["top_k"], sampling["top_p"], sampling["repetition_penalty"],
-                       args.max_new_tokens, args.num_samples)
+        check_sampling(
+            sampling["temperature"],
+            sampling["top_k"],
+            sampling["top_p"],
+            sampling["repetition_penalty"],
+            args.max_new_tokens,
+            args.num_samples,
+        )
         for prompt in prompts:  # every prompt is checked before any text is printed
             encode_prompt(tokenizer, prompt, cfg.model.seq_len, truncate=args.truncate_prompt)
     except SlovoError as e:
@@ -97,7 +121,7 @@ def run(args) -> int:
     for p_i, prompt in enumerate(prompts):
         shown = []  # the prompt is written with the first piece, after any truncation warning
 
-        def on_text(_i: int, piece: str, prompt: str = prompt) -> None:
+        def on_text(_i: int, piece: str, prompt: str = prompt, shown: list = shown) -> None:
             if not shown:
                 out.write(prompt)
                 shown.append(True)
@@ -106,8 +130,16 @@ def run(args) -> int:
 
         t0 = time.perf_counter()
         samples = generate_text(
-            model, tokenizer, prompt, args.max_new_tokens, num_samples=args.num_samples, stop=args.stop,
-            truncate_prompt=args.truncate_prompt, on_text=on_text if streaming else None, seed=seed + p_i, **sampling,
+            model,
+            tokenizer,
+            prompt,
+            args.max_new_tokens,
+            num_samples=args.num_samples,
+            stop=args.stop,
+            truncate_prompt=args.truncate_prompt,
+            on_text=on_text if streaming else None,
+            seed=seed + p_i,
+            **sampling,
         )
         seconds += time.perf_counter() - t0
         new_tokens += sum(len(smp.ids) for smp in samples)
@@ -123,9 +155,14 @@ def run(args) -> int:
     if args.greedy or sampling["temperature"] == 0:
         mode = "greedy"
     else:
-        mode = f"temperature {sampling['temperature']:g}, top-k {sampling['top_k']}, top-p {sampling['top_p']:g}; seed {seed}"
+        mode = (
+            f"temperature {sampling['temperature']:g}, top-k {sampling['top_k']}, top-p {sampling['top_p']:g}; "
+            f"seed {seed}"
+        )
     if sampling["repetition_penalty"] != 1:
         mode += f"; repetition penalty {sampling['repetition_penalty']:g}"
-    print(f"{new_tokens} new tokens in {seconds:.2f}s ({rate:.1f} tokens/s) on {next(model.parameters()).device}; "
-          f"{mode}", file=sys.stderr)
+    print(
+        f"{new_tokens} new tokens in {seconds:.2f}s ({rate:.1f} tokens/s) on {next(model.parameters()).device}; {mode}",
+        file=sys.stderr,
+    )
     return 0

@@ -17,8 +17,19 @@ import sys
 
 from slovo.errors import SlovoError
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-               "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+}
 
 
 def parse_size(text: str, flag: str) -> int:
@@ -30,36 +41,73 @@ def parse_size(text: str, flag: str) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", action="append", default=[], metavar="SOURCE",
-                   help="text source (repeatable): a .txt/.jsonl[.gz]/.json.gz/.parquet file, a folder, a glob "
-                        "in quotes, or hf:NAME[:CONFIG[:SPLIT]] (needs pip install 'slovo[hf]')")
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="text source (repeatable): a .txt/.jsonl[.gz]/.json.gz/.parquet file, a folder, a glob "
+        "in quotes, or hf:NAME[:CONFIG[:SPLIT]] (needs pip install 'slovo[hf]')",
+    )
     p.add_argument("--out", required=True, metavar="DATASET_DIR", help="dataset folder to write")
-    p.add_argument("--vocab-size", type=int, default=None, metavar="N",
-                   help="BPE vocabulary size incl. <|endoftext|> (default 8192)")
-    p.add_argument("--tokenizer", metavar="FILE",
-                   help="reuse this tokenizer.json (or a dataset/run folder's) instead of training one")
-    p.add_argument("--force", action="store_true",
-                   help="rebuild even if --out holds a dataset (same or different settings)")
+    p.add_argument(
+        "--vocab-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="BPE vocabulary size incl. <|endoftext|> (default 8192)",
+    )
+    p.add_argument(
+        "--tokenizer",
+        metavar="FILE",
+        help="reuse this tokenizer.json (or a dataset/run folder's) instead of training one",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="rebuild even if --out holds a dataset (same or different settings)"
+    )
     g = p.add_argument_group("reading")
-    g.add_argument("--text-field", default="text", metavar="NAME",
-                   help="JSON/parquet/hub field holding the text (default: text)")
-    g.add_argument("--separator", metavar="TEXT",
-                   help="split .txt files into documents on this string, e.g. '\\n\\n\\n' "
-                        "(default: one document per file)")
-    g.add_argument("--encoding", default="utf-8", metavar="CODEC",
-                   help="encoding of .txt/.jsonl files (default: utf-8), e.g. cp1251")
+    g.add_argument(
+        "--text-field", default="text", metavar="NAME", help="JSON/parquet/hub field holding the text (default: text)"
+    )
+    g.add_argument(
+        "--separator",
+        metavar="TEXT",
+        help="split .txt files into documents on this string, e.g. '\\n\\n\\n' (default: one document per file)",
+    )
+    g.add_argument(
+        "--encoding",
+        default="utf-8",
+        metavar="CODEC",
+        help="encoding of .txt/.jsonl files (default: utf-8), e.g. cp1251",
+    )
     g.add_argument("--max-docs", type=int, default=0, metavar="N", help="stop after this many documents (default: all)")
-    g.add_argument("--max-bytes", default="0", metavar="SIZE",
-                   help="stop after this much text, e.g. 200MB (default: all)")
+    g.add_argument(
+        "--max-bytes", default="0", metavar="SIZE", help="stop after this much text, e.g. 200MB (default: all)"
+    )
     g = p.add_argument_group("splitting and tokenizer training")
-    g.add_argument("--val-fraction", type=float, default=0.01, metavar="F",
-                   help="validation share of the text (default: 0.01)")
-    g.add_argument("--min-val-tokens", type=int, default=100_000, metavar="N",
-                   help="validation gets at least this many tokens if the corpus allows (default: 100000)")
-    g.add_argument("--chunk-bytes", type=int, default=None, metavar="N",
-                   help="cut documents into pieces of at most this many bytes before splitting (default: 32768)")
-    g.add_argument("--tokenizer-sample", default="32MB", metavar="SIZE",
-                   help="train the BPE on this much training text; 0 = all of it (default: 32MB)")
+    g.add_argument(
+        "--val-fraction", type=float, default=0.01, metavar="F", help="validation share of the text (default: 0.01)"
+    )
+    g.add_argument(
+        "--min-val-tokens",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="validation gets at least this many tokens if the corpus allows (default: 100000)",
+    )
+    g.add_argument(
+        "--chunk-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cut documents into pieces of at most this many bytes before splitting (default: 32768)",
+    )
+    g.add_argument(
+        "--tokenizer-sample",
+        default="32MB",
+        metavar="SIZE",
+        help="train the BPE on this much training text; 0 = all of it (default: 32MB)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary table")
 
 
@@ -69,8 +117,19 @@ def _command_line(args) -> str:
     for spec in args.data:
         parts += ["--data", spec]
     parts += ["--out", args.out]
-    for flag in ("vocab_size", "tokenizer", "text_field", "separator", "encoding", "max_docs", "max_bytes",
-                 "val_fraction", "min_val_tokens", "chunk_bytes", "tokenizer_sample"):
+    for flag in (
+        "vocab_size",
+        "tokenizer",
+        "text_field",
+        "separator",
+        "encoding",
+        "max_docs",
+        "max_bytes",
+        "val_fraction",
+        "min_val_tokens",
+        "chunk_bytes",
+        "tokenizer_sample",
+    ):
         value = getattr(args, flag)
         if value is not None:
             parts += [f"--{flag.replace('_', '-')}", str(value)]
@@ -90,8 +149,14 @@ def _summary_table(meta: dict, out: str):
     # documents cut into pieces can have pieces on both sides, so the total is what was read
     rows.append(("total", {**both, "documents": meta["reading"]["documents"]}))
     for name, s in rows:
-        table.add_row(name, f"{s['documents']:,}", f"{s['bytes']:,}", f"{s['tokens']:,}",
-                      f"{s['bytes'] / max(s['tokens'], 1):.2f}", end_section=name == "val")
+        table.add_row(
+            name,
+            f"{s['documents']:,}",
+            f"{s['bytes']:,}",
+            f"{s['tokens']:,}",
+            f"{s['bytes'] / max(s['tokens'], 1):.2f}",
+            end_section=name == "val",
+        )
     return table
 
 
@@ -99,9 +164,11 @@ def _summary_line(meta: dict, out: str) -> str:
     how = "trained" if meta["tokenizer"]["trained"] else "reused"
     capped = ", capped by --max-docs/--max-bytes" if meta["reading"]["capped"] else ""
     unit = meta.get("split", {}).get("unit", "piece")  # datasets of slovo 0.1 have no split record
-    return (f"vocab {meta['vocab_size']:,} ({how} tokenizer, {meta['dtype']}); split by {unit}; "
-            f"{meta['reading']['empty_dropped']} empty documents dropped{capped}; "
-            f"{meta['seconds']:.1f}s; output: {out}")
+    return (
+        f"vocab {meta['vocab_size']:,} ({how} tokenizer, {meta['dtype']}); split by {unit}; "
+        f"{meta['reading']['empty_dropped']} empty documents dropped{capped}; "
+        f"{meta['seconds']:.1f}s; output: {out}"
+    )
 
 
 def run(args) -> int:
@@ -113,17 +180,33 @@ def run(args) -> int:
 
     if not args.data:
         raise SlovoError("--data: give at least one text source (a file, folder, glob or hf:NAME)")
-    read = ReadOptions(text_field=args.text_field, separator=parse_separator(args.separator), encoding=args.encoding,
-                       max_docs=args.max_docs, max_bytes=parse_size(args.max_bytes, "--max-bytes"))
+    read = ReadOptions(
+        text_field=args.text_field,
+        separator=parse_separator(args.separator),
+        encoding=args.encoding,
+        max_docs=args.max_docs,
+        max_bytes=parse_size(args.max_bytes, "--max-bytes"),
+    )
     vocab = args.vocab_size if args.vocab_size is not None or args.tokenizer else 8192
     settings = PrepareSettings(
-        vocab_size=vocab, tokenizer=args.tokenizer, val_fraction=args.val_fraction,
-        min_val_tokens=args.min_val_tokens, chunk_bytes=args.chunk_bytes or DEFAULT_CHUNK_BYTES,
-        tokenizer_sample_bytes=parse_size(args.tokenizer_sample, "--tokenizer-sample"), read=read,
+        vocab_size=vocab,
+        tokenizer=args.tokenizer,
+        val_fraction=args.val_fraction,
+        min_val_tokens=args.min_val_tokens,
+        chunk_bytes=args.chunk_bytes or DEFAULT_CHUNK_BYTES,
+        tokenizer_sample_bytes=parse_size(args.tokenizer_sample, "--tokenizer-sample"),
+        read=read,
     )
     ui = ProgressUI(enabled=False if args.quiet else None)
-    meta = prepare(args.data, args.out, settings, force=args.force, command=_command_line(args), ui=ui,
-                   log=lambda msg: print(f"slovo prepare: {msg}", file=sys.stderr))
+    meta = prepare(
+        args.data,
+        args.out,
+        settings,
+        force=args.force,
+        command=_command_line(args),
+        ui=ui,
+        log=lambda msg: print(f"slovo prepare: {msg}", file=sys.stderr),
+    )
     if not args.quiet:
         Console().print(_summary_table(meta, args.out))
         print(_summary_line(meta, args.out))  # plain print: a long path must not be wrapped

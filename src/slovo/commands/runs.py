@@ -13,12 +13,20 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dirs", nargs="*", metavar="DIR",
-                        help="folders to search for runs (default: runs, and sweeps with --sweep); a run folder "
-                             "or a sweep folder works too")
-    parser.add_argument("--sort", default="started", metavar="COL",
-                        help="column to sort by: name, preset, budget, steps, tokens, time, loss, bpb, best_loss, "
-                             "best_bpb, tok_s, status, started (default); --sort=-COL sorts descending")
+    parser.add_argument(
+        "dirs",
+        nargs="*",
+        metavar="DIR",
+        help="folders to search for runs (default: runs, and sweeps with --sweep); a run folder "
+        "or a sweep folder works too",
+    )
+    parser.add_argument(
+        "--sort",
+        default="started",
+        metavar="COL",
+        help="column to sort by: name, preset, budget, steps, tokens, time, loss, bpb, best_loss, "
+        "best_bpb, tok_s, status, started (default); --sort=-COL sorts descending",
+    )
     parser.add_argument("--reverse", action="store_true", help="reverse the sort order")
     parser.add_argument("--filter", metavar="GLOB", help="only runs whose name (or path) matches, e.g. 'lr-*'")
     parser.add_argument("--sweep", metavar="NAME", help="only the trials of this sweep (a name or glob)")

@@ -19,8 +19,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time", help="training-time budget, e.g. 300s, 30m, 1h30m")
     p.add_argument("--max-steps", type=int, help="optimizer-step budget")
     p.add_argument("--max-tokens", type=int, help="training-token budget")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value by dotted path, e.g. --set optim.lr=1e-3 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value by dotted path, e.g. --set optim.lr=1e-3 (repeatable)",
+    )
     p.add_argument("--seed", type=int, help="shorthand for --set train.seed=N")
     p.add_argument("--name", help="run name (default: preset and time)")
     p.add_argument("--runs-dir", default="runs", help="folder for run folders (default: runs)")
@@ -91,9 +97,11 @@ def run(args) -> int:
 
         holder = lock_holder(run_dir)
         if holder is not None:
-            raise SlovoError(f"{run_dir}: cannot --overwrite: another slovo process is training in it "
-                             f"({describe_holder(holder)}); "
-                             "wait for it or stop it")
+            raise SlovoError(
+                f"{run_dir}: cannot --overwrite: another slovo process is training in it "
+                f"({describe_holder(holder)}); "
+                "wait for it or stop it"
+            )
         shutil.rmtree(run_dir)
 
     from slovo.train import train

@@ -11,21 +11,41 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset folder written by `slovo prepare`")
     p.add_argument("--time", required=True, help="the total time, probes included, e.g. 20m, 1h")
-    p.add_argument("--preset-base", default="tiny", metavar="PRESET",
-                   help="preset (tiny, small, base) or config YAML the candidates are shaped from (default tiny)")
+    p.add_argument(
+        "--preset-base",
+        default="tiny",
+        metavar="PRESET",
+        help="preset (tiny, small, base) or config YAML the candidates are shaped from (default tiny)",
+    )
     p.add_argument("--name", help="tune name (default: dataset folder and time, e.g. ruslit-8k-20m)")
     p.add_argument("--tune-dir", default="tune", help="folder for tune folders (default: tune)")
-    p.add_argument("--probe-fraction", type=float, default=0.25, metavar="F",
-                   help="share of the total spent probing (default 0.25)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="measure the shapes' speed and print the plan (candidates, probe and final budgets); "
-                        "train nothing, write nothing")
+    p.add_argument(
+        "--probe-fraction",
+        type=float,
+        default=0.25,
+        metavar="F",
+        help="share of the total spent probing (default 0.25)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="measure the shapes' speed and print the plan (candidates, probe and final budgets); "
+        "train nothing, write nothing",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar, tables or summary")
 
 
 def run(args) -> int:
     from slovo.tune import run_tune
 
-    result = run_tune(args.data, args.time, base=args.preset_base, name=args.name, tune_dir=args.tune_dir,
-                      probe_fraction=args.probe_fraction, dry_run=args.dry_run, quiet=args.quiet)
+    result = run_tune(
+        args.data,
+        args.time,
+        base=args.preset_base,
+        name=args.name,
+        tune_dir=args.tune_dir,
+        probe_fraction=args.probe_fraction,
+        dry_run=args.dry_run,
+        quiet=args.quiet,
+    )
     return 0 if result.get("dry_run") or result.get("status") in ("finished", "interrupted") else 1

@@ -14,6 +14,16 @@ from slovo.data.sources import ReadOptions, normalize_text
 from slovo.data.tokenizer import EOT_TOKEN, load_tokenizer, token_byte_lengths, train_tokenizer
 
 __all__ = [
-    "Dataset", "EOT_TOKEN", "PrepareSettings", "ReadOptions", "dtype_for_vocab", "load_dataset", "load_tokenizer",
-    "normalize_text", "prepare", "token_byte_lengths", "tokenize_source", "train_tokenizer",
+    "Dataset",
+    "EOT_TOKEN",
+    "PrepareSettings",
+    "ReadOptions",
+    "dtype_for_vocab",
+    "load_dataset",
+    "load_tokenizer",
+    "normalize_text",
+    "prepare",
+    "token_byte_lengths",
+    "tokenize_source",
+    "train_tokenizer",
 ]

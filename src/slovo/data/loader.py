@@ -12,8 +12,9 @@ import torch
 
 
 class BatchLoader:
-    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int, rank: int = 0,
-                 device: str = "cpu"):
+    def __init__(
+        self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int, rank: int = 0, device: str = "cpu"
+    ):
         if len(tokens) < seq_len + 2:
             raise ValueError(f"{len(tokens)} training tokens are fewer than one window of {seq_len + 1}")
         self.tokens = tokens

@@ -28,22 +28,33 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from slovo import __version__
 from slovo.data.shards import (
-    DEFAULT_CHUNK_BYTES, FORMAT, batch_encode, dtype_for_vocab, encode_pieces, eot_flags, load_dataset,
+    DEFAULT_CHUNK_BYTES,
+    FORMAT,
+    batch_encode,
+    dtype_for_vocab,
+    encode_pieces,
+    eot_flags,
+    load_dataset,
     split_into_chunks,
 )
 from slovo.data.sources import ReadOptions, ReadStats, iter_documents, resolve_source
 from slovo.data.split import MAX_VAL_SHARE, Corpus, Split, content_score, plan_split
 from slovo.data.tokenizer import (
-    EOT_TOKEN, check_vocab_size, eot_id_of, fast_encoder, load_tokenizer, train_tokenizer,
+    EOT_TOKEN,
+    check_vocab_size,
+    eot_id_of,
+    fast_encoder,
+    load_tokenizer,
+    train_tokenizer,
 )
 from slovo.errors import SlovoError
 from slovo.utils import atomic_write_json, process_alive, read_json_dict, sha256_file, staged_dir
@@ -102,13 +113,24 @@ class ProgressUI:
             yield lambda completed: None
             return
         from rich.progress import (
-            BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
             TimeRemainingColumn,
         )
 
         amount = DownloadColumn() if unit_bytes else MofNCompleteColumn()
-        with Progress(TextColumn("{task.description}"), BarColumn(), amount, TimeElapsedColumn(),
-                      TimeRemainingColumn(), console=self.console) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            amount,
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+        ) as progress:
             tid = progress.add_task(description, total=total)
             yield lambda completed: progress.update(tid, completed=completed)
             progress.update(tid, completed=total if total is not None else progress.tasks[0].completed)
@@ -125,8 +147,13 @@ def _settings_dict(settings: PrepareSettings) -> dict:
 
 
 def _fingerprint(source_entries: list[dict], settings: dict, tokenizer_sha: str | None) -> str:
-    payload = {"format": FORMAT, "split_rule": SPLIT_RULE, "sources": source_entries, "tokenizer_sha256": tokenizer_sha,
-               "settings": {k: v for k, v in settings.items() if k != "tokenizer"}}  # the sha stands for the path
+    payload = {
+        "format": FORMAT,
+        "split_rule": SPLIT_RULE,
+        "sources": source_entries,
+        "tokenizer_sha256": tokenizer_sha,
+        "settings": {k: v for k, v in settings.items() if k != "tokenizer"},
+    }  # the sha stands for the path
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -140,8 +167,11 @@ def _what_differs(old: dict, settings: dict, source_entries: list[dict]) -> str:
 
 def _older_split_rule(old: dict, settings: dict, source_entries: list[dict]) -> bool:
     """A dataset slovo prepared from the same sources and settings, but with an older split rule."""
-    return (old.get("settings") == json.loads(json.dumps(settings, default=str))
-            and old.get("sources") == source_entries and old.get("split", {}).get("rule") != SPLIT_RULE)
+    return (
+        old.get("settings") == json.loads(json.dumps(settings, default=str))
+        and old.get("sources") == source_entries
+        and old.get("split", {}).get("rule") != SPLIT_RULE
+    )
 
 
 def _remove_stale_temp_dirs(out: Path) -> None:
@@ -178,8 +208,12 @@ def _read_and_spool(sources, settings: PrepareSettings, spool_path: Path, ui: Pr
             doc_bytes.append(len(data))
             doc_scores.append(content_score(data))
             update(stats.disk_bytes_done if total else stats.bytes)
-    return Corpus(np.frombuffer(piece_lengths, np.uint32), np.frombuffer(doc_pieces, np.uint32),
-                  np.frombuffer(doc_bytes, np.int64), np.frombuffer(doc_scores, np.uint64))
+    return Corpus(
+        np.frombuffer(piece_lengths, np.uint32),
+        np.frombuffer(doc_pieces, np.uint32),
+        np.frombuffer(doc_bytes, np.int64),
+        np.frombuffer(doc_scores, np.uint64),
+    )
 
 
 class _Spool:
@@ -256,13 +290,25 @@ def _choose_validation(split: Split, settings: PrepareSettings, encoder, spool: 
         val = split.choose_val(want)
         n_tok = _count_tokens(encoder, spool, split, val, counted)
     if n_tok < settings.min_val_tokens:
-        log(f"warning: validation has {n_tok} tokens, fewer than --min-val-tokens {settings.min_val_tokens}: "
-            f"the corpus is too small to hold out more than {max(MAX_VAL_SHARE, settings.val_fraction):.0%} of it")
+        log(
+            f"warning: validation has {n_tok} tokens, fewer than --min-val-tokens {settings.min_val_tokens}: "
+            f"the corpus is too small to hold out more than {max(MAX_VAL_SHARE, settings.val_fraction):.0%} of it"
+        )
     return val
 
 
-def _write_split(path: Path, spool: _Spool, corpus: Corpus, piece_ids: np.ndarray, flags: np.ndarray, encoder,
-                 eot_id: int, dtype, update: Callable[[int], None], done_before: int = 0) -> int:
+def _write_split(
+    path: Path,
+    spool: _Spool,
+    corpus: Corpus,
+    piece_ids: np.ndarray,
+    flags: np.ndarray,
+    encoder,
+    eot_id: int,
+    dtype,
+    update: Callable[[int], None],
+    done_before: int = 0,
+) -> int:
     """Encode pieces (corpus order) a batch at a time and append them to `path`; returns the tokens written."""
     n = 0
     done = done_before
@@ -279,8 +325,16 @@ def _write_split(path: Path, spool: _Spool, corpus: Corpus, piece_ids: np.ndarra
     return n
 
 
-def prepare(specs: list[str], out_dir: str | Path, settings: PrepareSettings | None = None, *, force: bool = False,
-            command: str = "", ui: ProgressUI | None = None, log: Callable[[str], None] = print) -> dict:
+def prepare(
+    specs: list[str],
+    out_dir: str | Path,
+    settings: PrepareSettings | None = None,
+    *,
+    force: bool = False,
+    command: str = "",
+    ui: ProgressUI | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Build (or reuse) the dataset folder `out_dir` from the text sources `specs`; return its meta.
 
     The returned dict is meta.json's content plus ``reused`` (bool) and ``seconds`` (this call's time).
@@ -304,8 +358,10 @@ def prepare(specs: list[str], out_dir: str | Path, settings: PrepareSettings | N
         tok_file = tok_file / "tokenizer.json" if tok_file.is_dir() else tok_file
         given_sha = sha256_file(tok_file)
         if settings.vocab_size is not None and settings.vocab_size != given_tok.get_vocab_size():
-            raise SlovoError(f"--vocab-size {settings.vocab_size}: the tokenizer {settings.tokenizer} has "
-                             f"{given_tok.get_vocab_size()} entries; drop --vocab-size when reusing a tokenizer")
+            raise SlovoError(
+                f"--vocab-size {settings.vocab_size}: the tokenizer {settings.tokenizer} has "
+                f"{given_tok.get_vocab_size()} entries; drop --vocab-size when reusing a tokenizer"
+            )
 
     source_entries = [e for s in sources for e in s.describe()]
     settings_d = _settings_dict(settings)
@@ -323,12 +379,16 @@ def prepare(specs: list[str], out_dir: str | Path, settings: PrepareSettings | N
             except SlovoError as e:
                 log(f"{out} is damaged ({e}); rebuilding it")
         elif not force and _older_split_rule(old, settings_d, source_entries):
-            log(f"rebuilding {out}: it was prepared from the same sources and settings by an older slovo, "
-                f"whose validation split had neighbours of the same documents in training")
+            log(
+                f"rebuilding {out}: it was prepared from the same sources and settings by an older slovo, "
+                f"whose validation split had neighbours of the same documents in training"
+            )
         elif not force:
             differs = _what_differs(old, settings_d, source_entries)
-            raise SlovoError(f"--out {out}: holds a dataset prepared differently ({differs}); "
-                             f"pass --force to overwrite it or choose another --out")
+            raise SlovoError(
+                f"--out {out}: holds a dataset prepared differently ({differs}); "
+                f"pass --force to overwrite it or choose another --out"
+            )
     elif out.is_dir() and any(out.iterdir()):
         # Never delete a folder that slovo did not write, even with --force (think --out ~).
         raise SlovoError(f"--out {out}: exists, is not empty and is not a dataset folder; choose another --out")
@@ -340,8 +400,9 @@ def prepare(specs: list[str], out_dir: str | Path, settings: PrepareSettings | N
     return {**meta, "reused": False, "seconds": time.time() - t0}
 
 
-def _train_or_copy_tokenizer(tmp: Path, settings: PrepareSettings, given_tok, split: Split, spool: _Spool,
-                             ui: ProgressUI, log) -> tuple[object, Path, int]:
+def _train_or_copy_tokenizer(
+    tmp: Path, settings: PrepareSettings, given_tok, split: Split, spool: _Spool, ui: ProgressUI, log
+) -> tuple[object, Path, int]:
     tok_path = tmp / "tokenizer.json"
     if given_tok is not None:
         src = Path(settings.tokenizer)
@@ -350,19 +411,34 @@ def _train_or_copy_tokenizer(tmp: Path, settings: PrepareSettings, given_tok, sp
     sample = _tokenizer_sample(split, settings.tokenizer_sample_bytes)
     sample_bytes = int(split.corpus.piece_lengths[sample].astype(np.int64).sum())
     if ui.enabled:
-        ui.console.print(f"training a {settings.vocab_size}-token byte-level BPE "
-                         f"on {sample_bytes / 1e6:.1f} MB of training text")
-    tokenizer = train_tokenizer((spool.text(i) for i in sample), settings.vocab_size,
-                                length=len(sample), show_progress=ui.enabled)
+        ui.console.print(
+            f"training a {settings.vocab_size}-token byte-level BPE on {sample_bytes / 1e6:.1f} MB of training text"
+        )
+    tokenizer = train_tokenizer(
+        (spool.text(i) for i in sample), settings.vocab_size, length=len(sample), show_progress=ui.enabled
+    )
     if tokenizer.get_vocab_size() < settings.vocab_size:
-        log(f"warning: the corpus only supports {tokenizer.get_vocab_size()} tokens, fewer than "
-            f"--vocab-size {settings.vocab_size}")
+        log(
+            f"warning: the corpus only supports {tokenizer.get_vocab_size()} tokens, fewer than "
+            f"--vocab-size {settings.vocab_size}"
+        )
     tokenizer.save(str(tok_path))
     return tokenizer, tok_path, sample_bytes
 
 
-def _build(tmp: Path, sources, settings: PrepareSettings, given_tok, source_entries, settings_d, fingerprint,
-           command, ui: ProgressUI, log, t0: float) -> dict:
+def _build(
+    tmp: Path,
+    sources,
+    settings: PrepareSettings,
+    given_tok,
+    source_entries,
+    settings_d,
+    fingerprint,
+    command,
+    ui: ProgressUI,
+    log,
+    t0: float,
+) -> dict:
     stats = ReadStats()
     spool_path = tmp / "spool.tmp"
     timing, t_phase = {}, time.time()
@@ -378,8 +454,10 @@ def _build(tmp: Path, sources, settings: PrepareSettings, given_tok, source_entr
     if stats.documents == 0:
         raise SlovoError(f"{specs}: empty corpus: no non-empty documents ({stats.empty} empty ones dropped)")
     if corpus.n_pieces < 2:
-        raise SlovoError(f"{specs}: corpus too small to split ({stats.bytes} bytes in one document); "
-                         f"need at least two documents or one longer than --chunk-bytes {settings.chunk_bytes}")
+        raise SlovoError(
+            f"{specs}: corpus too small to split ({stats.bytes} bytes in one document); "
+            f"need at least two documents or one longer than --chunk-bytes {settings.chunk_bytes}"
+        )
 
     spool = _Spool(spool_path, corpus)
     try:
@@ -407,20 +485,37 @@ def _build(tmp: Path, sources, settings: PrepareSettings, given_tok, source_entr
         val_bytes = int(corpus.piece_lengths[val_ids].astype(np.int64).sum())
         with ui.task("encoding", corpus.total_bytes) as update:
             n_val = _write_split(tmp / "val.bin", spool, corpus, val_ids, val_flags, encoder, eot_id, dtype, update)
-            n_train = _write_split(tmp / "train.bin", spool, corpus, train_ids, train_flags, encoder, eot_id, dtype,
-                                   update, done_before=val_bytes)
+            n_train = _write_split(
+                tmp / "train.bin",
+                spool,
+                corpus,
+                train_ids,
+                train_flags,
+                encoder,
+                eot_id,
+                dtype,
+                update,
+                done_before=val_bytes,
+            )
         phase_done("encoding")
     finally:
         spool.close()
         spool_path.unlink(missing_ok=True)
 
     def split_meta(name, ids, flags, n_tokens):
-        return {"file": f"{name}.bin", "tokens": int(n_tokens), "documents": split.documents_in(ids),
-                "bytes": int(corpus.piece_lengths[ids].astype(np.int64).sum()), "segments": int(flags.sum()),
-                "pieces": int(len(ids))}
+        return {
+            "file": f"{name}.bin",
+            "tokens": int(n_tokens),
+            "documents": split.documents_in(ids),
+            "bytes": int(corpus.piece_lengths[ids].astype(np.int64).sum()),
+            "segments": int(flags.sum()),
+            "pieces": int(len(ids)),
+        }
 
-    splits = {"train": split_meta("train", train_ids, train_flags, n_train),
-              "val": split_meta("val", val_ids, val_flags, n_val)}
+    splits = {
+        "train": split_meta("train", train_ids, train_flags, n_train),
+        "val": split_meta("val", val_ids, val_flags, n_val),
+    }
     meta = {
         "format": FORMAT,
         "dtype": dtype.name,
@@ -428,19 +523,33 @@ def _build(tmp: Path, sources, settings: PrepareSettings, given_tok, source_entr
         "eot_token": EOT_TOKEN,
         "eot_id": int(eot_id),
         "splits": splits,
-        "split": {"unit": split.unit, "train_documents": splits["train"]["documents"],
-                  "val_documents": splits["val"]["documents"], "reason": split.reason, "rule": SPLIT_RULE},
-        "tokenizer": {"file": "tokenizer.json", "sha256": sha256_file(tok_path), "trained": given_tok is None,
-                      "from": str(Path(settings.tokenizer).resolve()) if given_tok is not None else None,
-                      "sample_bytes": sample_bytes},
+        "split": {
+            "unit": split.unit,
+            "train_documents": splits["train"]["documents"],
+            "val_documents": splits["val"]["documents"],
+            "reason": split.reason,
+            "rule": SPLIT_RULE,
+        },
+        "tokenizer": {
+            "file": "tokenizer.json",
+            "sha256": sha256_file(tok_path),
+            "trained": given_tok is None,
+            "from": str(Path(settings.tokenizer).resolve()) if given_tok is not None else None,
+            "sample_bytes": sample_bytes,
+        },
         "sources": source_entries,
-        "reading": {"documents": stats.documents, "empty_dropped": stats.empty, "bytes": stats.bytes,
-                    "capped": stats.capped, "split_long_documents": stats.split_long_documents},
+        "reading": {
+            "documents": stats.documents,
+            "empty_dropped": stats.empty,
+            "bytes": stats.bytes,
+            "capped": stats.capped,
+            "split_long_documents": stats.split_long_documents,
+        },
         "settings": settings_d,
         "fingerprint": fingerprint,
         "slovo_version": __version__,
         "command": command,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(time.time() - t0, 2),
         "timing": timing,  # seconds per phase
     }

@@ -10,9 +10,9 @@ each other in the same split are joined again, and `<|endoftext|>` goes only whe
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -104,8 +104,10 @@ def _open_shard(path: Path, dtype: np.dtype, tokens: int, dataset_dir: Path) -> 
         raise SlovoError(f"{path}: missing; {dataset_dir} is not a complete dataset, rerun slovo prepare with --force")
     size = path.stat().st_size
     if size != tokens * dtype.itemsize:
-        raise SlovoError(f"{path}: {size} bytes but meta.json says {tokens} {dtype.name} tokens; "
-                         f"the dataset is damaged, rerun slovo prepare with --force")
+        raise SlovoError(
+            f"{path}: {size} bytes but meta.json says {tokens} {dtype.name} tokens; "
+            f"the dataset is damaged, rerun slovo prepare with --force"
+        )
     if tokens == 0:
         return np.zeros(0, dtype=dtype)  # numpy cannot memory-map an empty file
     return np.memmap(path, dtype=dtype, mode="r", shape=(tokens,))
@@ -116,8 +118,9 @@ def load_dataset(path: str | Path) -> Dataset:
     d = Path(path)
     meta_path = d / "meta.json"
     if not d.is_dir() or not meta_path.is_file():
-        raise SlovoError(f"{path}: not a prepared dataset (no meta.json); "
-                         f"run `slovo prepare --data SOURCE --out {path}` first")
+        raise SlovoError(
+            f"{path}: not a prepared dataset (no meta.json); run `slovo prepare --data SOURCE --out {path}` first"
+        )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -126,21 +129,37 @@ def load_dataset(path: str | Path) -> Dataset:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise SlovoError(f"{meta_path}: format {found!r}, expected {FORMAT!r}")
     dtype = np.dtype(meta["dtype"])
-    splits = {name: _open_shard(d / meta["splits"][name]["file"], dtype, int(meta["splits"][name]["tokens"]), d)
-              for name in ("train", "val")}
+    splits = {
+        name: _open_shard(d / meta["splits"][name]["file"], dtype, int(meta["splits"][name]["tokens"]), d)
+        for name in ("train", "val")
+    }
     tok_path = d / meta["tokenizer"]["file"]
     if not tok_path.is_file():
         raise SlovoError(f"{tok_path}: missing; rerun slovo prepare with --force")
-    return Dataset(dir=d, meta=meta, train=splits["train"], val=splits["val"], tokenizer_path=tok_path,
-                   vocab_size=int(meta["vocab_size"]), eot_id=int(meta["eot_id"]))
+    return Dataset(
+        dir=d,
+        meta=meta,
+        train=splits["train"],
+        val=splits["val"],
+        tokenizer_path=tok_path,
+        vocab_size=int(meta["vocab_size"]),
+        eot_id=int(meta["eot_id"]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # encoding a whole source (slovo eval --data SOURCE)
 
 
-def tokenize_source(spec: str | list[str], tokenizer, text_field: str = "text", *, options=None,
-                    chunk_bytes: int = DEFAULT_CHUNK_BYTES, batch_bytes: int = 4 << 20) -> tuple[np.ndarray, int]:
+def tokenize_source(
+    spec: str | list[str],
+    tokenizer,
+    text_field: str = "text",
+    *,
+    options=None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    batch_bytes: int = 4 << 20,
+) -> tuple[np.ndarray, int]:
     """Encode every document of a text source the way prepare encodes a split.
 
     `tokenizer` is a `tokenizers.Tokenizer` or a path to a tokenizer.json (or a folder holding one);

@@ -25,9 +25,9 @@ import os
 import socket
 import unicodedata
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 from slovo.errors import SlovoError
@@ -131,14 +131,16 @@ def resolve_source(spec: str) -> Source:
             raise SlovoError(f"{spec}: the folder holds no {'/'.join(supported_suffixes())} files")
         return Source(spec=spec, files=[p.resolve() for p in files])
     if not _suffix_kind(path):
-        raise SlovoError(f"{spec}: unsupported file type; expected one of {', '.join(supported_suffixes())} "
-                         f"(or a folder, a glob, hf:NAME)")
+        raise SlovoError(
+            f"{spec}: unsupported file type; expected one of {', '.join(supported_suffixes())} "
+            f"(or a folder, a glob, hf:NAME)"
+        )
     return Source(spec=spec, files=[path.resolve()])
 
 
 def parse_hub_spec(spec: str) -> tuple[str, str | None, str]:
     """``hf:NAME[:CONFIG[:SPLIT]]`` -> (name, config or None, split, default ``train``)."""
-    parts = spec[len(HUB_PREFIX):].split(":")
+    parts = spec[len(HUB_PREFIX) :].split(":")
     if not parts[0] or len(parts) > 3:
         raise SlovoError(f"{spec}: expected hf:NAME[:CONFIG[:SPLIT]], e.g. hf:wikimedia/wikipedia:20231101.ru")
     name = parts[0]
@@ -150,8 +152,12 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None, str]:
 def _suffix_kind(path: Path) -> str | None:
     """The FILE_READERS entry whose suffix `path` ends with (the longest match: `.jsonl.gz` before `.gz`)."""
     name = path.name.lower()
-    matches = [(len(suffix), kind) for kind, (suffixes, _) in FILE_READERS.items() for suffix in suffixes
-               if name.endswith(suffix)]
+    matches = [
+        (len(suffix), kind)
+        for kind, (suffixes, _) in FILE_READERS.items()
+        for suffix in suffixes
+        if name.endswith(suffix)
+    ]
     return max(matches)[1] if matches else None
 
 
@@ -174,8 +180,9 @@ def _file_entry(path: Path) -> dict:
 # reading
 
 
-def iter_documents(sources: list[Source], opts: ReadOptions,
-                   stats: ReadStats | None = None) -> Iterator[tuple[str, str]]:
+def iter_documents(
+    sources: list[Source], opts: ReadOptions, stats: ReadStats | None = None
+) -> Iterator[tuple[str, str]]:
     """Yield ``(doc_id, text)`` for every non-empty normalised document of the sources, in order.
 
     The caps in `opts` apply over all sources together; `stats` (if given) is updated as reading goes.
@@ -199,8 +206,9 @@ def iter_documents(sources: list[Source], opts: ReadOptions,
                 stats.documents += 1
                 stats.bytes += len(text.encode("utf-8"))
                 yield doc_id, text
-                if (opts.max_docs and stats.documents >= opts.max_docs) or \
-                        (opts.max_bytes and stats.bytes >= opts.max_bytes):
+                if (opts.max_docs and stats.documents >= opts.max_docs) or (
+                    opts.max_bytes and stats.bytes >= opts.max_bytes
+                ):
                     stats.capped = True
                     return
             if path is not None:
@@ -223,8 +231,9 @@ def _check_encoding(name: str) -> None:
     try:
         codecs.lookup(name)
     except LookupError:
-        raise SlovoError(f"--encoding {name}: unknown encoding; use a Python codec name such as utf-8 "
-                         f"or cp1251") from None
+        raise SlovoError(
+            f"--encoding {name}: unknown encoding; use a Python codec name such as utf-8 or cp1251"
+        ) from None
 
 
 def _cut_long(text: str, limit: int) -> int:
@@ -237,8 +246,9 @@ def _cut_long(text: str, limit: int) -> int:
     return limit
 
 
-def _read_text(path: Path, separator: str | None, encoding: str,
-               stats: ReadStats | None = None) -> Iterator[tuple[str, str, int]]:
+def _read_text(
+    path: Path, separator: str | None, encoding: str, stats: ReadStats | None = None
+) -> Iterator[tuple[str, str, int]]:
     """A text file: one document, or one per `separator`-delimited piece. Read in blocks so a huge file
     never has to fit in memory at once: a document longer than MAX_DOCUMENT_CHARS is cut into several."""
     _check_encoding(encoding)
@@ -256,7 +266,7 @@ def _read_text(path: Path, separator: str | None, encoding: str,
             try:
                 text = decoder.decode(block, final=not block)
             except UnicodeDecodeError as e:
-                raise _encoding_error(path, encoding, offset - len(buffered) + e.start, e.object[e.start:]) from None
+                raise _encoding_error(path, encoding, offset - len(buffered) + e.start, e.object[e.start :]) from None
             offset += len(block)
             pending += text
             if separator is not None:
@@ -297,13 +307,13 @@ def _read_jsonl(path: Path, text_field: str, encoding: str) -> Iterator[tuple[st
                 try:
                     text = line.decode(encoding)
                 except UnicodeDecodeError as e:
-                    raise _encoding_error(path, encoding, start + e.start, line[e.start:], compressed) from None
+                    raise _encoding_error(path, encoding, start + e.start, line[e.start :], compressed) from None
                 if line_no == 1 and text.lstrip("\ufeff \t\r\n").startswith("["):
                     rest = line + f.read()
                     try:
                         whole = rest.decode(encoding)
                     except UnicodeDecodeError as e:
-                        raise _encoding_error(path, encoding, e.start, rest[e.start:], compressed) from None
+                        raise _encoding_error(path, encoding, e.start, rest[e.start :], compressed) from None
                     yield from _json_array_docs(path, whole, text_field)
                     return
                 if not text.strip():
@@ -311,8 +321,9 @@ def _read_jsonl(path: Path, text_field: str, encoding: str) -> Iterator[tuple[st
                 try:
                     obj = json.loads(text)
                 except json.JSONDecodeError as e:
-                    raise SlovoError(f"{path}:{line_no}: not valid JSON ({e.msg}); "
-                                     f"each line must be one JSON object") from None
+                    raise SlovoError(
+                        f"{path}:{line_no}: not valid JSON ({e.msg}); each line must be one JSON object"
+                    ) from None
                 doc_id, doc_text = _doc_from_record(path, line_no, obj, text_field)
                 yield doc_id, doc_text, raw.tell()
         except (gzip.BadGzipFile, EOFError, zlib.error) as e:
@@ -388,15 +399,18 @@ def _import_datasets():
 
 
 def _offline_hint(spec: str) -> str:
-    return (f"{spec}: cannot reach the Hugging Face hub; without internet, download the dataset's parquet "
-            f"files elsewhere and pass a local path instead (e.g. --data 'wiki/*.parquet')")
+    return (
+        f"{spec}: cannot reach the Hugging Face hub; without internet, download the dataset's parquet "
+        f"files elsewhere and pass a local path instead (e.g. --data 'wiki/*.parquet')"
+    )
 
 
 def _check_hub_reachable(spec: str) -> None:
     """Fail in a second with one clear line when the hub cannot be reached, instead of `datasets`
     retrying for half a minute and then raising a ConnectionError."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or \
-            os.environ.get("HF_DATASETS_OFFLINE", "0").lower() in ("1", "true", "yes"):
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or os.environ.get(
+        "HF_DATASETS_OFFLINE", "0"
+    ).lower() in ("1", "true", "yes"):
         return  # offline mode: `datasets` may still serve the dataset from its local cache
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = url.port or (443 if url.scheme == "https" else 80)
@@ -437,8 +451,9 @@ def _read_hub(source: Source, opts: ReadOptions) -> Iterator[tuple[str, str | No
     features = getattr(ds, "features", None)
     if features is not None:
         if opts.text_field not in features:
-            raise SlovoError(f"{source.spec}: no field '{opts.text_field}' (fields: {', '.join(features)}); "
-                             f"pass --text-field NAME")
+            raise SlovoError(
+                f"{source.spec}: no field '{opts.text_field}' (fields: {', '.join(features)}); pass --text-field NAME"
+            )
         keep = [opts.text_field] + (["id"] if "id" in features and opts.text_field != "id" else [])
         ds = ds.select_columns(keep)  # skip decoding url/title and other columns we do not use
     try:
@@ -461,7 +476,10 @@ def _read_hub(source: Source, opts: ReadOptions) -> Iterator[tuple[str, str | No
 FileReader = Callable[[Path, "ReadOptions", "ReadStats"], Iterator[tuple[str, "str | None", int]]]
 FILE_READERS: dict[str, tuple[tuple[str, ...], FileReader]] = {
     "text": ((".txt", ".text", ".md"), lambda path, o, st: _read_text(path, o.separator, o.encoding, st)),
-    "json": ((".jsonl", ".json", ".jsonl.gz", ".json.gz"), lambda path, o, st: _read_jsonl(path, o.text_field, o.encoding)),
+    "json": (
+        (".jsonl", ".json", ".jsonl.gz", ".json.gz"),
+        lambda path, o, st: _read_jsonl(path, o.text_field, o.encoding),
+    ),
     "parquet": ((".parquet",), lambda path, o, st: _read_parquet(path, o.text_field)),
 }
 

@@ -22,8 +22,8 @@ validation text whatever `min_val_tokens` adds later.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -98,7 +98,7 @@ class Split:
     def choose_val(self, target_bytes: float) -> np.ndarray:
         """The first reserve units (ascending score) that make up at least `target_bytes`, or the whole reserve."""
         cum = np.cumsum(self.unit_bytes[self.reserve])
-        return self.reserve[:int(np.searchsorted(cum, target_bytes, side="left")) + 1]
+        return self.reserve[: int(np.searchsorted(cum, target_bytes, side="left")) + 1]
 
     def pieces_of(self, units: np.ndarray) -> np.ndarray:
         """Piece ids of `units`, in corpus order."""
@@ -152,13 +152,16 @@ def _documents_too_few_or_too_big(corpus: Corpus) -> str | None:
         return "the corpus is a single document"
     biggest = int(corpus.doc_bytes.max())
     if biggest > MAX_DOC_SHARE * total:
-        return (f"one document holds {biggest / total:.0%} of the text (more than {MAX_DOC_SHARE:.0%}), "
-                f"too much to go to either side whole")
+        return (
+            f"one document holds {biggest / total:.0%} of the text (more than {MAX_DOC_SHARE:.0%}), "
+            f"too much to go to either side whole"
+        )
     return None
 
 
-def plan_split(corpus: Corpus, val_fraction: float, piece_scores: Callable[[], np.ndarray],
-               min_val_tokens: int = 0) -> Split:
+def plan_split(
+    corpus: Corpus, val_fraction: float, piece_scores: Callable[[], np.ndarray], min_val_tokens: int = 0
+) -> Split:
     """Split by document if the corpus allows it, else by piece (with the reason); `piece_scores()` gives
     the pieces' content scores and is only called for a split by piece."""
     total = corpus.total_bytes
@@ -170,8 +173,9 @@ def plan_split(corpus: Corpus, val_fraction: float, piece_scores: Callable[[], n
         reserve, outside = _units(corpus.doc_scores, corpus.doc_bytes, largest, cap)
         if corpus.doc_bytes[reserve].sum() >= val_fraction * total:
             return Split(corpus, "document", None, corpus.doc_bytes, reserve, outside)
-        reason = (f"whole documents no larger than {largest / total:.0%} of the text cannot make up "
-                  f"{val_fraction:.0%} of it")
+        reason = (
+            f"whole documents no larger than {largest / total:.0%} of the text cannot make up {val_fraction:.0%} of it"
+        )
     sizes = corpus.piece_lengths.astype(np.int64)
     reserve, outside = _units(piece_scores(), sizes, largest, cap)
     if len(reserve) == 0 and len(outside) > 1:  # every piece is larger than the share: still hold one out

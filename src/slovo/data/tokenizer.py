@@ -9,9 +9,9 @@ loads in `transformers.PreTrainedTokenizerFast(tokenizer_file=...)` with the sam
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -25,8 +25,10 @@ MAX_VOCAB = 1 << 18  # 262144: far beyond what a small model can use, and a typo
 def check_vocab_size(vocab_size: int) -> None:
     if not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
         what = "too small" if vocab_size < MIN_VOCAB else "too large"
-        raise SlovoError(f"--vocab-size {vocab_size}: {what}; choose between {MIN_VOCAB} (256 bytes + {EOT_TOKEN}) "
-                         f"and {MAX_VOCAB} (8192 is a good start for small models)")
+        raise SlovoError(
+            f"--vocab-size {vocab_size}: {what}; choose between {MIN_VOCAB} (256 bytes + {EOT_TOKEN}) "
+            f"and {MAX_VOCAB} (8192 is a good start for small models)"
+        )
 
 
 def enable_parallelism() -> None:

@@ -31,5 +31,10 @@ def write_report(paths: list[str | Path], out: str | Path, title: str | None = N
     runs, sweeps = collect(paths)
     page = build_report(runs, sweeps, title)
     atomic_write_text(out, page)
-    return {"path": str(out), "runs": len(runs), "sweeps": len(sweeps), "plots": page.count('<figure class="plot"'),
-            "bytes": len(page.encode("utf-8"))}
+    return {
+        "path": str(out),
+        "runs": len(runs),
+        "sweeps": len(sweeps),
+        "plots": page.count('<figure class="plot"'),
+        "bytes": len(page.encode("utf-8")),
+    }

@@ -32,8 +32,11 @@ def collect(paths: list[str | Path]) -> tuple[list[RunInfo], list[SweepFolder]]:
             continue
         found = find_runs(path)
         # the folder itself may be a sweep, or a folder of sweeps (`slovo report sweeps`)
-        sweep_dirs = [path] if is_sweep_dir(path) else sorted(
-            child for child in path.iterdir() if child.is_dir() and is_sweep_dir(child))
+        sweep_dirs = (
+            [path]
+            if is_sweep_dir(path)
+            else sorted(child for child in path.iterdir() if child.is_dir() and is_sweep_dir(child))
+        )
         sweeps.extend(read_sweep_folder(d) for d in sweep_dirs)
         if not found and not sweep_dirs:
             raise SlovoError(f"{path}: no run folders in it (a run folder has summary.json)")

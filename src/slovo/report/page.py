@@ -31,8 +31,7 @@ def _asset(name: str) -> str:
 
 
 def _run_cell(i: int, run: RunInfo, colors: list[str]) -> str:
-    return (f'<td data-run="{i}"><span class="swatch" style="background:{colors[i]}"></span>'
-            f'{_e(run.label)}</td>')
+    return f'<td data-run="{i}"><span class="swatch" style="background:{colors[i]}"></span>{_e(run.label)}</td>'
 
 
 def _status(status: str) -> str:
@@ -41,25 +40,39 @@ def _status(status: str) -> str:
 
 def runs_section(runs: list[RunInfo], colors: list[str]) -> str:
     best = min((r.eval_bpb for r in runs if r.eval_bpb is not None), default=None)
-    head = ("<tr><th>run</th><th>status</th><th>preset</th><th>budget</th><th>steps</th><th>tokens</th>"
-            "<th>train time</th><th>eval loss</th><th>eval bpb</th><th>best loss</th><th>best bpb</th>"
-            "<th>tokens/s</th><th>params</th><th>folder</th></tr>")
+    head = (
+        "<tr><th>run</th><th>status</th><th>preset</th><th>budget</th><th>steps</th><th>tokens</th>"
+        "<th>train time</th><th>eval loss</th><th>eval bpb</th><th>best loss</th><th>best bpb</th>"
+        "<th>tokens/s</th><th>params</th><th>folder</th></tr>"
+    )
     rows = []
     for i, r in enumerate(runs):
         cls = ' class="best"' if best is not None and r.eval_bpb == best and len(runs) > 1 else ""
         params = r.summary.get("params") or r.run_json.get("params")
-        nums = [human_count(r.steps), human_count(r.tokens), format_duration(r.train_runtime), format_float(r.eval_loss),
-                format_float(r.eval_bpb), format_float(r.best_loss), format_float(r.best_bpb),
-                human_count(r.tokens_per_second), human_count(params if isinstance(params, (int, float)) else None)]
-        rows.append(f"<tr{cls}>{_run_cell(i, r, colors)}<td>{_status(r.status)}</td><td>{_e(r.preset or '-')}</td>"
-                    f"<td>{_e(budget_text(r.budget))}</td>" + "".join(f'<td class="num">{_e(n)}</td>' for n in nums)
-                    + f'<td class="note">{_e(_short_path(r.path))}</td></tr>')
+        nums = [
+            human_count(r.steps),
+            human_count(r.tokens),
+            format_duration(r.train_runtime),
+            format_float(r.eval_loss),
+            format_float(r.eval_bpb),
+            format_float(r.best_loss),
+            format_float(r.best_bpb),
+            human_count(r.tokens_per_second),
+            human_count(params if isinstance(params, (int, float)) else None),
+        ]
+        rows.append(
+            f"<tr{cls}>{_run_cell(i, r, colors)}<td>{_status(r.status)}</td><td>{_e(r.preset or '-')}</td>"
+            f"<td>{_e(budget_text(r.budget))}</td>"
+            + "".join(f'<td class="num">{_e(n)}</td>' for n in nums)
+            + f'<td class="note">{_e(_short_path(r.path))}</td></tr>'
+        )
     errors = [(r, r.summary.get("error")) for r in runs if r.summary.get("error")]
-    notes = "".join(f'<p class="note">{_e(r.label)} failed: {_e(str(err))}</p>'
-                    for r, err in errors)
-    return (f'<section id="runs"><h2>Runs</h2><div class="scroll"><table>{head}{"".join(rows)}</table></div>'
-            f'{notes}<p class="note">best final eval bpb in bold. bpb (bits per byte) compares runs with '
-            f"different tokenizers; loss does not.</p></section>")
+    notes = "".join(f'<p class="note">{_e(r.label)} failed: {_e(str(err))}</p>' for r, err in errors)
+    return (
+        f'<section id="runs"><h2>Runs</h2><div class="scroll"><table>{head}{"".join(rows)}</table></div>'
+        f'{notes}<p class="note">best final eval bpb in bold. bpb (bits per byte) compares runs with '
+        f"different tokenizers; loss does not.</p></section>"
+    )
 
 
 def _short_path(path: Path) -> str:
@@ -72,15 +85,20 @@ def _short_path(path: Path) -> str:
 
 
 def _legend(runs: list[RunInfo], colors: list[str]) -> str:
-    items = "".join(f'<span data-run="{i}"><span class="swatch" style="background:{colors[i]}"></span>'
-                    f"{_e(r.label)}</span>" for i, r in enumerate(runs))
+    items = "".join(
+        f'<span data-run="{i}"><span class="swatch" style="background:{colors[i]}"></span>{_e(r.label)}</span>'
+        for i, r in enumerate(runs)
+    )
     return f'<div class="legend">{items}</div>'
 
 
 def curves_section(runs: list[RunInfo], colors: list[str], first_fig: int) -> tuple[str, int]:
-    parts = ['<section id="curves"><h2>Curves</h2>', _legend(runs, colors),
-             '<p class="note">hover a run\'s name to bring its lines forward. Train loss: light = logged, '
-             "solid = smoothed (EMA); its y axis (and grad norm's) fits the part after the first steps.</p>"]
+    parts = [
+        '<section id="curves"><h2>Curves</h2>',
+        _legend(runs, colors),
+        '<p class="note">hover a run\'s name to bring its lines forward. Train loss: light = logged, '
+        "solid = smoothed (EMA); its y axis (and grad norm's) fits the part after the first steps.</p>",
+    ]
     fig_no, count = first_fig, 0
     for heading, plots in (("Loss", LOSS_PLOTS), ("Optimisation", OPTIM_PLOTS)):
         figures = []
@@ -92,7 +110,7 @@ def curves_section(runs: list[RunInfo], colors: list[str], first_fig: int) -> tu
             else:
                 count += 1
                 figures.append(f'<figure class="plot" data-metric="{_e(metric)}" data-x="{_e(x_key)}">{svg}</figure>')
-        parts.append(f"<h3>{heading}</h3><div class=\"grid\">{''.join(figures)}</div>")
+        parts.append(f'<h3>{heading}</h3><div class="grid">{"".join(figures)}</div>')
     parts.append("</section>")
     return "".join(parts), count
 
@@ -120,9 +138,14 @@ def config_section(runs: list[RunInfo], colors: list[str]) -> str:
     for f in flat:
         keys.extend(k for k in f if k not in keys)
     differing = [k for k in keys if len({_show(f[k]) if k in f else "\0" for f in flat}) > 1]
-    head = "<tr><th>setting</th>" + "".join(
-        f'<th data-run="{i}"><span class="swatch" style="background:{colors[i]}"></span>{_e(r.label)}</th>'
-        for i, r in enumerate(runs)) + "</tr>"
+    head = (
+        "<tr><th>setting</th>"
+        + "".join(
+            f'<th data-run="{i}"><span class="swatch" style="background:{colors[i]}"></span>{_e(r.label)}</th>'
+            for i, r in enumerate(runs)
+        )
+        + "</tr>"
+    )
 
     def rows(which: list[str]) -> str:
         out = []
@@ -135,18 +158,24 @@ def config_section(runs: list[RunInfo], colors: list[str]) -> str:
     parts = ['<section id="config"><h2>Config</h2>']
     if len(runs) > 1:
         if differing:
-            parts.append(f'<p class="note">{len(differing)} of {len(keys)} settings differ between the runs '
-                         f"(highlighted).</p><div class=\"scroll\"><table>{head}{rows(differing)}</table></div>")
+            parts.append(
+                f'<p class="note">{len(differing)} of {len(keys)} settings differ between the runs '
+                f'(highlighted).</p><div class="scroll"><table>{head}{rows(differing)}</table></div>'
+            )
         else:
             parts.append(f'<p class="note">all {len(keys)} settings are the same in every run.</p>')
-    parts.append(f"<details{' open' if len(runs) == 1 else ''}><summary>all {len(keys)} settings</summary>"
-                 f'<div class="scroll"><table>{head}{rows(keys)}</table></div></details></section>')
+    parts.append(
+        f"<details{' open' if len(runs) == 1 else ''}><summary>all {len(keys)} settings</summary>"
+        f'<div class="scroll"><table>{head}{rows(keys)}</table></div></details></section>'
+    )
     return "".join(parts)
 
 
 def _sample_html(sample: dict) -> str:
-    return (f'<div class="sample"><span class="prompt">{_e(str(sample.get("prompt", "")))}</span>'
-            f'{_e(str(sample.get("text", "")))}</div>')
+    return (
+        f'<div class="sample"><span class="prompt">{_e(str(sample.get("prompt", "")))}</span>'
+        f"{_e(str(sample.get('text', '')))}</div>"
+    )
 
 
 def samples_section(runs: list[RunInfo], colors: list[str]) -> str:
@@ -159,33 +188,47 @@ def samples_section(runs: list[RunInfo], colors: list[str]) -> str:
     for i, r in with_samples:
         last_step = max(s.get("train/global_step", 0) or 0 for s in r.samples)
         last = [s for s in r.samples if (s.get("train/global_step", 0) or 0) == last_step]
-        rows.append(f"<tr>{_run_cell(i, r, colors)}<td class=\"num\">{_e(human_count(last_step))}</td>"
-                    f"<td>{''.join(_sample_html(s) for s in last)}</td></tr>")
-    parts.append("<h3>At the last eval</h3><table><tr><th>run</th><th>step</th><th>samples</th></tr>"
-                 + "".join(rows) + "</table><h3>At every eval</h3>")
+        rows.append(
+            f'<tr>{_run_cell(i, r, colors)}<td class="num">{_e(human_count(last_step))}</td>'
+            f"<td>{''.join(_sample_html(s) for s in last)}</td></tr>"
+        )
+    parts.append(
+        "<h3>At the last eval</h3><table><tr><th>run</th><th>step</th><th>samples</th></tr>"
+        + "".join(rows)
+        + "</table><h3>At every eval</h3>"
+    )
     for i, r in with_samples:
         body = []
         for s in sorted(r.samples, key=lambda s: (s.get("train/global_step", 0) or 0, s.get("index", 0) or 0)):
-            body.append(f'<tr><td class="num">{_e(human_count(s.get("train/global_step")))}</td>'
-                        f'<td class="num">{_e(human_count(s.get("tokens")))}</td>'
-                        f'<td class="num">{_e(format_duration(s.get("train_runtime")))}</td>'
-                        f'<td>{_sample_html(s)}</td></tr>')
-        parts.append(f'<details><summary data-run="{i}"><span class="swatch" style="background:{colors[i]}">'
-                     f"</span>{_e(r.label)} — {len(r.samples)} samples</summary>"
-                     "<table><tr><th>step</th><th>tokens</th><th>time</th><th>sample</th></tr>"
-                     + "".join(body) + "</table></details>")
+            body.append(
+                f'<tr><td class="num">{_e(human_count(s.get("train/global_step")))}</td>'
+                f'<td class="num">{_e(human_count(s.get("tokens")))}</td>'
+                f'<td class="num">{_e(format_duration(s.get("train_runtime")))}</td>'
+                f"<td>{_sample_html(s)}</td></tr>"
+            )
+        parts.append(
+            f'<details><summary data-run="{i}"><span class="swatch" style="background:{colors[i]}">'
+            f"</span>{_e(r.label)} — {len(r.samples)} samples</summary>"
+            "<table><tr><th>step</th><th>tokens</th><th>time</th><th>sample</th></tr>"
+            + "".join(body)
+            + "</table></details>"
+        )
     parts.append("</section>")
     return "".join(parts)
 
 
 def sweep_section(sweep: SweepFolder, fig_no: int) -> str:
-    parts = [f'<section id="sweep-{_e(sweep.name)}"><h2>Sweep {_e(sweep.name)}</h2>',
-             f'<p class="note">{_e(str(sweep.path))}</p><h3>Leaderboard</h3>']
+    parts = [
+        f'<section id="sweep-{_e(sweep.name)}"><h2>Sweep {_e(sweep.name)}</h2>',
+        f'<p class="note">{_e(str(sweep.path))}</p><h3>Leaderboard</h3>',
+    ]
     if sweep.leaderboard:
         cols = list(sweep.leaderboard[0])
         head = "".join(f"<th>{_e(c)}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{_e(short_number(row.get(c, '')))}</td>" for c in cols) + "</tr>"
-                       for row in sweep.leaderboard)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{_e(short_number(row.get(c, '')))}</td>" for c in cols) + "</tr>"
+            for row in sweep.leaderboard
+        )
         parts.append(f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>')
     else:
         parts.append('<p class="note">no leaderboard.csv in this sweep folder yet.</p>')
@@ -204,8 +247,12 @@ def _labels(runs: list[RunInfo]) -> list[str]:
     names = [r.name for r in runs]
     if len(set(names)) == len(names):
         return names
-    return [f"{r.sweep}/{r.name}" if r.sweep and names.count(r.name) > 1 else
-            (str(r.path) if names.count(r.name) > 1 else r.name) for r in runs]
+    return [
+        f"{r.sweep}/{r.name}"
+        if r.sweep and names.count(r.name) > 1
+        else (str(r.path) if names.count(r.name) > 1 else r.name)
+        for r in runs
+    ]
 
 
 def build_report(runs: list[RunInfo], sweeps: list[SweepFolder] | None = None, title: str | None = None) -> str:
@@ -216,14 +263,21 @@ def build_report(runs: list[RunInfo], sweeps: list[SweepFolder] | None = None, t
     colors = palette(len(runs))
     for run, label in zip(runs, _labels(runs)):
         run.label = label
-    title = title or ("slovo report: " + (", ".join(s.name for s in sweeps) if sweeps else
-                                          ", ".join(r.label for r in runs[:4])
-                                          + (f" and {len(runs) - 4} more" if len(runs) > 4 else "")))
+    title = title or (
+        "slovo report: "
+        + (
+            ", ".join(s.name for s in sweeps)
+            if sweeps
+            else ", ".join(r.label for r in runs[:4]) + (f" and {len(runs) - 4} more" if len(runs) > 4 else "")
+        )
+    )
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     nav = ['<a href="#runs">runs</a>'] + [f'<a href="#sweep-{_e(s.name)}">sweep {_e(s.name)}</a>' for s in sweeps]
     nav += ['<a href="#curves">curves</a>', '<a href="#config">config</a>', '<a href="#samples">samples</a>']
-    body = [f"<header><h1>{_e(title)}</h1><p class=\"meta\">{len(runs)} run{'s' if len(runs) != 1 else ''}"
-            f" · generated {_e(now)} · slovo {_e(__version__)}</p><nav>{''.join(nav)}</nav></header>"]
+    body = [
+        f'<header><h1>{_e(title)}</h1><p class="meta">{len(runs)} run{"s" if len(runs) != 1 else ""}'
+        f" · generated {_e(now)} · slovo {_e(__version__)}</p><nav>{''.join(nav)}</nav></header>"
+    ]
     fig_no = 0
     if runs:
         body.append(runs_section(runs, colors))
@@ -234,7 +288,9 @@ def build_report(runs: list[RunInfo], sweeps: list[SweepFolder] | None = None, t
         curves, _ = curves_section(runs, colors, fig_no)
         body += [curves, config_section(runs, colors), samples_section(runs, colors)]
     body.append('<footer><p id="render-check" class="note">render check: the page script did not run</p></footer>')
-    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(title)}</title><style>\n{_asset('report.css')}</style><script>\n{_asset('errors.js')}</script></head>"
-            f"<body>{''.join(body)}<script>\n{_asset('report.js')}</script></body></html>\n")
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>\n{_asset('report.css')}</style><script>\n{_asset('errors.js')}</script></head>"
+        f"<body>{''.join(body)}<script>\n{_asset('report.js')}</script></body></html>\n"
+    )

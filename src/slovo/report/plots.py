@@ -32,7 +32,6 @@ OPTIM_PLOTS = [
 CLIP_EARLY = {"train/loss", "train/grad_norm"}
 
 
-
 def palette(n: int) -> list[str]:
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
@@ -74,7 +73,7 @@ def _svg_of(fig) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]  # drop the XML prolog and DOCTYPE: the page is HTML5
+    svg = svg[svg.index("<svg") :]  # drop the XML prolog and DOCTYPE: the page is HTML5
     svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
     # A fixed-size SVG would not shrink on a narrow screen; width 100% keeps the aspect via viewBox.
     return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 width="100%"', svg, count=1)
@@ -88,8 +87,9 @@ def _time_axis(max_seconds: float) -> tuple[float, str]:
     return 1.0, "training time (s)"
 
 
-def plot_metric(runs: list[RunInfo], colors: list[str], metric: str, x_key: str, title: str, ylabel: str,
-                fig_no: int) -> str | None:
+def plot_metric(
+    runs: list[RunInfo], colors: list[str], metric: str, x_key: str, title: str, ylabel: str, fig_no: int
+) -> str | None:
     """One SVG figure of `metric` against `x_key` with a line per run, or None when no run has the metric."""
     import matplotlib
     from matplotlib.figure import Figure
@@ -102,9 +102,16 @@ def plot_metric(runs: list[RunInfo], colors: list[str], metric: str, x_key: str,
     scale, xlabel = 1.0, "tokens"
     if x_key == "train_runtime":
         scale, xlabel = _time_axis(max(max(xs) for _, xs, _ in data))
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"slovo-{fig_no}", "font.size": 9,
-                                "axes.spines.top": False, "axes.spines.right": False,
-                                "font.family": ["DejaVu Sans", "sans-serif"]}):
+    with matplotlib.rc_context(
+        {
+            "svg.fonttype": "none",
+            "svg.hashsalt": f"slovo-{fig_no}",
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "font.family": ["DejaVu Sans", "sans-serif"],
+        }
+    ):
         fig = Figure(figsize=(5.6, 3.2), dpi=100)
         ax = fig.subplots()
         few_points = all(len(xs) <= 30 for _, xs, _ in data)
@@ -112,12 +119,19 @@ def plot_metric(runs: list[RunInfo], colors: list[str], metric: str, x_key: str,
             xs = [x / scale for x in xs]
             label = runs[i].label or runs[i].name
             if metric == "train/loss" and len(ys) > 40:
-                raw, = ax.plot(xs, ys, color=colors[i], alpha=0.25, linewidth=0.8)
+                (raw,) = ax.plot(xs, ys, color=colors[i], alpha=0.25, linewidth=0.8)
                 raw.set_gid(f"run{i}-f{fig_no}-raw")
-                line, = ax.plot(xs, _ema(ys), color=colors[i], linewidth=1.6, label=label)
+                (line,) = ax.plot(xs, _ema(ys), color=colors[i], linewidth=1.6, label=label)
             else:
-                line, = ax.plot(xs, ys, color=colors[i], linewidth=1.6, label=label,
-                                marker="o" if few_points else None, markersize=3)
+                (line,) = ax.plot(
+                    xs,
+                    ys,
+                    color=colors[i],
+                    linewidth=1.6,
+                    label=label,
+                    marker="o" if few_points else None,
+                    markersize=3,
+                )
             line.set_gid(f"run{i}-f{fig_no}-line")
         if metric in CLIP_EARLY:
             _fit_later_part(ax, [ys for _, _, ys in data])
@@ -128,8 +142,7 @@ def plot_metric(runs: list[RunInfo], colors: list[str], metric: str, x_key: str,
             ax.yaxis.set_major_formatter(EngFormatter(sep=""))
         if x_key == "tokens":
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.set_title(f"{title} vs {'tokens' if x_key == 'tokens' else 'training time'}", fontsize=10,
-                     loc="left")
+        ax.set_title(f"{title} vs {'tokens' if x_key == 'tokens' else 'training time'}", fontsize=10, loc="left")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3, linewidth=0.6)
@@ -141,7 +154,7 @@ def plot_metric(runs: list[RunInfo], colors: list[str], metric: str, x_key: str,
 
 def _fit_later_part(ax, series: list[list[float]]) -> None:
     """Fit the y axis to the curves after their first 10% when the start would squash the rest."""
-    later = [y for ys in series for y in ys[len(ys) // 10:]]
+    later = [y for ys in series for y in ys[len(ys) // 10 :]]
     everything = [y for ys in series for y in ys]
     if not later:
         return
@@ -158,8 +171,15 @@ def plot_importances(importances: dict[str, float], fig_no: int) -> str | None:
     if not importances:
         return None
     items = sorted(importances.items(), key=lambda kv: kv[1])
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"slovo-{fig_no}", "font.size": 9,
-                                "axes.spines.top": False, "axes.spines.right": False}):
+    with matplotlib.rc_context(
+        {
+            "svg.fonttype": "none",
+            "svg.hashsalt": f"slovo-{fig_no}",
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    ):
         fig = Figure(figsize=(5.6, 0.5 + 0.35 * len(items)), dpi=100)
         ax = fig.subplots()
         bars = ax.barh([k for k, _ in items], [v for _, v in items], color="#4c78a8")

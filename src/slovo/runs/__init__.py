@@ -19,6 +19,19 @@ from slovo.runs.folders import (
 from slovo.runs.table import COLUMNS, STATUS_STYLE, filter_runs, runs_table, sort_column, sort_runs
 
 __all__ = [
-    "COLUMNS", "MAX_DEPTH", "SILENT_RUN_STALE_AFTER_S", "STATUS_STYLE", "RunInfo", "filter_runs", "find_runs",
-    "is_run_dir", "is_sweep_dir", "load_run", "load_runs", "run_status", "runs_table", "sort_column", "sort_runs",
+    "COLUMNS",
+    "MAX_DEPTH",
+    "SILENT_RUN_STALE_AFTER_S",
+    "STATUS_STYLE",
+    "RunInfo",
+    "filter_runs",
+    "find_runs",
+    "is_run_dir",
+    "is_sweep_dir",
+    "load_run",
+    "load_runs",
+    "run_status",
+    "runs_table",
+    "sort_column",
+    "sort_runs",
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from slovo.errors import SlovoError
 from slovo.format import format_duration, format_float, human_count
@@ -28,9 +29,19 @@ COLUMNS: dict[str, tuple[str, str, Callable[[Any], str], bool]] = {
     "started": ("started", "started", lambda v: (v or "-")[:19].replace("T", " "), False),
 }
 _ALIASES = {
-    "eval_loss": "loss", "eval/loss": "loss", "eval_bpb": "bpb", "eval/bpb": "bpb", "best": "best_bpb",
-    "tokens_per_second": "tok_s", "tok/s": "tok_s", "train_time": "time", "train_runtime": "time", "runtime": "time", "run": "name",
-    "global_step": "steps", "step": "steps",
+    "eval_loss": "loss",
+    "eval/loss": "loss",
+    "eval_bpb": "bpb",
+    "eval/bpb": "bpb",
+    "best": "best_bpb",
+    "tokens_per_second": "tok_s",
+    "tok/s": "tok_s",
+    "train_time": "time",
+    "train_runtime": "time",
+    "runtime": "time",
+    "run": "name",
+    "global_step": "steps",
+    "step": "steps",
 }
 
 
@@ -50,8 +61,9 @@ def sort_runs(runs: list[RunInfo], column: str = "started", reverse: bool = Fals
     rows = [(run, run.row()[key]) for run in runs]
     have = [r for r in rows if r[1] not in (None, "", "-") and not (isinstance(r[1], float) and math.isnan(r[1]))]
     missing = [r for r in rows if r not in have]
-    have.sort(key=lambda r: (r[1], r[0].name) if not isinstance(r[1], str) else (r[1].lower(), r[0].name),
-              reverse=reverse)
+    have.sort(
+        key=lambda r: (r[1], r[0].name) if not isinstance(r[1], str) else (r[1].lower(), r[0].name), reverse=reverse
+    )
     return [r[0] for r in have + missing]
 
 
@@ -59,16 +71,26 @@ def filter_runs(runs: list[RunInfo], pattern: str | None = None, sweep: str | No
     """Keep runs whose name or path matches the glob `pattern`, and that belong to `sweep`."""
     out = runs
     if pattern:
-        out = [r for r in out if fnmatch.fnmatch(r.name, pattern) or fnmatch.fnmatch(str(r.path), pattern)
-               or fnmatch.fnmatch(str(r.path), f"*{pattern}")]
+        out = [
+            r
+            for r in out
+            if fnmatch.fnmatch(r.name, pattern)
+            or fnmatch.fnmatch(str(r.path), pattern)
+            or fnmatch.fnmatch(str(r.path), f"*{pattern}")
+        ]
     if sweep:
         out = [r for r in out if r.sweep == sweep or fnmatch.fnmatch(r.sweep or "", sweep)]
     return out
 
 
 STATUS_STYLE = {
-    "finished": "green", "running": "cyan", "interrupted": "yellow", "stale": "yellow",
-    "failed": "red", "pruned": "magenta", "unknown": "dim",
+    "finished": "green",
+    "running": "cyan",
+    "interrupted": "yellow",
+    "stale": "yellow",
+    "failed": "red",
+    "pruned": "magenta",
+    "unknown": "dim",
 }
 
 
@@ -99,8 +121,12 @@ def runs_table(runs: list[RunInfo], title: str | None = None, width: int | None 
     table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
     for col in columns:
         header, _, _, right = COLUMNS[col]
-        table.add_column(header, justify="right" if right else "left", no_wrap=True,
-                         min_width=min(widths[col], 48) if col == "name" else None)
+        table.add_column(
+            header,
+            justify="right" if right else "left",
+            no_wrap=True,
+            min_width=min(widths[col], 48) if col == "name" else None,
+        )
     best = min((r.eval_bpb for r in runs if r.eval_bpb is not None), default=None)
     for run in runs:
         cells = []

@@ -34,7 +34,21 @@ from slovo.sweep.study import open_study, retry_trial, superseded
 from slovo.sweep.workers import PruningReporter, run_sweep, run_worker, worker_overrides
 
 __all__ = [
-    "ParamSpec", "PruningReporter", "SweepFolder", "SweepSpec", "describe", "grid_points", "load_sweep",
-    "open_storage", "open_study", "print_leaderboard", "read_sweep_folder", "retry_trial", "run_sweep", "run_worker",
-    "superseded", "worker_overrides", "write_results",
+    "ParamSpec",
+    "PruningReporter",
+    "SweepFolder",
+    "SweepSpec",
+    "describe",
+    "grid_points",
+    "load_sweep",
+    "open_storage",
+    "open_study",
+    "print_leaderboard",
+    "read_sweep_folder",
+    "retry_trial",
+    "run_sweep",
+    "run_worker",
+    "superseded",
+    "worker_overrides",
+    "write_results",
 ]

@@ -25,8 +25,13 @@ from slovo.sweep.spec import SweepSpec, config_key
 from slovo.sweep.study import superseded
 from slovo.utils import atomic_write_json, atomic_write_text, read_json_dict
 
-_STATE_NAMES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
-                "WAITING": "waiting"}
+_STATE_NAMES = {
+    "COMPLETE": "finished",
+    "PRUNED": "pruned",
+    "FAIL": "failed",
+    "RUNNING": "running",
+    "WAITING": "waiting",
+}
 _FIGURES = ("eval/bpb", "eval/loss")
 
 
@@ -41,8 +46,11 @@ def trial_rows(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
         run_dir = sweep_dir / "trials" / t.user_attrs["run_name"]
         summary = read_json_dict(run_dir / "summary.json")
         row: dict[str, Any] = {
-            "trial": t.number, "run": t.user_attrs["run_name"], "run_dir": str(run_dir),
-            "seed_index": t.user_attrs.get("seed_index", 0), "status": _STATE_NAMES.get(t.state.name, t.state.name),
+            "trial": t.number,
+            "run": t.user_attrs["run_name"],
+            "run_dir": str(run_dir),
+            "seed_index": t.user_attrs.get("seed_index", 0),
+            "status": _STATE_NAMES.get(t.state.name, t.state.name),
             "params": {p.name: p.decode(t.params[p.name]) for p in spec.params if p.name in t.params},
             "key": config_key({k: t.params[k] for k in sorted(t.params)}),
             "error": t.user_attrs.get("error"),
@@ -71,20 +79,31 @@ def leaderboard(runs: list[dict], spec: SweepSpec) -> list[dict]:
         finished = [r for r in members if r["status"] == "finished"]
         counted = finished or [r for r in members if r["status"] == "pruned"]
         states = [r["status"] for r in members]
-        state = states[0] if len(set(states)) == 1 else ", ".join(
-            f"{states.count(s)} {s}" for s in ("finished", "pruned", "running", "waiting", "failed") if s in states)
-        row: dict[str, Any] = {"params": members[0]["params"], "status": state, "seeds": len(finished),
-                               "runs": [r["run"] for r in members], "run_dirs": [r["run_dir"] for r in members],
-                               "trials": [r["trial"] for r in members],
-                               "errors": sorted({r["error"] for r in members if r.get("error")})}
+        state = (
+            states[0]
+            if len(set(states)) == 1
+            else ", ".join(
+                f"{states.count(s)} {s}" for s in ("finished", "pruned", "running", "waiting", "failed") if s in states
+            )
+        )
+        row: dict[str, Any] = {
+            "params": members[0]["params"],
+            "status": state,
+            "seeds": len(finished),
+            "runs": [r["run"] for r in members],
+            "run_dirs": [r["run_dir"] for r in members],
+            "trials": [r["trial"] for r in members],
+            "errors": sorted({r["error"] for r in members if r.get("error")}),
+        }
         for fig in dict.fromkeys((*_FIGURES, spec.metric, "train_runtime")):
             mean, std = _mean_std([r[fig] for r in counted if r[fig] is not None])
             row[fig], row[f"{fig}_std"] = mean, std
         row["_tier"] = 0 if finished else (1 if counted else 2)
         rows.append(row)
     sign = 1.0 if spec.goal == "minimize" else -1.0
-    rows.sort(key=lambda r: (r["_tier"], sign * r[spec.metric] if r[spec.metric] is not None else math.inf,
-                             min(r["trials"])))
+    rows.sort(
+        key=lambda r: (r["_tier"], sign * r[spec.metric] if r[spec.metric] is not None else math.inf, min(r["trials"]))
+    )
     for i, r in enumerate(rows, 1):
         r["rank"] = i
         del r["_tier"]
@@ -119,8 +138,13 @@ def to_markdown(rows: list[dict], spec: SweepSpec) -> str:
     header = ["#", *[p.name for p in spec.params], *figures, "status", "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [str(r["rank"]), *[format_value(r["params"].get(p.name, "")) for p in spec.params],
-                 *[format_float(r[f], std=r[f"{f}_std"]) for f in figures], r["status"], " ".join(r["runs"])]
+        cells = [
+            str(r["rank"]),
+            *[format_value(r["params"].get(p.name, "")) for p in spec.params],
+            *[format_float(r[f], std=r[f"{f}_std"]) for f in figures],
+            r["status"],
+            " ".join(r["runs"]),
+        ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return f"# sweep {spec.name}\n\nmetric: {spec.metric} ({spec.goal})\n\n" + "\n".join(lines) + "\n"
 
@@ -143,14 +167,21 @@ def best_config_yaml(row: dict, spec: SweepSpec) -> str:
     """The best configuration as a full config YAML, ready for `slovo train --config`."""
     from slovo.config import to_dict
 
-    stored = {p.name: next(v for v in p.choices() if p.decode(v) == row["params"][p.name])
-              if p.kind == "categorical" else row["params"][p.name] for p in spec.params}
+    stored = {
+        p.name: next(v for v in p.choices() if p.decode(v) == row["params"][p.name])
+        if p.kind == "categorical"
+        else row["params"][p.name]
+        for p in spec.params
+    }
     cfg = spec.build_config(stored, 0)
-    figures = ", ".join(f"{f} {format_float(row[f], std=row[f'{f}_std'])}"
-                        for f in _columns(spec) if row[f] is not None)
-    header = (f"# best configuration of sweep {spec.name} ({', '.join(row['runs'])}): {figures}\n"
-              f"# {', '.join(f'{k}={format_value(v)}' for k, v in row['params'].items())}\n"
-              f"# train it: slovo train --config best.yaml\n")
+    figures = ", ".join(
+        f"{f} {format_float(row[f], std=row[f'{f}_std'])}" for f in _columns(spec) if row[f] is not None
+    )
+    header = (
+        f"# best configuration of sweep {spec.name} ({', '.join(row['runs'])}): {figures}\n"
+        f"# {', '.join(f'{k}={format_value(v)}' for k, v in row['params'].items())}\n"
+        f"# train it: slovo train --config best.yaml\n"
+    )
     return header + yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
 
 
@@ -184,24 +215,32 @@ def print_leaderboard(results: dict, spec: SweepSpec, sweep_dir: Path, limit: in
     table.add_column("status")
     table.add_column("runs")
     for r in rows[:limit]:
-        table.add_row(str(r["rank"]), *[format_value(r["params"].get(p.name, "")) for p in spec.params],
-                      *[format_float(r[f], std=r[f"{f}_std"]) for f in figures], r["status"], " ".join(r["runs"]))
+        table.add_row(
+            str(r["rank"]),
+            *[format_value(r["params"].get(p.name, "")) for p in spec.params],
+            *[format_float(r[f], std=r[f"{f}_std"]) for f in figures],
+            r["status"],
+            " ".join(r["runs"]),
+        )
     console = Console()
     console.print(table)
     if len(rows) > limit:
         console.print(f"... {len(rows) - limit} more rows in {sweep_dir / 'leaderboard.md'}")
     if results["best"] is not None:
         b = results["best"]
-        console.print(f"best: {', '.join(f'{k}={format_value(v)}' for k, v in b['params'].items())} "
-                      f"-> {sweep_dir / 'best.yaml'}", highlight=False)
+        console.print(
+            f"best: {', '.join(f'{k}={format_value(v)}' for k, v in b['params'].items())} -> {sweep_dir / 'best.yaml'}",
+            highlight=False,
+        )
     if results["importances"]:
-        console.print("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in results["importances"].items()),
-                      highlight=False)
+        console.print(
+            "importance: " + ", ".join(f"{k} {v:.2f}" for k, v in results["importances"].items()), highlight=False
+        )
     journal = sweep_dir / "optuna.journal"
     study = f"; study: {journal} (optuna-dashboard {journal})" if journal.exists() else ""
-    console.print(f"leaderboard: {sweep_dir / 'leaderboard.csv'}, {sweep_dir / 'leaderboard.md'}{study}",
-                  highlight=False)
-
+    console.print(
+        f"leaderboard: {sweep_dir / 'leaderboard.csv'}, {sweep_dir / 'leaderboard.md'}{study}", highlight=False
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +270,9 @@ def read_sweep_folder(path: Path) -> SweepFolder:
                 sweep.leaderboard = list(csv.DictReader(f))
         except (OSError, csv.Error, UnicodeDecodeError):
             sweep.leaderboard = []
-    sweep.importances = {str(k): float(v) for k, v in read_json_dict(path / "importances.json").items()
-                         if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    sweep.importances = {
+        str(k): float(v)
+        for k, v in read_json_dict(path / "importances.json").items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     return sweep

@@ -38,12 +38,23 @@ METHODS = ("grid", "random", "bayes")
 METRICS = ("eval/bpb", "eval/loss", "eval/perplexity")
 # wandb keys that only make sense with wandb's agent launching a script; slovo trains its own model.
 _WANDB_ONLY = {"program", "command", "project", "entity"}
-_TOP_KEYS = {"method", "metric", "parameters", "early_terminate", "run_cap", "name", "description",
-             "preset", "config", "data", "budget", "seeds"}
+_TOP_KEYS = {
+    "method",
+    "metric",
+    "parameters",
+    "early_terminate",
+    "run_cap",
+    "name",
+    "description",
+    "preset",
+    "config",
+    "data",
+    "budget",
+    "seeds",
+}
 _PARAM_KEYS = {"value", "values", "distribution", "min", "max", "q", "parameters"}
 # wandb distribution name -> what it becomes here; the rest (normal, inv_log_uniform, ...) are refused.
-DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
-                 "log_uniform_values")
+DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform", "log_uniform_values")
 GRID_LIMIT = 4096  # grids up to this many points are checked point by point before the sweep starts
 
 
@@ -354,16 +365,29 @@ def load_sweep(path: str | Path, data: str | None = None, name: str | None = Non
         raise SlovoError(f"{where}: run_cap ({run_cap}) is smaller than seeds ({seeds}): no configuration fits")
 
     spec = SweepSpec(
-        path=path, name=name or str(raw.get("name") or path.stem), method=method, metric=metric_name, goal=goal,
-        params=params, fixed=fixed, preset=preset, config_file=config_file, data=str(data_dir), seeds=seeds,
-        run_cap=run_cap, early_terminate=None, target=target, raw=raw,
+        path=path,
+        name=name or str(raw.get("name") or path.stem),
+        method=method,
+        metric=metric_name,
+        goal=goal,
+        params=params,
+        fixed=fixed,
+        preset=preset,
+        config_file=config_file,
+        data=str(data_dir),
+        seeds=seeds,
+        run_cap=run_cap,
+        early_terminate=None,
+        target=target,
+        raw=raw,
     )
     base = spec.build_config({})
     spec.base_seed, spec.eval_every = base.train.seed, base.eval.every
     spec.budget_s = slovo_config.budget_seconds(base)
     b = base.budget
-    spec.budget_text = ", ".join(f"{k} {v}" for k, v in (("time", b.time), ("max_steps", b.max_steps),
-                                                         ("max_tokens", b.max_tokens)) if v)
+    spec.budget_text = ", ".join(
+        f"{k} {v}" for k, v in (("time", b.time), ("max_steps", b.max_steps), ("max_tokens", b.max_tokens)) if v
+    )
     spec.early_terminate = _parse_early_terminate(raw.get("early_terminate"), base.eval.every, where)
     _check_values(spec)
     return spec
@@ -425,12 +449,12 @@ def describe(spec: SweepSpec) -> str:
     size = f"{spec.grid_size} configurations" if spec.method == "grid" else f"run_cap {spec.run_cap or '-'}"
     seeds = f" x {spec.seeds} seeds" if spec.seeds > 1 else ""
     pruning = ", hyperband pruning" if spec.early_terminate else ""
-    return (f"sweep {spec.name}: {spec.method}, {size}{seeds}, {spec.metric} ({spec.goal})"
-            f"{', ' + per_run + ' per run' if per_run else ''}{pruning}")
+    return (
+        f"sweep {spec.name}: {spec.method}, {size}{seeds}, {spec.metric} ({spec.goal})"
+        f"{', ' + per_run + ' per run' if per_run else ''}{pruning}"
+    )
 
 
 def config_key(params: dict[str, Any]) -> str:
     """A stable text key for a configuration (its parameters), used to group seeds."""
     return json.dumps(params, sort_keys=True, default=str)
-
-

@@ -98,8 +98,9 @@ def open_storage(url: str | None, sweep_dir: Path | None):
             raise SlovoError(f"--storage {shown_url(url)}: needs the database driver {missing}; {hint}") from None
         except Exception as e:  # noqa: BLE001 - any connection problem is the user's to fix
             reason = " ".join(str(getattr(e, "orig", None) or e).split())  # one line, without SQLAlchemy's links
-            raise SlovoError(f"--storage {shown_url(url)}: cannot open the database ({type(e).__name__}: "
-                             f"{reason[:300]})") from None
+            raise SlovoError(
+                f"--storage {shown_url(url)}: cannot open the database ({type(e).__name__}: {reason[:300]})"
+            ) from None
     from optuna.storages.journal import JournalFileBackend
 
     path = Path(url) if url else sweep_dir / STORAGE_FILE
@@ -189,15 +190,22 @@ def bind_sweep_folder(study, sweep_dir: Path, storage_url: str | None) -> None:
     marker = read_json_dict(sweep_dir / STUDY_FILE)
     if study_id is None:
         if marker.get("id"):
-            raise SlovoError(f"{sweep_dir}: holds the trials of another study ({marker.get('storage')}); "
-                             f"give this sweep a new --name or another --sweeps-dir")
+            raise SlovoError(
+                f"{sweep_dir}: holds the trials of another study ({marker.get('storage')}); "
+                f"give this sweep a new --name or another --sweeps-dir"
+            )
         study_id = uuid.uuid4().hex
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(sweep_dir / STUDY_FILE, {
-            "study": study.study_name, "id": study_id,
-            "storage": shown_url(storage_url) if is_database_url(storage_url) else STORAGE_FILE,
-            "created_on": socket.gethostname(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        })
+        atomic_write_json(
+            sweep_dir / STUDY_FILE,
+            {
+                "study": study.study_name,
+                "id": study_id,
+                "storage": shown_url(storage_url) if is_database_url(storage_url) else STORAGE_FILE,
+                "created_on": socket.gethostname(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
         study.set_user_attr("slovo_sweep_dir", str(sweep_dir.resolve()))
         study.set_user_attr("slovo_sweep_id", study_id)
         return

@@ -68,8 +68,14 @@ def open_study(spec: SweepSpec, storage, create: bool = False):
     optuna = import_optuna()
     sampler, pruner = make_sampler(spec), make_pruner(spec)
     if create:
-        study = optuna.create_study(storage=storage, study_name=spec.name, direction=spec.goal,
-                                    sampler=sampler, pruner=pruner, load_if_exists=True)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=spec.name,
+            direction=spec.goal,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
         stored = study.user_attrs.get("slovo_fingerprint")
         if stored is None:
             study.set_user_attr("slovo_fingerprint", spec.fingerprint())
@@ -127,10 +133,15 @@ def retry_trial(study, frozen) -> bool:
     user_attrs = {k: frozen.user_attrs[k] for k in _IDENTITY_ATTRS if k in frozen.user_attrs}
     if frozen.user_attrs.get("worker"):  # whose run lock the retry may take over (slovo.sweep.workers)
         user_attrs["previous_worker"] = frozen.user_attrs["worker"]
-    study.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.WAITING, params=frozen.params, distributions=frozen.distributions,
-        user_attrs=user_attrs, system_attrs=system_attrs,
-    ))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=frozen.params,
+            distributions=frozen.distributions,
+            user_attrs=user_attrs,
+            system_attrs=system_attrs,
+        )
+    )
     return True
 
 
@@ -149,8 +160,10 @@ def fail_lost_trials(study) -> None:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # its worker finished it meanwhile, or another worker got here first
         retried = retry_trial(study, study._storage.get_trial(t._trial_id))
-        print(f"[sweep] {t.user_attrs.get('run_name', t.number)}: {reason}; "
-              f"{'queued again (resumes from its checkpoint)' if retried else 'not retried (too many attempts)'}")
+        print(
+            f"[sweep] {t.user_attrs.get('run_name', t.number)}: {reason}; "
+            f"{'queued again (resumes from its checkpoint)' if retried else 'not retried (too many attempts)'}"
+        )
 
 
 def retry_failed_trials(study) -> int:
@@ -160,8 +173,12 @@ def retry_failed_trials(study) -> int:
     done = superseded(trials)
     n = 0
     for t in trials:
-        if (t.state == TrialState.FAIL and t.number not in done and "run_name" in t.user_attrs
-                and t.user_attrs.get("retryable")):
+        if (
+            t.state == TrialState.FAIL
+            and t.number not in done
+            and "run_name" in t.user_attrs
+            and t.user_attrs.get("retryable")
+        ):
             n += retry_trial(study, t)
     return n
 
@@ -175,8 +192,11 @@ def running_trials(study) -> int:
 def expected_trial_seconds(spec: SweepSpec, trials) -> float:
     """How long the next trial will likely take: the median of finished ones, else the budget plus a margin."""
     TrialState = import_optuna().trial.TrialState
-    walls = [t.user_attrs["wall_seconds"] for t in trials
-             if t.state == TrialState.COMPLETE and t.user_attrs.get("wall_seconds")]
+    walls = [
+        t.user_attrs["wall_seconds"]
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.user_attrs.get("wall_seconds")
+    ]
     if walls:
         return float(statistics.median(walls))
     return spec.budget_s * 1.2 if spec.budget_s else 0.0  # evals, samples and start-up come on top
@@ -219,9 +239,10 @@ def next_trial(study, spec: SweepSpec, deadline: float | None):
         for k, v in {"run_name": name, "seed_index": 0, "config_trial": trial.number}.items():
             trial.set_user_attr(k, v)
         for i in range(1, spec.seeds):
-            study.enqueue_trial(dict(trial.params),
-                                user_attrs={"run_name": f"{base}-seed{i}", "seed_index": i,
-                                            "config_trial": trial.number})
+            study.enqueue_trial(
+                dict(trial.params),
+                user_attrs={"run_name": f"{base}-seed{i}", "seed_index": i, "config_trial": trial.number},
+            )
     trial.set_user_attr("worker", worker_name())
     trial.set_user_attr("heartbeat", time.time())
     return trial

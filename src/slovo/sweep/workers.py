@@ -21,8 +21,8 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import slovo.sweep.study as study_mod
 from slovo.callbacks import Callback
@@ -179,8 +179,11 @@ def _run_trial(study, trial, spec: SweepSpec, sweep_dir: Path, train_fn: Callabl
             cfg = spec.build_config(dict(trial.params), seed_index, extra)
             print(f"[sweep {spec.name}] {run_name}: {shown}{' (resuming)' if resume else ''}", flush=True)
             with _Heartbeat(trial, reporter):
-                summary = (train_fn(cfg, run_dir, resume=resume, callbacks=[reporter])
-                           or read_json_dict(run_dir / "summary.json") or {})
+                summary = (
+                    train_fn(cfg, run_dir, resume=resume, callbacks=[reporter])
+                    or read_json_dict(run_dir / "summary.json")
+                    or {}
+                )
     except KeyboardInterrupt:
         _give_up(study, trial, "interrupted")
         raise
@@ -197,8 +200,7 @@ def _run_trial(study, trial, spec: SweepSpec, sweep_dir: Path, train_fn: Callabl
         state = _tell(study, trial, spec, summary, reporter, wall if trained else None)
     except import_optuna().exceptions.UpdateFinishedTrialError:
         # Another worker failed this trial as lost meanwhile and queued a retry, which resumes the run folder.
-        print(f"[sweep {spec.name}] {run_name}: taken over by another worker (this one was taken as lost)",
-              flush=True)
+        print(f"[sweep {spec.name}] {run_name}: taken over by another worker (this one was taken as lost)", flush=True)
         return "lost"
     shown_value = f"{spec.metric} {float(value):.4f}" if isinstance(value, (int, float)) else "no result"
     extra_note = f" at {reporter.pruned_at:.0%} of its budget" if reporter.pruned_at is not None else ""
@@ -246,9 +248,19 @@ def _give_up(study, trial, why: str) -> None:
 # workers and the whole sweep
 
 
-def run_worker(spec_path: str | Path, sweep_dir: str | Path, *, name: str | None = None, data: str | None = None,
-               storage: str | None = None, deadline: float | None = None, worker_index: int = 0,
-               worker_count: int = 1, train_fn: Callable | None = None, quiet: bool = False) -> int:
+def run_worker(
+    spec_path: str | Path,
+    sweep_dir: str | Path,
+    *,
+    name: str | None = None,
+    data: str | None = None,
+    storage: str | None = None,
+    deadline: float | None = None,
+    worker_index: int = 0,
+    worker_count: int = 1,
+    train_fn: Callable | None = None,
+    quiet: bool = False,
+) -> int:
     """Run trials of an existing sweep until none is left to start and none runs elsewhere; returns how many
     it ran.
 
@@ -273,12 +285,17 @@ def run_worker(spec_path: str | Path, sweep_dir: str | Path, *, name: str | None
         # Nothing to start. A trial running elsewhere may yet be lost (its worker killed, its machine gone):
         # stay to retry it, unless the sweep's time is up.
         running = running_trials(study)
-        if not running or (deadline is not None and time.time() + expected_trial_seconds(
-                spec, study.get_trials(deepcopy=False)) > deadline):
+        if not running or (
+            deadline is not None
+            and time.time() + expected_trial_seconds(spec, study.get_trials(deepcopy=False)) > deadline
+        ):
             return ran
         if not waiting_said:
-            print(f"[sweep {spec.name}] nothing to start; waiting while {running} trial(s) run elsewhere, "
-                  f"to retry any whose worker is lost", flush=True)
+            print(
+                f"[sweep {spec.name}] nothing to start; waiting while {running} trial(s) run elsewhere, "
+                f"to retry any whose worker is lost",
+                flush=True,
+            )
             waiting_said = True
         time.sleep(study_mod.POLL_S)
 
@@ -303,14 +320,29 @@ def worker_overrides(spec: SweepSpec, index: int, workers: int) -> dict:
     return {"train.num_threads": threads} if threads else {}
 
 
-def _spawn_workers(spec: SweepSpec, sweeps_dir: Path, storage: str | None, data: str | None,
-                   deadline: float | None, workers: int) -> None:
+def _spawn_workers(
+    spec: SweepSpec, sweeps_dir: Path, storage: str | None, data: str | None, deadline: float | None, workers: int
+) -> None:
     """Start N `slovo sweep --worker` processes on this machine and wait for them."""
     procs = []
     threads = _threads_per_worker(spec, workers)
     for index in range(workers):
-        cmd = [sys.executable, "-m", "slovo", "sweep", str(spec.path), "--worker", "--name", spec.name,
-               "--sweeps-dir", str(sweeps_dir), "--worker-index", str(index), "--worker-count", str(workers)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "slovo",
+            "sweep",
+            str(spec.path),
+            "--worker",
+            "--name",
+            spec.name,
+            "--sweeps-dir",
+            str(sweeps_dir),
+            "--worker-index",
+            str(index),
+            "--worker-count",
+            str(workers),
+        ]
         cmd += ["--storage", storage] if storage else []
         cmd += ["--data", data] if data else []
         cmd += ["--deadline", repr(deadline)] if deadline else []
@@ -328,13 +360,23 @@ def _spawn_workers(spec: SweepSpec, sweeps_dir: Path, storage: str | None, data:
         raise
     bad = [c for c in codes if c not in (0, None)]
     if bad:
-        print(f"[sweep {spec.name}] {len(bad)} of {workers} workers exited with an error (codes {bad})",
-              file=sys.stderr)
+        print(
+            f"[sweep {spec.name}] {len(bad)} of {workers} workers exited with an error (codes {bad})", file=sys.stderr
+        )
 
 
-def run_sweep(spec_path: str | Path, *, sweeps_dir: str | Path | None = None, name: str | None = None,
-              workers: int = 1, storage: str | None = None, time_limit: str | float | None = None,
-              data: str | None = None, train_fn: Callable | None = None, print_table: bool = True) -> dict:
+def run_sweep(
+    spec_path: str | Path,
+    *,
+    sweeps_dir: str | Path | None = None,
+    name: str | None = None,
+    workers: int = 1,
+    storage: str | None = None,
+    time_limit: str | float | None = None,
+    data: str | None = None,
+    train_fn: Callable | None = None,
+    print_table: bool = True,
+) -> dict:
     """Run (or resume) a sweep end to end and write its results; returns the results dict of slovo.sweep.results.
 
     The sweep folder is SWEEPS_DIR/NAME; with a database --storage and no `sweeps_dir`, the folder the study
@@ -368,8 +410,9 @@ def run_sweep(spec_path: str | Path, *, sweeps_dir: str | Path | None = None, na
         print(f"[sweep {spec.name}] {retried} failed trial(s) queued for another attempt")
     try:
         if workers == 1:
-            ran = run_worker(spec.path, sweep_dir, name=spec.name, data=data, storage=storage, deadline=deadline,
-                             train_fn=train_fn)
+            ran = run_worker(
+                spec.path, sweep_dir, name=spec.name, data=data, storage=storage, deadline=deadline, train_fn=train_fn
+            )
             if ran == 0 and deadline is None:
                 print(f"[sweep {spec.name}] nothing left to run", flush=True)
         else:
@@ -379,6 +422,8 @@ def run_sweep(spec_path: str | Path, *, sweeps_dir: str | Path | None = None, na
         if print_table:
             print_leaderboard(results, spec, sweep_dir)
     if not results["runs"] and deadline is not None:
-        print(f"[sweep {spec.name}] nothing started: a run takes about "
-              f"{expected_trial_seconds(spec, []):.0f}s, more than --time {time_limit}")
+        print(
+            f"[sweep {spec.name}] nothing started: a run takes about "
+            f"{expected_trial_seconds(spec, []):.0f}s, more than --time {time_limit}"
+        )
     return results

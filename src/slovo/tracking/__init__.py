@@ -84,8 +84,10 @@ class WandbStyleSink:
         self.run.log(values, step=step)
 
     def log_samples(self, samples: list[dict[str, Any]], step: int) -> None:
-        rows = [[s.get("train/global_step", step), s.get("tokens"), s.get("prompt"), s.get("index"), s.get("text")]
-                for s in samples]
+        rows = [
+            [s.get("train/global_step", step), s.get("tokens"), s.get("prompt"), s.get("index"), s.get("text")]
+            for s in samples
+        ]
         self.run.log({"samples": self._module.Table(columns=self.SAMPLE_COLUMNS, data=rows)}, step=step)
 
 
@@ -266,7 +268,7 @@ class FanOutTracker:
         self._call("close")
         self.jsonl.close()
 
-    def __enter__(self) -> "FanOutTracker":
+    def __enter__(self) -> FanOutTracker:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -293,9 +295,7 @@ def check_sink_available(name: str) -> None:
         raise SlovoError(f"tracking.report_to: unknown tracker {name!r}; choose from {', '.join(SINKS)}")
     _, _, package, extra = SINKS[name]
     if importlib.util.find_spec(package) is None:
-        raise SlovoError(
-            f"tracking.report_to: {name} is not installed; install it with: pip install 'slovo[{extra}]'"
-        )
+        raise SlovoError(f"tracking.report_to: {name} is not installed; install it with: pip install 'slovo[{extra}]'")
 
 
 def _run_name(run_dir: Path) -> str:

@@ -25,14 +25,20 @@ class TrackioSink(WandbStyleSink):
         self._module = trackio
         self.project = cfg.tracking.project
         # The Run object itself is used (not trackio.log), so several trials in one process stay apart.
-        wanted = dict(project=self.project, name=name or Path(run_dir).name, config=to_dict(cfg),
-                      resume="allow" if resume else "never", embed=False, auto_log_cpu=False, auto_log_gpu=False)
+        wanted = dict(
+            project=self.project,
+            name=name or Path(run_dir).name,
+            config=to_dict(cfg),
+            resume="allow" if resume else "never",
+            embed=False,
+            auto_log_cpu=False,
+            auto_log_gpu=False,
+        )
         accepted = inspect.signature(trackio.init).parameters  # older trackio lacks some of these keywords
         kwargs = {k: v for k, v in wanted.items() if k in accepted}
         # trackio prints a banner on stdout; slovo's end-of-run summary says where to look instead.
         with contextlib.redirect_stdout(io.StringIO()):
             self.run = trackio.init(**kwargs)
-
 
     def locations(self) -> dict[str, str]:
         from trackio.sqlite_storage import SQLiteStorage

@@ -46,7 +46,6 @@ class WandbSink(WandbStyleSink):
             settings=wandb.Settings(console="off", silent=True),
         )
 
-
     def run_folder(self) -> Path:
         return Path(self.run.dir).parent  # run.dir is <...>/wandb/offline-run-*/files
 

@@ -233,8 +233,9 @@ def _fits(cfg, device: str, seconds: float, compile_model: bool = False, warm_up
 # the plan
 
 
-def make_plan(base_cfg, base_name: str, total_s: float, probe_fraction: float, device: str,
-              train_tokens: int, say=print) -> Plan:
+def make_plan(
+    base_cfg, base_name: str, total_s: float, probe_fraction: float, device: str, train_tokens: int, say=print
+) -> Plan:
     """Measure, choose candidates and size the probe sweep. `base_cfg` has the dataset's vocab_size set."""
     from slovo.accel import choose_compile, shape_key
     from slovo.device import device_name
@@ -243,9 +244,18 @@ def make_plan(base_cfg, base_name: str, total_s: float, probe_fraction: float, d
     final_s = total_s - probe_s
     m, t = base_cfg.model, base_cfg.train
     compile_final, compile_note = choose_compile(t.compile, device, final_s, shape_key(base_cfg, device_name(device)))
-    plan = Plan(total_s=total_s, probe_s=probe_s, final_s=final_s, base=base_name, data=base_cfg.data.path,
-                device=device, compile=compile_final, compile_note=compile_note, base_lr=base_cfg.optim.lr,
-                base_batch=t.per_device_train_batch_size)
+    plan = Plan(
+        total_s=total_s,
+        probe_s=probe_s,
+        final_s=final_s,
+        base=base_name,
+        data=base_cfg.data.path,
+        device=device,
+        compile=compile_final,
+        compile_note=compile_note,
+        base_lr=base_cfg.optim.lr,
+        base_batch=t.per_device_train_batch_size,
+    )
     depths, widths = shape_ladder(m.n_layer, m.n_embd, m.n_head)
     # the base shape first, then widths at the base depth, then depths at the base width: the closest first,
     # so a slow machine that runs out of measuring time has measured the shapes most likely to be chosen
@@ -277,9 +287,11 @@ def make_plan(base_cfg, base_name: str, total_s: float, probe_fraction: float, d
             fast = _fits(base_cfg, device, per_shape, compile_model=True)
         if fast is not None:
             compile_s, speedup = fast["first_step_s"], fast["tokens_per_s"] / ref.tokens_per_s
-        plan.notes.append(f"compiling (the final run will): {compile_s:.0f}s to compile, {speedup:.2f}x the eager "
-                          f"speed ({'measured' if fast else 'defaults: no measuring time left'}), in every shape's "
-                          f"tokens")
+        plan.notes.append(
+            f"compiling (the final run will): {compile_s:.0f}s to compile, {speedup:.2f}x the eager "
+            f"speed ({'measured' if fast else 'defaults: no measuring time left'}), in every shape's "
+            f"tokens"
+        )
         for s in plan.shapes:
             s.tokens_per_s = s.tokens_per_s * speedup if s.tokens_per_s else None
         final_s -= compile_s
@@ -299,13 +311,17 @@ def _batch_choices(base_cfg, device: str, seconds: float, ref: Shape, plan: Plan
     if batch >= 2:
         half = _fits(_with_shape(base_cfg, ref.n_layer, ref.n_embd, batch // 2), device, seconds)
         if half and half["tokens_per_s"] >= BATCH_CHEAP * ref.tokens_per_s:
-            plan.notes.append(f"batch {batch // 2} keeps {half['tokens_per_s'] / ref.tokens_per_s:.0%} of batch "
-                              f"{batch}'s tokens/s: probed too (twice the steps)")
+            plan.notes.append(
+                f"batch {batch // 2} keeps {half['tokens_per_s'] / ref.tokens_per_s:.0%} of batch "
+                f"{batch}'s tokens/s: probed too (twice the steps)"
+            )
             return [batch // 2]
     double = _fits(_with_shape(base_cfg, ref.n_layer, ref.n_embd, batch * 2), device, seconds)
     if double and double["tokens_per_s"] >= BATCH_GAIN * ref.tokens_per_s:
-        plan.notes.append(f"batch {batch * 2} gives {double['tokens_per_s'] / ref.tokens_per_s:.2f}x batch "
-                          f"{batch}'s tokens/s: probed too")
+        plan.notes.append(
+            f"batch {batch * 2} gives {double['tokens_per_s'] / ref.tokens_per_s:.2f}x batch "
+            f"{batch}'s tokens/s: probed too"
+        )
         return [batch * 2]
     return []
 
@@ -355,8 +371,12 @@ def _choose_axes(plan: Plan, base_cfg, batches: list[int], sweep_s: float) -> No
     lr0 = base_cfg.optim.lr
     lrs = [float(f"{lr0 * f:.3g}") for f in LR_FACTORS]
     tokens_per_step = base_cfg.model.seq_len * base_cfg.train.gradient_accumulation_steps
-    options = [(depths, widths, batches), (depths, widths, batches[:1]), ([best.n_layer], widths, batches[:1]),
-               ([best.n_layer], [best.n_embd], batches[:1])]
+    options = [
+        (depths, widths, batches),
+        (depths, widths, batches[:1]),
+        ([best.n_layer], widths, batches[:1]),
+        ([best.n_layer], [best.n_embd], batches[:1]),
+    ]
     for depths_o, widths_o, batches_o in options:
         trials = len(depths_o) * len(widths_o) * len(lrs) * len(batches_o)
         slowest = min(by_key[(d, w)].speed for d in depths_o for w in widths_o if (d, w) in by_key)
@@ -368,19 +388,25 @@ def _choose_axes(plan: Plan, base_cfg, batches: list[int], sweep_s: float) -> No
     plan.depths, plan.widths, plan.lrs, plan.batches = depths_o, widths_o, lrs, batches_o
     plan.trial_s = trial_s
     ratio = best.final_tokens / best.params
-    plan.notes.insert(0, f"size: {best.name} ({best.params / 1e6:.2f}M params) is predicted best: "
-                         f"{best.final_tokens / 1e6:.2f}M tokens in the final run = {ratio:.1f} tokens/param "
-                         f"at the tokens/s measured here (Chinchilla's law; 20 assumes speed ~ 1/params)")
+    plan.notes.insert(
+        0,
+        f"size: {best.name} ({best.params / 1e6:.2f}M params) is predicted best: "
+        f"{best.final_tokens / 1e6:.2f}M tokens in the final run = {ratio:.1f} tokens/param "
+        f"at the tokens/s measured here (Chinchilla's law; 20 assumes speed ~ 1/params)",
+    )
     if trial_s < min_trial:
         steps = trial_s * slowest / (tokens_per_step * max(batches_o))
         if steps < MIN_PROBE_STEPS / 4:  # nothing worth learning from: the rule's shape at the base lr and batch
             plan.depths, plan.widths, plan.lrs, plan.batches, plan.trial_s = [], [], [], [], 0.0
-            plan.notes.append(f"no time to probe on this machine (a probe would train {max(steps, 0):.0f} steps, "
-                              f"{MIN_PROBE_STEPS} wanted): the final run takes the predicted best shape at the base "
-                              f"lr and batch; more --time or --probe-fraction gives probes")
+            plan.notes.append(
+                f"no time to probe on this machine (a probe would train {max(steps, 0):.0f} steps, "
+                f"{MIN_PROBE_STEPS} wanted): the final run takes the predicted best shape at the base "
+                f"lr and batch; more --time or --probe-fraction gives probes"
+            )
         else:
-            plan.notes.append(f"probes are short on this machine: {steps:.0f} optimizer steps each "
-                              f"({MIN_PROBE_STEPS} wanted)")
+            plan.notes.append(
+                f"probes are short on this machine: {steps:.0f} optimizer steps each ({MIN_PROBE_STEPS} wanted)"
+            )
 
 
 def _trial_overhead(base_cfg, tokens_per_s: float) -> float:

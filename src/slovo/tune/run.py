@@ -66,8 +66,14 @@ class TuneClock:
         if show_bar:
             from rich.progress import BarColumn, Progress, TextColumn
 
-            self._progress = Progress(TextColumn("[bold blue]tune"), BarColumn(), TextColumn("{task.fields[clock]}"),
-                                      TextColumn("{task.fields[info]}"), console=console, transient=False)
+            self._progress = Progress(
+                TextColumn("[bold blue]tune"),
+                BarColumn(),
+                TextColumn("{task.fields[clock]}"),
+                TextColumn("{task.fields[info]}"),
+                console=console,
+                transient=False,
+            )
             self._task = self._progress.add_task("tune", total=total_s, clock="", info="")
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
@@ -78,15 +84,20 @@ class TuneClock:
         return self.total_s - self.spent()
 
     def _write(self) -> None:
-        atomic_write_json(self.path, {"spent_s": round(self.spent(), 3), "total_s": self.total_s,
-                                      "updated": time.time()})
+        atomic_write_json(
+            self.path, {"spent_s": round(self.spent(), 3), "total_s": self.total_s, "updated": time.time()}
+        )
 
     def _beat(self) -> None:
         last = 0.0
         while not self._stop.wait(0.25):
             if self._progress is not None:
-                self._progress.update(self._task, completed=min(self.spent(), self.total_s), info=self.info,
-                                      clock=f"{format_duration(self.spent())} / {format_duration(self.total_s)}")
+                self._progress.update(
+                    self._task,
+                    completed=min(self.spent(), self.total_s),
+                    info=self.info,
+                    clock=f"{format_duration(self.spent())} / {format_duration(self.total_s)}",
+                )
             if time.monotonic() - last >= HEARTBEAT_S:
                 self._write()
                 last = time.monotonic()
@@ -119,8 +130,11 @@ class _Show(Callback):
 
     def on_eval(self, state, control, metrics: dict) -> None:
         if self.console is not None:
-            self.console.print(f"eval  step {state.step:>6}  progress {state.progress:5.1%}  "
-                               f"loss {metrics['eval/loss']:.4f}  bpb {metrics['eval/bpb']:.4f}", highlight=False)
+            self.console.print(
+                f"eval  step {state.step:>6}  progress {state.progress:5.1%}  "
+                f"loss {metrics['eval/loss']:.4f}  bpb {metrics['eval/bpb']:.4f}",
+                highlight=False,
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,26 +147,33 @@ def base_config(base: str, data: str):
 
     is_file = base.endswith((".yaml", ".yml")) or Path(base).is_file()
     overrides = {"data.path": str(Path(data).resolve())}
-    cfg = (load_config(config_file=base, overrides=overrides) if is_file
-           else load_config(preset=base, overrides=overrides))
+    cfg = (
+        load_config(config_file=base, overrides=overrides) if is_file else load_config(preset=base, overrides=overrides)
+    )
     return cfg, is_file
 
 
 def check_inputs(cfg, ds, total_s: float, total_text: str, probe_fraction: float) -> None:
     """Bad input is one line: a total too short, a fraction outside (0, 0.9], a dataset smaller than a batch."""
     if total_s < MIN_TOTAL_S:
-        raise SlovoError(f"--time {total_text}: too short to probe and train; slovo tune needs at least "
-                         f"{format_duration(MIN_TOTAL_S)}")
+        raise SlovoError(
+            f"--time {total_text}: too short to probe and train; slovo tune needs at least "
+            f"{format_duration(MIN_TOTAL_S)}"
+        )
     if not 0 < probe_fraction <= 0.9:
         raise SlovoError(f"--probe-fraction: must be above 0 and at most 0.9, got {probe_fraction}")
     batch, window = cfg.train.per_device_train_batch_size, cfg.model.seq_len + 1
     if len(ds.train) < batch * window:
-        raise SlovoError(f"{ds.dir}: the train split has {len(ds.train):,} tokens, fewer than one batch of "
-                         f"windows ({batch} x {window} = {batch * window:,}); use more text or a smaller "
-                         f"model.seq_len")
+        raise SlovoError(
+            f"{ds.dir}: the train split has {len(ds.train):,} tokens, fewer than one batch of "
+            f"windows ({batch} x {window} = {batch * window:,}); use more text or a smaller "
+            f"model.seq_len"
+        )
     if len(ds.val) < window:
-        raise SlovoError(f"{ds.dir}: the validation split has {len(ds.val):,} tokens, fewer than one window of "
-                         f"{window}; use more text or a smaller model.seq_len")
+        raise SlovoError(
+            f"{ds.dir}: the validation split has {len(ds.val):,} tokens, fewer than one window of "
+            f"{window}; use more text or a smaller model.seq_len"
+        )
 
 
 def default_name(data: str, total_text: str) -> str:
@@ -166,17 +187,35 @@ def default_name(data: str, total_text: str) -> str:
 
 def probe_sweep_yaml(plan: Plan, base: str, is_file: bool, cfg) -> str:
     """The probe sweep as an ordinary sweep file; the best predicted shape's values come first in the grid."""
-    fixed = {"eval.every": PROBE_EVALS, "eval.tokens": probe_eval_tokens(cfg), "sample.enabled": False,
-             "tracking.report": False, "checkpoint.every_seconds": 0, "train.compile": "false"}
-    params = {"model.n_layer": {"values": plan.depths}, "model.n_embd": {"values": plan.widths},
-              "train.per_device_train_batch_size": {"values": plan.batches}, "optim.lr": {"values": plan.lrs}}
+    fixed = {
+        "eval.every": PROBE_EVALS,
+        "eval.tokens": probe_eval_tokens(cfg),
+        "sample.enabled": False,
+        "tracking.report": False,
+        "checkpoint.every_seconds": 0,
+        "train.compile": "false",
+    }
+    params = {
+        "model.n_layer": {"values": plan.depths},
+        "model.n_embd": {"values": plan.widths},
+        "train.per_device_train_batch_size": {"values": plan.batches},
+        "optim.lr": {"values": plan.lrs},
+    }
     params.update({k: {"value": v} for k, v in fixed.items()})
-    doc = {"name": "probes", "method": "grid", "metric": {"name": "eval/bpb", "goal": "minimize"},
-           ("config" if is_file else "preset"): str(Path(base).resolve()) if is_file else base,
-           "data": plan.data, "budget": f"{plan.trial_s:.1f}s", "parameters": params,
-           "early_terminate": dict(HYPERBAND)}
-    header = ("# slovo tune's probe sweep: short runs of each candidate shape x lr (x batch), successive halving\n"
-              "# on evals at fixed fractions of each probe's budget. Rerun with `slovo tune` (same arguments).\n")
+    doc = {
+        "name": "probes",
+        "method": "grid",
+        "metric": {"name": "eval/bpb", "goal": "minimize"},
+        ("config" if is_file else "preset"): str(Path(base).resolve()) if is_file else base,
+        "data": plan.data,
+        "budget": f"{plan.trial_s:.1f}s",
+        "parameters": params,
+        "early_terminate": dict(HYPERBAND),
+    }
+    header = (
+        "# slovo tune's probe sweep: short runs of each candidate shape x lr (x batch), successive halving\n"
+        "# on evals at fixed fractions of each probe's budget. Rerun with `slovo tune` (same arguments).\n"
+    )
     return header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
 
 
@@ -189,8 +228,14 @@ def run_probes(folder: Path, plan: Plan, clock: TuneClock, quiet: bool) -> dict:
         return train(cfg, run_dir, resume=resume, callbacks=[*callbacks, _Show(clock, clock.info)], quiet=True)
 
     left = max(plan.probe_s - clock.spent(), 0.001)  # none left: nothing starts, the finished probes still count
-    return run_sweep(folder / "probes.yaml", sweeps_dir=folder, name="probes", time_limit=left,
-                     train_fn=probe_train, print_table=not quiet)
+    return run_sweep(
+        folder / "probes.yaml",
+        sweeps_dir=folder,
+        name="probes",
+        time_limit=left,
+        train_fn=probe_train,
+        print_table=not quiet,
+    )
 
 
 def choose(plan: Plan, results: dict, final_s: float) -> tuple[dict, list[str]]:
@@ -198,21 +243,35 @@ def choose(plan: Plan, results: dict, final_s: float) -> tuple[dict, list[str]]:
     best = results.get("best") if results else None
     if best is None:  # no probe finished (too little time, or all failed): the rule's shape at the base lr
         shape = min((s for s in plan.shapes if s.speed), key=lambda s: s.predicted_loss)
-        return ({"model.n_layer": shape.n_layer, "model.n_embd": shape.n_embd,
-                 "train.per_device_train_batch_size": plan.base_batch, "optim.lr": plan.base_lr},
-                [(f"no probe {'finished' if plan.trials else 'ran'}: the predicted best shape {shape.name} at the "
-                  f"base lr {format_value(plan.base_lr)} and batch {plan.base_batch}")])
+        return (
+            {
+                "model.n_layer": shape.n_layer,
+                "model.n_embd": shape.n_embd,
+                "train.per_device_train_batch_size": plan.base_batch,
+                "optim.lr": plan.base_lr,
+            },
+            [
+                (
+                    f"no probe {'finished' if plan.trials else 'ran'}: the predicted best shape {shape.name} at the "
+                    f"base lr {format_value(plan.base_lr)} and batch {plan.base_batch}"
+                )
+            ],
+        )
     p = best["params"]
     shape = plan.shape(p["model.n_layer"], p["model.n_embd"])
     speed = shape.speed if shape and shape.speed else 1.0
     probe_tokens, final_tokens = speed * plan.trial_s, speed * final_s
     lr = float(f"{horizon_lr(p['optim.lr'], probe_tokens, final_tokens):.3g}")
-    winner = (f"probe winner {' '.join(best['runs'])}: {p['model.n_layer']}x{p['model.n_embd']}, batch "
-              f"{p['train.per_device_train_batch_size']}, lr {format_value(p['optim.lr'])}, "
-              f"eval/bpb {best['eval/bpb']:.4f}")
-    horizon = (f"lr {format_value(p['optim.lr'])} x ({human_count(final_tokens)} final / "
-               f"{human_count(probe_tokens)} probe tokens)^-0.3 = {format_value(lr)} (the best lr falls with the "
-               f"training horizon)")
+    winner = (
+        f"probe winner {' '.join(best['runs'])}: {p['model.n_layer']}x{p['model.n_embd']}, batch "
+        f"{p['train.per_device_train_batch_size']}, lr {format_value(p['optim.lr'])}, "
+        f"eval/bpb {best['eval/bpb']:.4f}"
+    )
+    horizon = (
+        f"lr {format_value(p['optim.lr'])} x ({human_count(final_tokens)} final / "
+        f"{human_count(probe_tokens)} probe tokens)^-0.3 = {format_value(lr)} (the best lr falls with the "
+        f"training horizon)"
+    )
     why = [winner, horizon]
     return {**p, "optim.lr": lr}, why
 
@@ -221,8 +280,17 @@ def choose(plan: Plan, results: dict, final_s: float) -> tuple[dict, list[str]]:
 # the whole tune
 
 
-def run_tune(data: str, total: str, base: str = "tiny", name: str | None = None, tune_dir: str | Path = "tune",
-             probe_fraction: float = 0.25, dry_run: bool = False, quiet: bool = False, console=None) -> dict:
+def run_tune(
+    data: str,
+    total: str,
+    base: str = "tiny",
+    name: str | None = None,
+    tune_dir: str | Path = "tune",
+    probe_fraction: float = 0.25,
+    dry_run: bool = False,
+    quiet: bool = False,
+    console=None,
+) -> dict:
     """Probe, choose, train the winner until the total time is spent; returns tune.json's figures."""
     from rich.console import Console
 
@@ -238,12 +306,18 @@ def run_tune(data: str, total: str, base: str = "tiny", name: str | None = None,
     cfg.model.vocab_size = cfg.model.vocab_size or ds.vocab_size
     check_inputs(cfg, ds, total_s, str(total), probe_fraction)
     folder = Path(tune_dir) / (name or default_name(data, str(total)))
-    args = {"data": cfg.data.path, "total_s": total_s, "base": str(Path(base).resolve()) if is_file else base,
-            "probe_fraction": probe_fraction}
+    args = {
+        "data": cfg.data.path,
+        "total_s": total_s,
+        "base": str(Path(base).resolve()) if is_file else base,
+        "probe_fraction": probe_fraction,
+    }
     saved = read_json_dict(folder / "plan.json")
     if saved and saved.get("args") != args:
-        raise SlovoError(f"{folder}: holds a tune with other arguments ({_args_text(saved.get('args') or {})}); "
-                         f"give another --name, or delete the folder")
+        raise SlovoError(
+            f"{folder}: holds a tune with other arguments ({_args_text(saved.get('args') or {})}); "
+            f"give another --name, or delete the folder"
+        )
     if cfg.train.num_threads:
         import torch
 
@@ -251,11 +325,15 @@ def run_tune(data: str, total: str, base: str = "tiny", name: str | None = None,
     device = pick_device(cfg.train.device)
     if saved:
         plan = Plan.from_dict(saved["plan"])
-        console.print(f"[bold]slovo tune[/] {folder}: continuing ({format_duration(_spent(folder))} of "
-                      f"{format_duration(total_s)} spent)")
+        console.print(
+            f"[bold]slovo tune[/] {folder}: continuing ({format_duration(_spent(folder))} of "
+            f"{format_duration(total_s)} spent)"
+        )
     else:
-        console.print(f"[bold]slovo tune[/] {args['base']} on {device}, {format_duration(total_s)} in all: measuring "
-                      f"this machine's speed for a few shapes ...")
+        console.print(
+            f"[bold]slovo tune[/] {args['base']} on {device}, {format_duration(total_s)} in all: measuring "
+            f"this machine's speed for a few shapes ..."
+        )
         plan = make_plan(cfg, args["base"], total_s, probe_fraction, device, len(ds.train))
     show_plan(console, plan)
     if dry_run:
@@ -301,27 +379,43 @@ def _final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, cho
             shutil.rmtree(final_dir)
         final_s = max(clock.left(), 0.05 * clock.total_s)
         every = min(cfg.checkpoint.every_seconds or math.inf, max(5.0, final_s / 10))  # a kill loses at most this
-        overrides = {**chosen["choice"], "data.path": cfg.data.path, "budget.time": f"{final_s:.1f}s",
-                     "checkpoint.every_seconds": every}
-        choice_cfg = (load_config(config_file=base, overrides=overrides) if is_file
-                      else load_config(preset=base, overrides=overrides))
-        header = (f"# slovo tune's choice for {format_duration(clock.total_s)} in all on this machine; its final run "
-                  f"is {final_dir}\n" + "".join(f"# {line}\n" for line in chosen.get("why", []))
-                  + f"# train it: slovo train --config {folder / 'choice.yaml'}\n")
-        atomic_write_text(folder / "choice.yaml",
-                          header + yaml.safe_dump(to_dict(choice_cfg), sort_keys=False, allow_unicode=True))
+        overrides = {
+            **chosen["choice"],
+            "data.path": cfg.data.path,
+            "budget.time": f"{final_s:.1f}s",
+            "checkpoint.every_seconds": every,
+        }
+        choice_cfg = (
+            load_config(config_file=base, overrides=overrides)
+            if is_file
+            else load_config(preset=base, overrides=overrides)
+        )
+        header = (
+            f"# slovo tune's choice for {format_duration(clock.total_s)} in all on this machine; its final run "
+            f"is {final_dir}\n"
+            + "".join(f"# {line}\n" for line in chosen.get("why", []))
+            + f"# train it: slovo train --config {folder / 'choice.yaml'}\n"
+        )
+        atomic_write_text(
+            folder / "choice.yaml", header + yaml.safe_dump(to_dict(choice_cfg), sort_keys=False, allow_unicode=True)
+        )
         # tune writes the run's report itself (timed: it comes after the deadline, like the final eval)
         run_cfg = load_config(config_file=folder / "choice.yaml", overrides={"tracking.report": False})
-        console.print(f"final run: {run_cfg.model.n_layer}x{run_cfg.model.n_embd}, batch "
-                      f"{run_cfg.train.per_device_train_batch_size}, lr {format_value(run_cfg.optim.lr)}, "
-                      f"{format_duration(final_s)} to the deadline -> {final_dir}", highlight=False)
+        console.print(
+            f"final run: {run_cfg.model.n_layer}x{run_cfg.model.n_embd}, batch "
+            f"{run_cfg.train.per_device_train_batch_size}, lr {format_value(run_cfg.optim.lr)}, "
+            f"{format_duration(final_s)} to the deadline -> {final_dir}",
+            highlight=False,
+        )
     clock.info = "final run"
-    return train(run_cfg, final_dir, resume=resume, callbacks=[_Show(clock, "final run", console)],
-                 clock=WallClock(), quiet=True)
+    return train(
+        run_cfg, final_dir, resume=resume, callbacks=[_Show(clock, "final run", console)], clock=WallClock(), quiet=True
+    )
 
 
-def _finish(folder: Path, final_dir: Path, plan: Plan, summary: dict, chosen: dict, spent: float, console,
-            quiet: bool) -> dict:
+def _finish(
+    folder: Path, final_dir: Path, plan: Plan, summary: dict, chosen: dict, spent: float, console, quiet: bool
+) -> dict:
     from slovo.report import write_report
     from slovo.terminal import TrainDisplay
 
@@ -334,12 +428,19 @@ def _finish(folder: Path, final_dir: Path, plan: Plan, summary: dict, chosen: di
     except Exception as e:  # noqa: BLE001 - the runs are all written; a page that fails is said, not fatal
         console.print(f"[yellow]could not write the report: {e}[/]")
         report = None
-    result = {**chosen, "name": folder.name, "total_s": plan.total_s, "spent_s": round(spent, 2),
-              "final_budget_s": (summary.get("budget") or {}).get("time_s"),
-              "final_eval_s": (summary.get("ledger") or {}).get("final_eval"),
-              "report_s": round(time.monotonic() - started, 2), "status": summary.get("status"),
-              "eval/bpb": summary.get("eval/bpb"), "choice_yaml": str(folder / "choice.yaml"),
-              "final_dir": str(final_dir)}
+    result = {
+        **chosen,
+        "name": folder.name,
+        "total_s": plan.total_s,
+        "spent_s": round(spent, 2),
+        "final_budget_s": (summary.get("budget") or {}).get("time_s"),
+        "final_eval_s": (summary.get("ledger") or {}).get("final_eval"),
+        "report_s": round(time.monotonic() - started, 2),
+        "status": summary.get("status"),
+        "eval/bpb": summary.get("eval/bpb"),
+        "choice_yaml": str(folder / "choice.yaml"),
+        "final_dir": str(final_dir),
+    }
     atomic_write_json(folder / "tune.json", result)
     if not quiet:
         for line in chosen.get("why", []):
@@ -366,17 +467,29 @@ def show_plan(console, plan: Plan) -> None:
     from rich.table import Table
 
     table = Table(title="shapes: measured speed and the size rule", title_justify="left")
-    for col, justify in (("shape", "left"), ("params", "right"), ("tokens/s", "right"), ("final tokens", "right"),
-                         ("tokens/param", "right"), ("predicted loss", "right"), ("", "left")):
+    for col, justify in (
+        ("shape", "left"),
+        ("params", "right"),
+        ("tokens/s", "right"),
+        ("final tokens", "right"),
+        ("tokens/param", "right"),
+        ("predicted loss", "right"),
+        ("", "left"),
+    ):
         table.add_column(col, justify=justify)
     probed = {(d, w) for d in plan.depths for w in plan.widths}
     unmeasured = [s.name for s in plan.shapes if not s.speed]
     for s in sorted((s for s in plan.shapes if s.speed), key=lambda s: s.predicted_loss):
         speed = f"{s.speed:,.0f}" + ("" if s.tokens_per_s else " (est.)")
-        table.add_row(s.name, human_count(s.params), speed, human_count(s.final_tokens),
-                      f"{s.final_tokens / s.params:.2f}" if s.params else "-",
-                      f"{s.predicted_loss:.3f}" if math.isfinite(s.predicted_loss) else "-",
-                      "probed" if (s.n_layer, s.n_embd) in probed else "")
+        table.add_row(
+            s.name,
+            human_count(s.params),
+            speed,
+            human_count(s.final_tokens),
+            f"{s.final_tokens / s.params:.2f}" if s.params else "-",
+            f"{s.predicted_loss:.3f}" if math.isfinite(s.predicted_loss) else "-",
+            "probed" if (s.n_layer, s.n_embd) in probed else "",
+        )
     console.print(table)
     if unmeasured:
         console.print(f"  not measured (the measuring time ran out): {', '.join(unmeasured)}")
@@ -385,8 +498,11 @@ def show_plan(console, plan: Plan) -> None:
     console.print(f"  compile: {plan.compile_note}")
     sweep_s = plan.probe_s - plan.measure_s
     if not plan.trials:
-        console.print(f"probe phase: speeds measured in {format_duration(plan.measure_s)}, no probes\n"
-                      f"final run: the rest, about {format_duration(plan.total_s - plan.measure_s)}", highlight=False)
+        console.print(
+            f"probe phase: speeds measured in {format_duration(plan.measure_s)}, no probes\n"
+            f"final run: the rest, about {format_duration(plan.total_s - plan.measure_s)}",
+            highlight=False,
+        )
         return
     console.print(
         f"probe phase {format_duration(plan.probe_s)}: speeds measured in {format_duration(plan.measure_s)}, then "
@@ -394,4 +510,5 @@ def show_plan(console, plan: Plan) -> None:
         f"{[format_value(x) for x in plan.lrs]}) of {format_duration(plan.trial_s)} training each, successive "
         f"halving (eta {HYPERBAND['eta']}) in {format_duration(sweep_s)}\n"
         f"final run: the rest, about {format_duration(plan.final_s)} (the total less what the probes took)",
-        highlight=False)
+        highlight=False,
+    )
