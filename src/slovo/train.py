@@ -28,7 +28,7 @@ from slovo.budget import Budget, Clock
 from slovo.callbacks import Callback, Control, StopOnSigint
 from slovo.config import Config, budget_seconds, require_budget
 from slovo.errors import SlovoError
-from slovo.guard import DivergenceGuard
+from slovo.guard import DivergenceGuard, rng_state, set_rng_state
 from slovo.schedules import decay_start, lr_factor
 
 
@@ -394,7 +394,7 @@ def _restore(run_dir: Path, s: _Setup, state: TrainState, clock: Clock, display)
     state.load_state_dict(saved["loop"])
     if "train_time" not in saved["loop"]:  # a checkpoint written before the state kept the agreed time
         state.train_time = clock.train_time
-    _set_rng_state(saved["rng"])
+    set_rng_state(saved["rng"])
     if s.scaler is not None and "scaler" in saved:
         s.scaler.load_state_dict(saved["scaler"])
     display.say(f"resuming [bold]{run_dir}[/] from step {state.step} ({state.train_time:.1f}s of training spent)")
@@ -497,7 +497,7 @@ def _checkpoint(s: _Setup, run_dir: Path, state: TrainState, clock: Clock, final
             "loader": s.loader.state_dict(),
             "clock": clock.state_dict(),
             "loop": state.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
         }
         if not fsdp:  # a sharded checkpoint keeps the optimizer in its dcp/ folder
             payload["optimizer"] = s.optimizer.state_dict()
@@ -621,19 +621,6 @@ def _write_report(run_dir: Path, display) -> Path | None:
     except Exception as e:  # noqa: BLE001 - reported, and the run's files are all there already
         display.say(f"[yellow]could not write the report: {e}[/]")
         return None
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class _Diverged(Exception):
