@@ -5,22 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from slovo.callbacks import Callback
 from slovo.train import train
-from slovo.utils import read_jsonl
-
-
-class StopAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_log(self, state, control, metrics):
-        if state.step == self.step:
-            control.stop("interrupted")
-
-
-def _losses(run_dir) -> list[float]:
-    return [r["train/loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if "train/loss" in r]
+from tests.helpers import StopAt, train_losses
 
 
 def _straight_and_resumed(tiny_config, tmp_path, **over):
@@ -53,7 +39,7 @@ def test_accelerated_path_trains_and_resumes_exactly(tiny_config, tmp_path, over
     assert straight["status"] == resumed["status"] == "finished"
     assert resumed["train/global_step"] == straight["train/global_step"] == 8
     assert resumed["eval/loss"] == pytest.approx(straight["eval/loss"], rel=1e-6)
-    assert _losses(tmp_path / "resumed") == pytest.approx(_losses(tmp_path / "straight"), rel=1e-6)
+    assert train_losses(tmp_path / "resumed") == pytest.approx(train_losses(tmp_path / "straight"), rel=1e-6)
 
 
 @pytest.mark.slow
@@ -61,7 +47,7 @@ def test_compiled_model_trains_and_resumes_exactly(tiny_config, tmp_path):
     straight, resumed = _straight_and_resumed(tiny_config, tmp_path, **{"train.compile": "true"})
     assert resumed["train/global_step"] == 8
     assert resumed["eval/loss"] == pytest.approx(straight["eval/loss"], rel=1e-5)
-    assert _losses(tmp_path / "resumed") == pytest.approx(_losses(tmp_path / "straight"), rel=1e-5)
+    assert train_losses(tmp_path / "resumed") == pytest.approx(train_losses(tmp_path / "straight"), rel=1e-5)
     assert straight["ledger"]["compile"] > 0  # the first compiled step is kept off the budget clock
 
 

@@ -6,24 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slovo.callbacks import Callback
 from slovo.train import train
-from slovo.utils import read_jsonl
+from tests.helpers import StopAt, train_losses
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-class StopAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_log(self, state, control, metrics):
-        if state.step == self.step:
-            control.stop("interrupted")
-
-
-def _losses(run_dir) -> list[float]:
-    return [r["train/loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if "train/loss" in r]
 
 
 def test_cuda_defaults_are_bf16_compiled_fused_and_resume_exactly(tiny_config, tmp_path):
@@ -42,7 +28,7 @@ def test_cuda_defaults_are_bf16_compiled_fused_and_resume_exactly(tiny_config, t
     assert straight["ledger"]["compile"] > 0 and straight["peak_memory_gb"] > 0
     # GPU kernels may reorder float sums between processes' compilations: close, not bit-equal
     assert resumed["eval/loss"] == pytest.approx(straight["eval/loss"], rel=1e-3)
-    assert _losses(tmp_path / "resumed") == pytest.approx(_losses(tmp_path / "straight"), rel=1e-3)
+    assert train_losses(tmp_path / "resumed") == pytest.approx(train_losses(tmp_path / "straight"), rel=1e-3)
 
 
 def test_auto_dtype_on_cuda_is_bf16_autocast_and_adamw_is_fused(tiny_config):

@@ -18,6 +18,7 @@ from slovo.evaluate import (
     whole_split_note,
 )
 from slovo.utils import read_json, read_jsonl
+from tests.helpers import TINY_SETS
 
 
 class Uniform(torch.nn.Module):
@@ -169,9 +170,8 @@ def test_eval_tokens_beyond_the_split_is_said_once_and_the_run_goes_on(tiny_conf
 
 def test_slovo_eval_spreads_tokens_over_the_text_and_says_when_asked_for_more(small_dataset, tmp_path, capsys):
     from slovo.cli import main
-    from tests.conftest import TINY_RUN
 
-    sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
+    sets = TINY_SETS
     assert (
         main(
             [

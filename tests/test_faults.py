@@ -15,9 +15,7 @@ import pytest
 
 from slovo.cli import main
 from slovo.utils import read_json, read_jsonl
-from tests.conftest import TINY_RUN
-
-TINY_SETS = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
+from tests.helpers import TINY_SETS
 
 # `slovo train`, with every checkpoint save slowed down between its files (state.pt is written 30 ms after
 # model.safetensors, checkpoint.json 30 ms after state.pt), so that a kill lands inside a save often

@@ -11,10 +11,7 @@ from slovo.callbacks import Callback
 from slovo.cli import main
 from slovo.train import train
 from slovo.utils import read_json, read_jsonl
-
-
-def _losses(run_dir):
-    return [r["train/loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if "train/loss" in r]
+from tests.helpers import TINY_SETS, StopAt, train_losses
 
 
 class TickingTime:
@@ -61,19 +58,6 @@ def test_run_folder_holds_config_metrics_samples_summary_and_checkpoint(tiny_con
     assert summary == on_disk
 
 
-class StopAt(Callback):
-    """Stops the run at a step: gracefully like Ctrl-C, or abruptly like a kill."""
-
-    def __init__(self, step, abrupt=False):
-        self.step, self.abrupt = step, abrupt
-
-    def on_log(self, state, control, metrics):
-        if state.step == self.step:
-            if self.abrupt:
-                raise KeyboardInterrupt
-            control.stop("interrupted")
-
-
 @pytest.mark.parametrize("abrupt", [False, True], ids=["ctrl-c", "killed-between-checkpoints"])
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tiny_config, tmp_path, abrupt):
     over = {"budget.max_steps": 12, "checkpoint.every_steps": 4, "schedule.name": "cosine", "schedule.warmup": 3}
@@ -91,7 +75,9 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tiny_config, t
 
     assert resumed["train/global_step"] == straight["train/global_step"] == 12
     assert resumed["eval/loss"] == pytest.approx(straight["eval/loss"], rel=1e-6)
-    assert _losses(run) == pytest.approx(_losses(tmp_path / "straight"), rel=1e-6)  # no lost or doubled records
+    assert train_losses(run) == pytest.approx(
+        train_losses(tmp_path / "straight"), rel=1e-6
+    )  # no lost or doubled records
 
 
 def test_resuming_with_a_larger_budget_extends_the_run(tiny_config, tmp_path):
@@ -171,9 +157,8 @@ def test_existing_run_is_not_overwritten_without_the_flag(small_dataset, tmp_pat
 
 
 def test_cli_trains_and_eval_reports_bpb(small_dataset, tmp_path, capsys):
-    from tests.conftest import TINY_RUN
 
-    sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
+    sets = TINY_SETS
     assert (
         main(
             [
@@ -212,9 +197,8 @@ def test_eval_every_seconds_spaces_evals_by_training_time(tiny_config, tmp_path)
 
 
 def test_eval_on_another_text_source_uses_the_runs_tokenizer(small_dataset, tmp_path, capsys):
-    from tests.conftest import TINY_RUN
 
-    sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
+    sets = TINY_SETS
     assert (
         main(
             [
@@ -250,9 +234,7 @@ def test_real_ctrl_c_stops_after_the_step_with_a_resumable_checkpoint(small_data
     import sys
     import time
 
-    from tests.conftest import TINY_RUN
-
-    sets = [f"--set={k}={'null' if v is None else v}" for k, v in TINY_RUN.items()]
+    sets = TINY_SETS
     cmd = [
         sys.executable,
         "-m",
@@ -358,7 +340,7 @@ def test_resuming_an_interrupted_wsd_run_with_the_same_budget_continues_from_its
     assert first["status"] == "interrupted"
     resumed = train(tiny_config(**over), tmp_path / "run", resume=True, quiet=True)
     assert resumed["eval/loss"] == pytest.approx(straight["eval/loss"], rel=1e-6)
-    assert _losses(tmp_path / "run") == pytest.approx(_losses(tmp_path / "straight"), rel=1e-6)
+    assert train_losses(tmp_path / "run") == pytest.approx(train_losses(tmp_path / "straight"), rel=1e-6)
 
 
 def test_an_extended_constant_run_evaluates_over_its_extension(tiny_config, tmp_path):
