@@ -47,6 +47,7 @@ def slovo_config(args):
         "train.num_threads": args.threads,
         "train.compile": "false",
         "train.dtype": "float32",
+        "optim.name": "adamw",  # the HF side runs AdamW: the same maths whatever optimizer the preset chose
         "eval.every": 0,
         "eval.tokens": 1,
         "sample.enabled": False,  # the one final eval scores one window
