@@ -60,6 +60,10 @@ TINY_RUN = {
     "model.seq_len": 32,
     "train.per_device_train_batch_size": 4,
     "train.log_every": 1,
+    # AdamW at its old preset lr: tests of the loop stay independent of the tiny preset's recipe (Muon);
+    # tests/test_accelerated.py and test_extending.py cover the optimizers themselves
+    "optim.name": "adamw",
+    "optim.lr": 2e-3,
     "eval.tokens": 1024,
     "eval.every": 2,
     "sample.max_new_tokens": 8,
