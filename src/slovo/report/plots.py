@@ -46,6 +46,17 @@ def palette(n: int) -> list[str]:
     return [to_hex(cmap(0.05 + 0.9 * i / (n - 1))) for i in range(n)]
 
 
+def _svg_style(fig_no: int) -> dict:
+    """matplotlib settings every figure of the page shares: text kept as text, ids stable per figure, no box."""
+    return {
+        "svg.fonttype": "none",
+        "svg.hashsalt": f"slovo-{fig_no}",
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+
+
 def _series(records: list[dict], metric: str, x_key: str) -> tuple[list[float], list[float]]:
     xs, ys = [], []
     for r in records:
@@ -102,16 +113,7 @@ def plot_metric(
     scale, xlabel = 1.0, "tokens"
     if x_key == "train_runtime":
         scale, xlabel = _time_axis(max(max(xs) for _, xs, _ in data))
-    with matplotlib.rc_context(
-        {
-            "svg.fonttype": "none",
-            "svg.hashsalt": f"slovo-{fig_no}",
-            "font.size": 9,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "font.family": ["DejaVu Sans", "sans-serif"],
-        }
-    ):
+    with matplotlib.rc_context({**_svg_style(fig_no), "font.family": ["DejaVu Sans", "sans-serif"]}):
         fig = Figure(figsize=(5.6, 3.2), dpi=100)
         ax = fig.subplots()
         few_points = all(len(xs) <= 30 for _, xs, _ in data)
@@ -171,15 +173,7 @@ def plot_importances(importances: dict[str, float], fig_no: int) -> str | None:
     if not importances:
         return None
     items = sorted(importances.items(), key=lambda kv: kv[1])
-    with matplotlib.rc_context(
-        {
-            "svg.fonttype": "none",
-            "svg.hashsalt": f"slovo-{fig_no}",
-            "font.size": 9,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-        }
-    ):
+    with matplotlib.rc_context(_svg_style(fig_no)):
         fig = Figure(figsize=(5.6, 0.5 + 0.35 * len(items)), dpi=100)
         ax = fig.subplots()
         bars = ax.barh([k for k, _ in items], [v for _, v in items], color="#4c78a8")
