@@ -41,8 +41,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, safe_open, save_model
 
-from slovo.errors import SlovoError
-from slovo.utils import atomic_write_json, fsync_dir, process_alive, read_json, read_json_dict
+from slovo.errors import SlovoError, first_line
+from slovo.utils import atomic_write_json, fsync_dir, process_alive, read_json, read_json_dict, sha256_file
 
 CKPT_DIR = "checkpoints"
 PREFIX = "step_"
@@ -228,11 +228,7 @@ def _check_recorded(path: Path, record: Any, hashes: bool) -> str | None:
     if size != record["bytes"]:
         return f"{path.name} is {size} bytes, checkpoint.json says {record['bytes']}"
     if hashes and "sha256" in record:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        if h.hexdigest() != record["sha256"]:
+        if sha256_file(path) != record["sha256"]:
             return f"{path.name} does not match the sha256 in checkpoint.json"
     return None
 
@@ -251,7 +247,7 @@ def _check_structure(path: Path) -> str | None:
             if bad:
                 return f"{path.name}: {bad} fails its CRC check"
     except (SafetensorError, zipfile.BadZipFile, OSError, ValueError) as e:
-        return f"{path.name} cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        return f"{path.name} cannot be read ({first_line(e)})"
     return None
 
 
@@ -327,16 +323,11 @@ def checkpoint_to_resume(run_dir: str | Path) -> tuple[Path, str | None]:
 # ---- loading --------------------------------------------------------------------------------------
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def _load_weights(model: torch.nn.Module, path: Path) -> None:
     try:
         load_model(unwrap(model), str(path))
     except (SafetensorError, RuntimeError, OSError) as e:  # RuntimeError: names or shapes not the model's
-        raise SlovoError(f"{path}: the weights do not load into the run's model ({_first_line(e)})") from None
+        raise SlovoError(f"{path}: the weights do not load into the run's model ({first_line(e)})") from None
 
 
 def load_state(path: str | Path) -> dict:
@@ -350,7 +341,7 @@ def load_state(path: str | Path) -> dict:
             "(unpickling them would run code from the file)"
         ) from None
     except (RuntimeError, OSError, EOFError) as e:
-        raise SlovoError(f"{path}: cannot be read ({_first_line(e)})") from None
+        raise SlovoError(f"{path}: cannot be read ({first_line(e)})") from None
     if not isinstance(state, dict):
         raise SlovoError(f"{path}: holds {type(state).__name__}, not the training state")
     return state

@@ -10,3 +10,9 @@ class SlovoError(Exception):
     """A problem with the user's input, stated in one line that names the file, field or value."""
 
     exit_code = 2
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (or its type's name when it has none), for one-line reports."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

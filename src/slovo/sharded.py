@@ -42,7 +42,7 @@ from slovo.checkpoint import (
     unwrap,
     verify_checkpoint,
 )
-from slovo.errors import SlovoError
+from slovo.errors import SlovoError, first_line
 from slovo.utils import atomic_write_json, fsync_dir, read_json
 
 DCP_DIR = "dcp"
@@ -98,7 +98,7 @@ def save_sharded(
                     {"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / DCP_DIR), no_dist=not _grouped()
                 )
         except Exception as e:  # noqa: BLE001 - a CheckpointException (wrapping each rank's OSError) or an OSError
-            problem = _first_line(e)
+            problem = first_line(e)
     if problem is None and dist.is_main:
         try:
             from safetensors.torch import save_model
@@ -146,11 +146,6 @@ def _alone_is_fine():
         yield
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def load_sharded(ckpt: str | Path, trained: torch.nn.Module, optimizer) -> dict:
     """Load a sharded checkpoint's weights and optimizer into `trained` / `optimizer` (any number of ranks, as
     the process group, if any, has them) and return its `state.pt`. Every recorded file is checked first."""
@@ -168,7 +163,7 @@ def load_sharded(ckpt: str | Path, trained: torch.nn.Module, optimizer) -> dict:
         with _alone_is_fine():
             dcp.load(both, checkpoint_id=str(ckpt / DCP_DIR), no_dist=not _grouped())
     except Exception as e:  # noqa: BLE001 - a CheckpointException naming the missing or mismatched keys
-        raise SlovoError(f"{ckpt}: the sharded state does not load into this run's model ({_first_line(e)})") from None
+        raise SlovoError(f"{ckpt}: the sharded state does not load into this run's model ({first_line(e)})") from None
     model = unwrap(trained)
     set_model_state_dict(model, both["model"])
     set_optimizer_state_dict(model, optimizer, both["optim"])

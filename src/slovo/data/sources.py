@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from slovo.errors import SlovoError
+from slovo.errors import SlovoError, first_line
 
 HUB_PREFIX = "hf:"
 READ_BLOCK = 8 << 20  # bytes per read of a text file; bounds memory when a separator splits a huge file
@@ -366,7 +366,7 @@ def _read_parquet(path: Path, text_field: str) -> Iterator[tuple[str, str | None
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
-        raise SlovoError(f"{path}: cannot read as parquet ({str(e).splitlines()[0]})") from None
+        raise SlovoError(f"{path}: cannot read as parquet ({first_line(e)})") from None
     names = pf.schema_arrow.names
     if text_field not in names:
         raise SlovoError(f"{path}: no column '{text_field}' (columns: {', '.join(names)}); pass --text-field NAME")

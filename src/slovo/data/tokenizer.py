@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slovo.errors import SlovoError
+from slovo.errors import SlovoError, first_line
 
 EOT_TOKEN = "<|endoftext|>"
 MIN_VOCAB = 257  # the 256 byte symbols plus <|endoftext|>; anything smaller cannot encode every byte
@@ -79,7 +79,7 @@ def load_tokenizer(path: str | Path):
     try:
         return Tokenizer.from_file(str(p))
     except Exception as e:  # tokenizers raises plain Exception subclasses for malformed files
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        why = first_line(e)
         raise SlovoError(f"{p}: not a valid tokenizer.json ({why})") from None
 
 
