@@ -26,3 +26,19 @@ class StopAt(Callback):
 
 def train_losses(run_dir) -> list[float]:
     return [r["train/loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if "train/loss" in r]
+
+
+def tiny_train_args(dataset, runs_dir, name: str, *extra: str) -> list[str]:
+    """`slovo train` arguments of a quiet tiny run on `dataset` into runs_dir/name; `extra` flags come last."""
+    return ["train", "--data", str(dataset), "--runs-dir", str(runs_dir), "--name", name, "--quiet", *TINY_SETS, *extra]
+
+
+class TickingTime:
+    """A fake clock that moves 0.25 s every time it is read: eval speed and training time are known."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        self.t += 0.25
+        return self.t

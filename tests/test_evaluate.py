@@ -18,7 +18,7 @@ from slovo.evaluate import (
     whole_split_note,
 )
 from slovo.utils import read_json, read_jsonl
-from tests.helpers import TINY_SETS
+from tests.helpers import TickingTime, tiny_train_args
 
 
 class Uniform(torch.nn.Module):
@@ -118,17 +118,6 @@ def test_eval_set_facts_count_windows_and_text_tokens():
     assert facts == {"eval_windows": 4, "eval_tokens": 4 * 8 - int((tokens[1:] == 0).sum())}
 
 
-class TickingTime:
-    """A fake clock that moves 0.25 s every time it is read: eval speed and training time are known."""
-
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        self.t += 0.25
-        return self.t
-
-
 def test_evals_during_training_score_one_fixed_subset_and_the_final_eval_all_windows(tiny_config, tmp_path):
     from slovo.train import train
 
@@ -171,25 +160,7 @@ def test_eval_tokens_beyond_the_split_is_said_once_and_the_run_goes_on(tiny_conf
 def test_slovo_eval_spreads_tokens_over_the_text_and_says_when_asked_for_more(small_dataset, tmp_path, capsys):
     from slovo.cli import main
 
-    sets = TINY_SETS
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(small_dataset),
-                "--runs-dir",
-                str(tmp_path),
-                "--name",
-                "c",
-                "--max-steps",
-                "2",
-                "--quiet",
-                *sets,
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(small_dataset, tmp_path, "c", "--max-steps", "2")) == 0
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "c"), "--tokens", "10000000"]) == 0
     out = capsys.readouterr().out

@@ -15,7 +15,7 @@ import pytest
 
 from slovo.cli import main
 from slovo.utils import read_json, read_jsonl
-from tests.helpers import TINY_SETS
+from tests.helpers import TINY_SETS, tiny_train_args
 
 # `slovo train`, with every checkpoint save slowed down between its files (state.pt is written 30 ms after
 # model.safetensors, checkpoint.json 30 ms after state.pt), so that a kill lands inside a save often
@@ -131,26 +131,8 @@ def test_a_run_killed_at_ten_random_moments_resumes_each_time_and_ends_exactly_l
 def test_a_truncated_newest_checkpoint_is_passed_over_with_one_line(small_dataset, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "300")  # the terminal's lines are not wrapped
     run = tmp_path / "r"
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(small_dataset),
-                "--runs-dir",
-                str(tmp_path),
-                "--name",
-                "r",
-                "--quiet",
-                "--max-steps",
-                "8",
-                *TINY_SETS,
-                "--set=checkpoint.every_steps=2",
-                "--set=schedule.name=constant",
-            ]
-        )
-        == 0
-    )
+    extra = ("--max-steps", "8", "--set=checkpoint.every_steps=2", "--set=schedule.name=constant")
+    assert main(tiny_train_args(small_dataset, tmp_path, "r", *extra)) == 0
     weights = run / "checkpoints" / "step_0000008" / "model.safetensors"
     size = weights.stat().st_size
     with open(weights, "r+b") as f:

@@ -11,18 +11,7 @@ from slovo.callbacks import Callback
 from slovo.cli import main
 from slovo.train import train
 from slovo.utils import read_json, read_jsonl
-from tests.helpers import TINY_SETS, StopAt, train_losses
-
-
-class TickingTime:
-    """A fake clock that moves 0.25 s every time it is read."""
-
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        self.t += 0.25
-        return self.t
+from tests.helpers import TINY_SETS, StopAt, TickingTime, tiny_train_args, train_losses
 
 
 def test_time_budget_stops_within_one_step_and_keeps_eval_off_the_clock(tiny_config, tmp_path):
@@ -157,26 +146,7 @@ def test_existing_run_is_not_overwritten_without_the_flag(small_dataset, tmp_pat
 
 
 def test_cli_trains_and_eval_reports_bpb(small_dataset, tmp_path, capsys):
-
-    sets = TINY_SETS
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(small_dataset),
-                "--runs-dir",
-                str(tmp_path),
-                "--name",
-                "c",
-                "--max-steps",
-                "4",
-                "--quiet",
-                *sets,
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(small_dataset, tmp_path, "c", "--max-steps", "4")) == 0
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "c"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -197,26 +167,7 @@ def test_eval_every_seconds_spaces_evals_by_training_time(tiny_config, tmp_path)
 
 
 def test_eval_on_another_text_source_uses_the_runs_tokenizer(small_dataset, tmp_path, capsys):
-
-    sets = TINY_SETS
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(small_dataset),
-                "--runs-dir",
-                str(tmp_path),
-                "--name",
-                "c",
-                "--max-steps",
-                "3",
-                "--quiet",
-                *sets,
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(small_dataset, tmp_path, "c", "--max-steps", "3")) == 0
     other = tmp_path / "other.txt"
     other.write_text("Слово было у бога. " * 200, encoding="utf-8")
     capsys.readouterr()
