@@ -221,20 +221,7 @@ def test_three_machines_never_overrun_run_cap_or_repeat_a_grid_point(tmp_path, p
 
 
 def test_a_worker_whose_sweep_folder_is_not_the_studys_is_refused(tmp_path, pg):
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "meta.json").write_text("{}")
-    sweep = tmp_path / "bound.yaml"
-    sweep.write_text(
-        yaml.safe_dump(
-            {
-                "preset": "tiny",
-                "data": str(data),
-                "budget": {"max_steps": 10},
-                "parameters": {"optim.lr": {"values": [1e-3]}},
-            }
-        )
-    )
+    sweep = _one_point_sweep(tmp_path, "bound")
 
     trained: list = []
 
@@ -260,10 +247,15 @@ def test_a_worker_whose_sweep_folder_is_not_the_studys_is_refused(tmp_path, pg):
 
 @pytest.fixture
 def one_point_sweep(tmp_path):
-    data = tmp_path / "data"
+    return _one_point_sweep(tmp_path, "s")
+
+
+def _one_point_sweep(folder: Path, name: str) -> Path:
+    """`folder/<name>.yaml`: one lr on the tiny preset, over a stand-in dataset folder (the tests fake training)."""
+    data = folder / "data"
     data.mkdir()
     (data / "meta.json").write_text("{}")
-    sweep = tmp_path / "s.yaml"
+    sweep = folder / f"{name}.yaml"
     sweep.write_text(
         yaml.safe_dump(
             {
