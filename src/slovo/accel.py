@@ -52,13 +52,22 @@ def remember(key: str, **figures: float) -> None:
         pass
 
 
+def compile_stand_in(device: str) -> tuple[float, float]:
+    """(compile seconds, speed-up) assumed for `device` until this machine has measured a shape."""
+    from slovo.device import device_type
+
+    return DEFAULT_COMPILE.get(device_type(device), (60.0, 1.0))
+
+
 def choose_compile(setting: str, device: str, budget_s: float | None, key: str) -> tuple[bool, str]:
     """(compile?, why) for train.compile = auto | true | false."""
+    from slovo.device import device_type
+
     if setting != "auto":
         return setting == "true", f"train.compile={setting}"
-    kind = device.split(":")[0]
+    kind = device_type(device)
     seen = measured(key)
-    compile_s, speedup = DEFAULT_COMPILE.get(kind, (60.0, 1.0))
+    compile_s, speedup = compile_stand_in(device)
     source = "defaults for " + kind
     if "compile_s" in seen and "eager_step_s" in seen and "compiled_step_s" in seen:
         compile_s, speedup = seen["compile_s"], seen["eager_step_s"] / seen["compiled_step_s"]

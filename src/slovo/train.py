@@ -205,10 +205,10 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
                 if stop_reason is None and _eval_due(cfg, state):
                     _evaluate(s, state, control, clock, folder, display, callbacks, finish_summary)
                     stop_reason = _stop_reason(budget, state, control)
-                if _decay_checkpoint_due(cfg, state):  # always: a longer budget continues from here
+                decay_start = _decay_checkpoint_due(cfg, state)  # always saved: a longer budget continues from it
+                if decay_start:
                     state.decay_ckpt_step = state.step
-                    _checkpoint(s, run_dir, state, clock, final=False, display=display)
-                elif _checkpoint_due(cfg, state):
+                if decay_start or _checkpoint_due(cfg, state):
                     _checkpoint(s, run_dir, state, clock, final=False, display=display)
         status = stop_reason if stop_reason in ("interrupted", "pruned") else "finished"
         scored_all = state.last_eval.get("eval/windows") == len(s.windows)
@@ -243,7 +243,7 @@ class _Setup:
         from slovo.accel import choose_compile, shape_key
         from slovo.data import load_dataset, load_tokenizer, token_byte_lengths
         from slovo.data.loader import BatchLoader
-        from slovo.device import autocast_for, device_name, enable_fast_matmul, peak_flops, pick_device
+        from slovo.device import autocast_for, device_name, device_type, enable_fast_matmul, peak_flops, pick_device
         from slovo.evaluate import eval_windows, whole_split_note
         from slovo.model import GPT
         from slovo.optim import make_optimizer, set_lr_factor
@@ -280,7 +280,7 @@ class _Setup:
         self.set_lr_factor = lambda factor: set_lr_factor(self.optimizer, factor)
         self.tokens_per_step = batch * cfg.train.gradient_accumulation_steps * seq_len * dist.world
         self.autocast = autocast_for(cfg.train.dtype, device)
-        self.scaler = torch.amp.GradScaler(device.split(":")[0]) if cfg.train.dtype == "float16" else None
+        self.scaler = torch.amp.GradScaler(device_type(device)) if cfg.train.dtype == "float16" else None
         self.speed_key = shape_key(cfg, device_name(device))
         self.compiled, self.compile_reason = choose_compile(cfg.train.compile, device, budget.time_s, self.speed_key)
         self.eval_model = torch.compile(self.model) if self.compiled else self.model  # compiled once, for both uses

@@ -279,9 +279,9 @@ def make_plan(
     if time.perf_counter() - started < measure_budget:
         batches += _batch_choices(base_cfg, device, per_shape, ref, plan)
     if compile_final:  # one compile, on the base shape: its time and speed-up stand for every shape
-        from slovo.accel import DEFAULT_COMPILE
+        from slovo.accel import compile_stand_in
 
-        compile_s, speedup = DEFAULT_COMPILE.get(device.split(":")[0], (60.0, 1.0))
+        compile_s, speedup = compile_stand_in(device)
         fast = None
         if time.perf_counter() - started < measure_budget:
             fast = _fits(base_cfg, device, per_shape, compile_model=True)
