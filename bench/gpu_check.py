@@ -1,6 +1,6 @@
 """GPU check: everything slovo can only show on a CUDA machine, in one run, ending in one table.
 
-    python bench/gpu_check.py --data data/ruslit-8k [--time 2m] [--presets base,small] [--out DIR]
+    python bench/gpu_check.py --data data/ruslit-8k [--time 2m] [--presets base,small,base@optim.name=muon] [--out DIR]
 
 1. the tests that need CUDA (tests/test_cuda.py: compile + exact-ish resume, bf16 autocast, fused AdamW,
    flash attention through SDPA, Muon, generation, export);
@@ -143,7 +143,10 @@ def main() -> int:
         print(f"CUDA tests: exit {rc} in {secs:.0f}s: {tail[0]}", flush=True)
         save()
 
-    for preset in [p for p in args.presets.split(",") if p]:
+    for spec in [p for p in args.presets.split(",") if p]:
+        # "base" or "base@optim.name=muon;optim.muon_lr=0.02": a preset with its own extra settings
+        preset, _, extra = spec.partition("@")
+        label = preset + "".join("-" + kv.split("=", 1)[1] for kv in extra.split(";") if kv)
         cmd = [
             sys.executable,
             "-m",
@@ -156,7 +159,7 @@ def main() -> int:
             "--time",
             args.time,
             "--name",
-            f"gpu-{preset}",
+            f"gpu-{label}",
             "--runs-dir",
             str(out / "runs"),
             "--overwrite",
@@ -164,12 +167,13 @@ def main() -> int:
             "--set",
             "tracking.report=false",
             *[f"--set={o}" for o in args.overrides],
+            *[f"--set={kv}" for kv in extra.split(";") if kv],
         ]
-        rc, secs = run(cmd, timeout=900, log=out / f"train-{preset}.log")
-        fig = preset_figures(out / "runs" / f"gpu-{preset}")
+        rc, secs = run(cmd, timeout=900, log=out / f"train-{label}.log")
+        fig = preset_figures(out / "runs" / f"gpu-{label}")
         fig.update(exit=rc, wall_s=round(secs, 1))
-        results["presets"][preset] = fig
-        print(f"{preset}: exit {rc} in {secs:.0f}s: {fig}", flush=True)
+        results["presets"][label] = fig
+        print(f"{label}: exit {rc} in {secs:.0f}s: {fig}", flush=True)
         save()
 
     print()
