@@ -64,6 +64,9 @@ TINY_RUN = {
     # tests/test_accelerated.py and test_extending.py cover the optimizers themselves
     "optim.name": "adamw",
     "optim.lr": 2e-3,
+    # float32 everywhere: train.dtype=auto would measure bf16 on CPUs with AMX and pick it, so results would
+    # depend on the machine; tests/test_accelerated.py covers bf16 and the auto choice
+    "train.dtype": "float32",
     "eval.tokens": 1024,
     "eval.every": 2,
     "sample.max_new_tokens": 8,

@@ -83,3 +83,52 @@ def test_compile_auto_compiles_only_when_the_budget_wins_back_the_compile_time()
     use, why = choose_compile("auto", "cpu", 60.0, "measured")
     assert use is True and "measured on this machine" in why
     assert choose_compile("auto", "cpu", None, "k")[0] is False  # no time budget: eager off CUDA
+
+
+def test_dtype_auto_on_a_cpu_takes_bf16_only_where_measured_faster(monkeypatch):
+    from slovo import accel, device
+    from slovo.accel import choose_dtype
+
+    calls = []
+
+    def measure(bf16: float, fp32: float):
+        def run():
+            calls.append(1)
+            return bf16, fp32
+
+        return run
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    assert choose_dtype("auto", "cpu", "fast", measure(2000.0, 1000.0))[0] == "bfloat16"
+    dtype, why = choose_dtype("auto", "cpu", "fast", measure(1.0, 1000.0))  # cached: not measured again
+    assert dtype == "bfloat16" and "measured earlier" in why and len(calls) == 1
+    assert choose_dtype("auto", "cpu", "slow", measure(100.0, 2000.0))[0] == "float32"  # the 20x loss
+    assert choose_dtype("auto", "cpu", "even", measure(1050.0, 1000.0))[0] == "float32"  # within the probe's noise
+    assert accel.measured("slow") == {"bf16_tokens_per_s": 100.0, "fp32_tokens_per_s": 2000.0}
+    assert choose_dtype("bfloat16", "cpu", "slow", measure(1.0, 1.0))[0] == "bfloat16"  # explicit is obeyed
+    assert choose_dtype("auto", "cuda", "k", measure(1.0, 1.0))[0] == "bfloat16"
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    dtype, why = choose_dtype("auto", "cpu", "none", measure(9e9, 1.0))
+    assert dtype == "float32" and "no bf16 matrix instructions" in why
+    assert len(calls) == 3
+
+
+def test_dtype_auto_run_records_what_it_chose_and_trains(tiny_config, tmp_path, monkeypatch):
+    import json
+
+    from slovo import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    cfg = tiny_config(**{"train.dtype": "auto", "budget.max_steps": 3})
+    summary = train(cfg, tmp_path / "run", quiet=True)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert summary["status"] == "finished"
+    assert info["dtype"] in ("bfloat16", "float32") and info["compiled"] is False
+    from slovo.accel import CPU_BF16_MIN_SPEEDUP, measured, shape_key
+    from slovo.device import device_name
+
+    seen = measured(shape_key(cfg, device_name("cpu"), "bf16-vs-fp32"))
+    assert seen["bf16_tokens_per_s"] > 0 and seen["fp32_tokens_per_s"] > 0
+    faster = seen["bf16_tokens_per_s"] >= CPU_BF16_MIN_SPEEDUP * seen["fp32_tokens_per_s"]
+    expected = "bfloat16" if faster else "float32"
+    assert info["dtype"] == expected

@@ -48,10 +48,21 @@ def device_type(device: str) -> str:
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
-    """train.dtype 'auto' -> bf16 autocast on CUDA, float32 elsewhere (a CPU's bf16 matmuls are often slower)."""
+    """train.dtype 'auto' -> bf16 autocast on CUDA, float32 elsewhere. Training decides a CPU's 'auto' by
+    measuring (slovo.accel.choose_dtype); this is the answer for everything that does not measure."""
     if dtype == "auto":
         return "bfloat16" if device.startswith("cuda") else "float32"
     return dtype
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX tiles or AVX-512 BF16), where bf16 autocast
+    can beat float32. Without them oneDNN emulates bf16 and it is many times slower."""
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(check() for check in checks if check is not None)
 
 
 def autocast_for(dtype: str, device: str):

@@ -149,6 +149,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
     finish_summary("running")
     display.start(cfg, s.model, s.device, s.tokens_per_step, budget, s.ds)
     display.say(f"  compile: {s.compile_reason}")
+    display.say(f"  dtype: {s.dtype_reason}")
     s.check_cpu_bf16(clock, display)
     window_losses: list[float] = []
     window_start = (state.train_time, state.tokens)
@@ -240,7 +241,7 @@ class _Setup:
     """Everything the loop works with, built from the config: device, data, model, optimizer, precision."""
 
     def __init__(self, cfg: Config, dist, budget: Budget):
-        from slovo.accel import choose_compile, shape_key
+        from slovo.accel import choose_compile, choose_dtype, compare_float32, shape_key
         from slovo.data import load_dataset, load_tokenizer, token_byte_lengths
         from slovo.data.loader import BatchLoader
         from slovo.device import autocast_for, device_name, device_type, enable_fast_matmul, peak_flops, pick_device
@@ -279,9 +280,15 @@ class _Setup:
         self.optimizer = make_optimizer(self.trained, cfg.optim, device)
         self.set_lr_factor = lambda factor: set_lr_factor(self.optimizer, factor)
         self.tokens_per_step = batch * cfg.train.gradient_accumulation_steps * seq_len * dist.world
-        self.autocast = autocast_for(cfg.train.dtype, device)
-        self.scaler = torch.amp.GradScaler(device_type(device)) if cfg.train.dtype == "float16" else None
-        self.speed_key = shape_key(cfg, device_name(device))
+        self.dtype, self.dtype_reason = choose_dtype(
+            cfg.train.dtype,
+            device,
+            shape_key(cfg, device_name(device), "bf16-vs-fp32"),
+            lambda: compare_float32(self.model, batch, seq_len, device, autocast_for("bfloat16", device)),
+        )
+        self.autocast = autocast_for(self.dtype, device)
+        self.scaler = torch.amp.GradScaler(device_type(device)) if self.dtype == "float16" else None
+        self.speed_key = shape_key(cfg, device_name(device), self.dtype)
         self.compiled, self.compile_reason = choose_compile(cfg.train.compile, device, budget.time_s, self.speed_key)
         self.eval_model = torch.compile(self.model) if self.compiled else self.model  # compiled once, for both uses
         self.train_model = dist.wrap(self.eval_model, device, self.sharded, self.compiled)
@@ -297,17 +304,17 @@ class _Setup:
     def info(self, budget: Budget) -> dict:
         from slovo.run_folder import run_info
 
-        return run_info(
+        info = run_info(
             self.cfg, self.ds, self.model, self.device, self.tokens_per_step, self.dist.world, budget.as_dict()
         )
+        return {**info, "dtype": self.dtype, "compiled": self.compiled}
 
     def check_cpu_bf16(self, clock: Clock, display) -> None:
         """An explicit bf16 on a CPU can be many times slower than float32: measure both once and say so."""
         from slovo.accel import compare_float32
-        from slovo.device import resolve_dtype
 
-        if self.device != "cpu" or resolve_dtype(self.cfg.train.dtype, self.device) == "float32":
-            return
+        if self.device != "cpu" or self.cfg.train.dtype != "bfloat16":
+            return  # 'auto' measured itself when it chose
         with clock.measure("probe"):
             rate, fp32 = compare_float32(
                 self.model,
@@ -319,7 +326,7 @@ class _Setup:
         if rate < fp32:
             display.say(
                 f"[yellow]train.dtype={self.cfg.train.dtype} on this CPU runs at {rate:,.0f} tokens/s against "
-                f"{fp32:,.0f} in float32 (forward+backward, measured now); train.dtype=auto uses float32[/]"
+                f"{fp32:,.0f} in float32 (forward+backward, measured now); train.dtype=auto picks the faster[/]"
             )
 
     def remember_speed(self, clock: Clock, state: TrainState) -> None:
