@@ -3,8 +3,9 @@
 Both sides train the same maths for the same number of optimizer steps: slovo's GPT, and a transformers
 `LlamaForCausalLM` built from the config `slovo export` writes for it (src/slovo/export.py: RMSNorm, rotate-half
 RoPE, SwiGLU, no biases, tied head). Same batch x accumulation, peak lr, AdamW betas / eps / weight decay,
-grad clip, float32, torch threads, and the same training windows in the same order (HF reads the batches of
-slovo's own BatchLoader with the same seed). Neither side evaluates, samples or checkpoints while timed.
+grad clip, precision (float32, or bf16 autocast on both with --precision bf16), torch threads, and the same
+training windows in the same order (HF reads the batches of slovo's own BatchLoader with the same seed).
+Neither side evaluates, samples or checkpoints while timed.
 
 Throughput is tokens/s between the end of warm-up step W and the end of the last step, on the wall clock:
 slovo's metrics.jsonl `wall_time` of those steps, and a Trainer callback's time.perf_counter at on_step_end.
@@ -14,6 +15,7 @@ ratio slovo / HF with its min-max, and each side's median tokens/s with min-max.
 
     .venv/bin/python bench/bench_engine.py                          # tiny preset, 60 steps, 3 rounds
     .venv/bin/python bench/bench_engine.py --steps 20 --warmup 5 --rounds 3 --threads 2
+    .venv/bin/python bench/bench_engine.py --precision bf16 --slovo-set train.compile=true
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def slovo_config(args):
         "train.log_every": 1,
         "train.num_threads": args.threads,
         "train.compile": "false",
-        "train.dtype": "float32",
+        "train.dtype": "bfloat16" if args.precision == "bf16" else "float32",
         "optim.name": "adamw",  # the HF side runs AdamW: the same maths whatever optimizer the preset chose
         "eval.every": 0,
         "eval.tokens": 1,
@@ -146,6 +148,7 @@ def run_hf(args) -> dict:
             dataloader_pin_memory=False,
             disable_tqdm=True,
             seed=t.seed,
+            bf16=args.precision == "bf16",  # torch.autocast(bfloat16) around forward, as slovo's train.dtype
         )
         times = StepTimes()
         trainer = Trainer(model=model, args=training_args, train_dataset=SlovoBatches(), callbacks=[times])
@@ -181,6 +184,8 @@ def spawn(side: str, args) -> dict:
         str(args.warmup),
         "--threads",
         str(args.threads),
+        "--precision",
+        args.precision,
         *[f"--slovo-set={o}" for o in args.slovo_set],
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -204,6 +209,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for both (0 = torch's default)")
     parser.add_argument("--json", help="write the results here (default: runs/bench/bench-engine-<time>.json)")
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bf16"),
+        default="float32",
+        help="both sides: float32, or bf16 autocast (slovo train.dtype=bfloat16, HF TrainingArguments bf16=True)",
+    )
     parser.add_argument(
         "--slovo-set",
         action="append",
@@ -233,7 +244,7 @@ def main() -> None:
             flush=True,
         )
     s, h = rounds[0]["slovo"], rounds[0]["hf"]
-    print(f"\nslovo settings: {' '.join(args.slovo_set) or 'defaults (eager, float32)'}")
+    print(f"\nboth sides: {args.precision}; slovo settings: {' '.join(args.slovo_set) or 'eager'}")
     print(
         f"{args.preset} preset: slovo GPT {s['params']:,} params, LlamaForCausalLM {h['params']:,} params; "
         f"{args.steps} steps, tokens/s over steps {args.warmup + 1}-{args.steps}"
@@ -257,6 +268,7 @@ def main() -> None:
             "steps": args.steps,
             "warmup": args.warmup,
             "threads": args.threads,
+            "precision": args.precision,
             "slovo_set": args.slovo_set,
             "dataset": str(Path(args.data).resolve()),
             "rounds": rounds,
