@@ -162,6 +162,30 @@ def test_another_tune_with_the_same_name_is_refused(small_dataset, tiny_base, tm
     assert code == 2 and "other arguments" in err and len(err.splitlines()) == 1
 
 
+def test_probes_vary_muon_lr_when_the_base_trains_with_muon(small_dataset, tiny_base, tmp_path):
+    import yaml
+
+    from slovo.config import load_config
+    from slovo.tune.plan import LR_FACTORS, make_plan
+    from slovo.tune.run import probe_sweep_yaml
+
+    plans = {}
+    for name in ("adamw", "muon"):
+        cfg = load_config(
+            config_file=tiny_base,
+            overrides={"data.path": str(small_dataset), "optim.name": name, "optim.muon_lr": 0.04},
+        )
+        cfg.model.vocab_size = 300
+        plan = make_plan(cfg, str(tiny_base), 60.0, 0.5, "cpu", train_tokens=10_000, say=lambda *_: None)
+        plans[name] = (plan, yaml.safe_load(probe_sweep_yaml(plan, str(tiny_base), True, cfg))["parameters"])
+    adamw, adamw_params = plans["adamw"]
+    muon, muon_params = plans["muon"]
+    assert adamw.lr_key == "optim.lr" and adamw.lrs == [3e-3 * f for f in LR_FACTORS]
+    assert muon.lr_key == "optim.muon_lr" and muon.lrs == [0.04 * f for f in LR_FACTORS]
+    assert muon_params["optim.muon_lr"] == {"values": muon.lrs} and "optim.lr" not in muon_params
+    assert adamw_params["optim.lr"] == {"values": adamw.lrs} and "optim.muon_lr" not in adamw_params
+
+
 # ---------------------------------------------------------------------------------------------
 # the whole tune
 

@@ -32,6 +32,8 @@ LAW_E, LAW_A, LAW_B, LAW_ALPHA, LAW_BETA = 1.82, 482.01, 2085.43, 0.3478, 0.3658
 REPEAT_DECAY = 15.4  # Muennighoff et al. 2023, R*: how fast repeated epochs lose their worth
 LR_HORIZON_EXPONENT = 0.3  # Bjorck et al. 2024: the best lr scales as (training tokens)^-0.3
 LR_FACTORS = (0.5, 1.0, 2.0)  # probed lrs, as multiples of the base preset's
+# With Muon the probes vary the hidden matrices' lr (optim.muon_lr): they hold nearly all the parameters that
+# train, and the tiny recipe sweep found the result far more sensitive to it than to the AdamW part's lr.
 WIDTH_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)  # widths measured, as multiples of the base preset's
 PROBE_EVALS = 9  # evals per probe; successive halving looks at eval 1 and 3 (eta 3) and ranks at the end
 HYPERBAND = {"type": "hyperband", "min_iter": 1, "eta": 3}
@@ -80,6 +82,8 @@ class Plan:
     trial_s: float = 0.0  # each probe's training budget
     measure_s: float = 0.0  # seconds the speed measurements took
     base_lr: float = 0.0  # the base preset's lr and batch: the final run's when there is no time to probe
+    lr_key: str = "optim.lr"  # the lr the probes vary: optim.muon_lr when the base trains with Muon
+    dtype: str = "float32"  # the precision the speeds were measured in: train.dtype as the final run resolves it
     base_batch: int = 0
     notes: list[str] = field(default_factory=list)  # why each choice was made, for the table
 
@@ -159,14 +163,27 @@ def count_params(cfg, n_layer: int, n_embd: int) -> int:
         return GPT(model_cfg).num_params()
 
 
-def _with_shape(cfg, n_layer: int, n_embd: int, batch: int | None = None):
+def _with_shape(cfg, n_layer: int, n_embd: int, batch: int | None = None, dtype: str | None = None):
     from slovo.config import from_dict, to_dict
 
     d = to_dict(cfg)
     d["model"].update(n_layer=n_layer, n_embd=n_embd)
     if batch:
         d["train"]["per_device_train_batch_size"] = batch
+    if dtype:
+        d["train"]["dtype"] = dtype
     return from_dict(d)
+
+
+def _compare_dtypes(cfg, device: str) -> tuple[float, float]:
+    """(bf16 tokens/s, float32 tokens/s) of a forward+backward at cfg's shape, as training measures it."""
+    from slovo.accel import compare_float32
+    from slovo.device import autocast_for
+    from slovo.model import GPT
+
+    model = GPT(cfg.model).to(device)
+    autocast = autocast_for("bfloat16", device)
+    return compare_float32(model, cfg.train.per_device_train_batch_size, cfg.model.seq_len, device, autocast)
 
 
 def measure_speed(cfg, device: str, seconds: float, compile_model: bool = False, warm_up: bool = True) -> dict:
@@ -237,13 +254,24 @@ def make_plan(
     base_cfg, base_name: str, total_s: float, probe_fraction: float, device: str, train_tokens: int, say=print
 ) -> Plan:
     """Measure, choose candidates and size the probe sweep. `base_cfg` has the dataset's vocab_size set."""
-    from slovo.accel import choose_compile, shape_key
+    from slovo.accel import choose_compile, choose_dtype, shape_key
     from slovo.device import device_name
 
     probe_s = total_s * probe_fraction
     final_s = total_s - probe_s
+    # speeds are measured in the precision the runs will train in (on a CPU with AMX, 'auto' may be bf16)
+    dtype, dtype_note = choose_dtype(
+        base_cfg.train.dtype,
+        device,
+        shape_key(base_cfg, device_name(device), "bf16-vs-fp32"),
+        lambda: _compare_dtypes(base_cfg, device),
+    )
+    base_cfg = _with_shape(base_cfg, base_cfg.model.n_layer, base_cfg.model.n_embd, dtype=dtype)
     m, t = base_cfg.model, base_cfg.train
-    compile_final, compile_note = choose_compile(t.compile, device, final_s, shape_key(base_cfg, device_name(device)))
+    compile_final, compile_note = choose_compile(
+        t.compile, device, final_s, shape_key(base_cfg, device_name(device), dtype)
+    )
+    lr_key = "optim.muon_lr" if base_cfg.optim.name == "muon" else "optim.lr"
     plan = Plan(
         total_s=total_s,
         probe_s=probe_s,
@@ -253,9 +281,12 @@ def make_plan(
         device=device,
         compile=compile_final,
         compile_note=compile_note,
-        base_lr=base_cfg.optim.lr,
+        base_lr=base_cfg.optim.muon_lr if lr_key == "optim.muon_lr" else base_cfg.optim.lr,
+        lr_key=lr_key,
+        dtype=dtype,
         base_batch=t.per_device_train_batch_size,
     )
+    plan.notes.append(f"precision: {dtype_note}")
     depths, widths = shape_ladder(m.n_layer, m.n_embd, m.n_head)
     # the base shape first, then widths at the base depth, then depths at the base width: the closest first,
     # so a slow machine that runs out of measuring time has measured the shapes most likely to be chosen
@@ -368,8 +399,7 @@ def _choose_axes(plan: Plan, base_cfg, batches: list[int], sweep_s: float) -> No
     for d in depths:  # the fourth corner of the 2 x 2 may lack a speed (not measured, no estimate)
         if any((d, w) not in by_key for w in widths):
             depths = [best.n_layer]
-    lr0 = base_cfg.optim.lr
-    lrs = [float(f"{lr0 * f:.3g}") for f in LR_FACTORS]
+    lrs = [float(f"{plan.base_lr * f:.3g}") for f in LR_FACTORS]
     tokens_per_step = base_cfg.model.seq_len * base_cfg.train.gradient_accumulation_steps
     options = [
         (depths, widths, batches),

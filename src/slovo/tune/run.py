@@ -199,7 +199,7 @@ def probe_sweep_yaml(plan: Plan, base: str, is_file: bool, cfg) -> str:
         "model.n_layer": {"values": plan.depths},
         "model.n_embd": {"values": plan.widths},
         "train.per_device_train_batch_size": {"values": plan.batches},
-        "optim.lr": {"values": plan.lrs},
+        plan.lr_key: {"values": plan.lrs},
     }
     params.update({k: {"value": v} for k, v in fixed.items()})
     doc = {
@@ -248,7 +248,7 @@ def choose(plan: Plan, results: dict, final_s: float) -> tuple[dict, list[str]]:
                 "model.n_layer": shape.n_layer,
                 "model.n_embd": shape.n_embd,
                 "train.per_device_train_batch_size": plan.base_batch,
-                "optim.lr": plan.base_lr,
+                plan.lr_key: plan.base_lr,
             },
             [
                 (
@@ -261,19 +261,19 @@ def choose(plan: Plan, results: dict, final_s: float) -> tuple[dict, list[str]]:
     shape = plan.shape(p["model.n_layer"], p["model.n_embd"])
     speed = shape.speed if shape and shape.speed else 1.0
     probe_tokens, final_tokens = speed * plan.trial_s, speed * final_s
-    lr = float(f"{horizon_lr(p['optim.lr'], probe_tokens, final_tokens):.3g}")
+    lr = float(f"{horizon_lr(p[plan.lr_key], probe_tokens, final_tokens):.3g}")
     winner = (
         f"probe winner {' '.join(best['runs'])}: {p['model.n_layer']}x{p['model.n_embd']}, batch "
-        f"{p['train.per_device_train_batch_size']}, lr {format_value(p['optim.lr'])}, "
+        f"{p['train.per_device_train_batch_size']}, {plan.lr_key} {format_value(p[plan.lr_key])}, "
         f"eval/bpb {best['eval/bpb']:.4f}"
     )
     horizon = (
-        f"lr {format_value(p['optim.lr'])} x ({human_count(final_tokens)} final / "
+        f"{plan.lr_key} {format_value(p[plan.lr_key])} x ({human_count(final_tokens)} final / "
         f"{human_count(probe_tokens)} probe tokens)^-0.3 = {format_value(lr)} (the best lr falls with the "
         f"training horizon)"
     )
     why = [winner, horizon]
-    return {**p, "optim.lr": lr}, why
+    return {**p, plan.lr_key: lr}, why
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,8 +403,9 @@ def _final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, cho
         run_cfg = load_config(config_file=folder / "choice.yaml", overrides={"tracking.report": False})
         console.print(
             f"final run: {run_cfg.model.n_layer}x{run_cfg.model.n_embd}, batch "
-            f"{run_cfg.train.per_device_train_batch_size}, lr {format_value(run_cfg.optim.lr)}, "
-            f"{format_duration(final_s)} to the deadline -> {final_dir}",
+            f"{run_cfg.train.per_device_train_batch_size}, lr {format_value(run_cfg.optim.lr)}"
+            + (f", muon_lr {format_value(run_cfg.optim.muon_lr)}, " if run_cfg.optim.name == "muon" else ", ")
+            + f"{format_duration(final_s)} to the deadline -> {final_dir}",
             highlight=False,
         )
     clock.info = "final run"
