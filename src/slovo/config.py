@@ -80,7 +80,8 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
     seed: int = 1337  # seeds the weights, the data order and sampling
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 autocast on CUDA; on a CPU, bf16 only where measured faster
+    # auto: bf16 autocast on CUDA; on a CPU, bf16 only where it has the hardware and measured faster (accel.py)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     compile: Literal["auto", "true", "false"] = "auto"  # torch.compile the model; auto = on for CUDA only
     num_threads: int = 0  # CPU threads for torch; 0 = leave torch's default
     log_every: int = 10  # optimizer steps between train/loss records in metrics.jsonl
