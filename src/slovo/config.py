@@ -82,7 +82,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     # auto: bf16 autocast on CUDA; on a CPU, bf16 only where it has the hardware and measured faster (accel.py)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    compile: Literal["auto", "true", "false"] = "auto"  # torch.compile the model; auto = on for CUDA only
+    compile: Literal["auto", "true", "false"] = "auto"  # torch.compile; auto: when the budget wins back its time
     num_threads: int = 0  # CPU threads for torch; 0 = leave torch's default
     log_every: int = 10  # optimizer steps between train/loss records in metrics.jsonl
 
