@@ -168,7 +168,8 @@ def main() -> int:
                 f"spent {r['spent_s']:.0f}s of {total_s:.0f}s (probes {r['probe_s']:.0f}s, final "
                 f"{r['final_budget_s']:.0f}s; final eval {r['final_eval_s'] or 0:.1f}s, report "
                 f"{r['report_s']:.1f}s); chose {c.get('model.n_layer')}x{c.get('model.n_embd')} batch "
-                f"{c.get('train.per_device_train_batch_size')} lr {c.get('optim.lr')}"
+                f"{c.get('train.per_device_train_batch_size')} "
+                + " ".join(f"{k.split('.')[1]} {v}" for k, v in c.items() if k in ("optim.lr", "optim.muon_lr"))
             )
         print(
             f"{r['side']:<6} {r['wall_s']:>8.1f} {bpb:>9} {r.get('params') or 0:>9,} {r.get('tokens') or 0:>10,}  "
