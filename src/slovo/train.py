@@ -280,12 +280,16 @@ class _Setup:
         self.optimizer = make_optimizer(self.trained, cfg.optim, device)
         self.set_lr_factor = lambda factor: set_lr_factor(self.optimizer, factor)
         self.tokens_per_step = batch * cfg.train.gradient_accumulation_steps * seq_len * dist.world
-        self.dtype, self.dtype_reason = choose_dtype(
-            cfg.train.dtype,
-            device,
-            shape_key(cfg, device_name(device), "bf16-vs-fp32"),
-            lambda: compare_float32(self.model, batch, seq_len, device, autocast_for("bfloat16", device)),
-        )
+        # rank 0 chooses (and measures, on a CPU) for all: every rank must train in the same precision
+        choice = None
+        if dist.is_main:
+            choice = choose_dtype(
+                cfg.train.dtype,
+                device,
+                shape_key(cfg, device_name(device), "bf16-vs-fp32"),
+                lambda: compare_float32(self.model, batch, seq_len, device, autocast_for("bfloat16", device)),
+            )
+        self.dtype, self.dtype_reason = dist.broadcast(choice)
         self.autocast = autocast_for(self.dtype, device)
         self.scaler = torch.amp.GradScaler(device_type(device)) if self.dtype == "float16" else None
         self.speed_key = shape_key(cfg, device_name(device), self.dtype)
