@@ -162,6 +162,17 @@ def test_another_tune_with_the_same_name_is_refused(small_dataset, tiny_base, tm
     assert code == 2 and "other arguments" in err and len(err.splitlines()) == 1
 
 
+def test_probe_cost_counts_every_trial_to_the_first_rung_and_a_third_of_them_past_it():
+    from slovo.tune.plan import probe_cost
+
+    # rungs at evals 1 and 3 of 9: 12 trials x 1/9, then 5 (12/3 + the first) x 2/9, then 2.33 x 6/9
+    assert probe_cost(12, evals=9, eta=3, min_iter=1) == pytest.approx(12 / 9 + 5 * 2 / 9 + (12 / 9 + 1) * 6 / 9)
+    # one rung at eval 3 of 9: 12 x 3/9 to it, then 5 x 6/9 to the end
+    assert probe_cost(12, evals=9, eta=3, min_iter=3) == pytest.approx(12 * 3 / 9 + 5 * 6 / 9)
+    for trials in (3, 12, 36):
+        assert trials * 3 / 9 < probe_cost(trials, min_iter=3) < trials  # pruning saves time, never all of it
+
+
 def test_probes_vary_muon_lr_when_the_base_trains_with_muon(small_dataset, tiny_base, tmp_path):
     import yaml
 

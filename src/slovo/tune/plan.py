@@ -35,8 +35,11 @@ LR_FACTORS = (0.5, 1.0, 2.0)  # probed lrs, as multiples of the base preset's
 # With Muon the probes vary the hidden matrices' lr (optim.muon_lr): they hold nearly all the parameters that
 # train, and the tiny recipe sweep found the result far more sensitive to it than to the AdamW part's lr.
 WIDTH_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)  # widths measured, as multiples of the base preset's
-PROBE_EVALS = 9  # evals per probe; successive halving looks at eval 1 and 3 (eta 3) and ranks at the end
-HYPERBAND = {"type": "hyperband", "min_iter": 1, "eta": 3}
+PROBE_EVALS = 9  # evals per probe; successive halving looks at eval 3 (min_iter 3, eta 3) and ranks at the end
+# The first rung at a third of a probe, not a ninth: at 20 minutes on 2 cores a ninth was 9-14 optimizer steps,
+# still in warm-up, where every trial scores 1.7 bpb give or take noise; the pruning then kept whichever trials
+# happened to run first (bench_tune, 2026-11-28).
+HYPERBAND = {"type": "hyperband", "min_iter": 3, "eta": 3}
 MIN_PROBE_STEPS = 40  # a probe shorter than this many optimizer steps says nothing about its lr
 MEASURE_FRACTION = 0.12  # at most this share of the probe phase measures speeds
 BATCH_CHEAP = 0.9  # half the batch keeps this share of tokens/s or more: probe it (twice the steps, nearly free)
@@ -130,14 +133,23 @@ def horizon_lr(probe_lr: float, probe_tokens: float, final_tokens: float) -> flo
     return probe_lr * (final_tokens / probe_tokens) ** -LR_HORIZON_EXPONENT
 
 
-def probe_cost(trials: int, evals: int = PROBE_EVALS, eta: int = HYPERBAND["eta"]) -> float:
+def probe_cost(
+    trials: int, evals: int = PROBE_EVALS, eta: int = HYPERBAND["eta"], min_iter: int = HYPERBAND["min_iter"]
+) -> float:
     """Expected training time of a successive-halving probe sweep, in units of one probe's budget.
 
-    Every trial reaches the first rung (1/evals of its budget); about 1/eta of them, plus the first (always
-    promoted when it runs alone), go on to rung eta; 1/eta^2 (plus one) to the end. Rough, on purpose: the
-    sweep also has a deadline (run_sweep's --time), so a plan that was too hopeful skips its last trials."""
-    rung0, rung1 = 1 / evals, eta / evals
-    return trials * rung0 + (trials / eta + 1) * (rung1 - rung0) + (trials / eta**2 + 1) * (1 - rung1)
+    Every trial reaches the first rung (eval min_iter of `evals`); about 1/eta of them, plus the first (always
+    promoted when it runs alone), go on to the next rung (min_iter x eta), 1/eta^2 (plus one) past that, and so
+    on to the end. Rough, on purpose: the sweep also has a deadline (run_sweep's --time), so a plan that was too
+    hopeful skips its last trials."""
+    rungs = [min_iter]
+    while rungs[-1] * eta < evals:
+        rungs.append(rungs[-1] * eta)
+    cost = trials * rungs[0] / evals
+    for k, rung in enumerate(rungs):
+        following = rungs[k + 1] if k + 1 < len(rungs) else evals
+        cost += (trials / eta ** (k + 1) + 1) * (following - rung) / evals
+    return cost
 
 
 # ---------------------------------------------------------------------------------------------
