@@ -117,6 +117,21 @@ def choose_compile(setting: str, device: str, budget_s: float | None, key: str) 
     )
 
 
+def choose_run_dtype(cfg, device: str, model=None) -> tuple[str, str]:
+    """choose_dtype for a run of `cfg` on `device`: its bf16-vs-float32 measurement, when one is needed, times
+    `model` (or a fresh GPT of cfg's shape) at cfg's batch and context. Training and tune's plan both use it."""
+    from slovo.device import autocast_for, device_name
+
+    def measure() -> tuple[float, float]:
+        from slovo.model import GPT
+
+        measured_model = model if model is not None else GPT(cfg.model).to(device)
+        batch, seq_len = cfg.train.per_device_train_batch_size, cfg.model.seq_len
+        return compare_float32(measured_model, batch, seq_len, device, autocast_for("bfloat16", device))
+
+    return choose_dtype(cfg.train.dtype, device, shape_key(cfg, device_name(device), "bf16-vs-fp32"), measure)
+
+
 def compare_float32(model, batch: int, seq_len: int, device: str, autocast, steps: int = 2) -> tuple[float, float]:
     """(tokens/s under `autocast`, tokens/s in float32) of forward+backward on a random batch, gradients
     discarded: tells whether bf16 on this CPU is a loss. Costs a few steps' time (kept off the budget clock)."""

@@ -241,7 +241,7 @@ class _Setup:
     """Everything the loop works with, built from the config: device, data, model, optimizer, precision."""
 
     def __init__(self, cfg: Config, dist, budget: Budget):
-        from slovo.accel import choose_compile, choose_dtype, compare_float32, shape_key
+        from slovo.accel import choose_compile, choose_run_dtype, shape_key
         from slovo.data import load_dataset, load_tokenizer, token_byte_lengths
         from slovo.data.loader import BatchLoader
         from slovo.device import autocast_for, device_name, device_type, enable_fast_matmul, peak_flops, pick_device
@@ -283,12 +283,7 @@ class _Setup:
         # rank 0 chooses (and measures, on a CPU) for all: every rank must train in the same precision
         choice = None
         if dist.is_main:
-            choice = choose_dtype(
-                cfg.train.dtype,
-                device,
-                shape_key(cfg, device_name(device), "bf16-vs-fp32"),
-                lambda: compare_float32(self.model, batch, seq_len, device, autocast_for("bfloat16", device)),
-            )
+            choice = choose_run_dtype(cfg, device, self.model)
         self.dtype, self.dtype_reason = dist.broadcast(choice)
         self.autocast = autocast_for(self.dtype, device)
         self.scaler = torch.amp.GradScaler(device_type(device)) if self.dtype == "float16" else None

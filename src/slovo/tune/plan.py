@@ -187,17 +187,6 @@ def _with_shape(cfg, n_layer: int, n_embd: int, batch: int | None = None, dtype:
     return from_dict(d)
 
 
-def _compare_dtypes(cfg, device: str) -> tuple[float, float]:
-    """(bf16 tokens/s, float32 tokens/s) of a forward+backward at cfg's shape, as training measures it."""
-    from slovo.accel import compare_float32
-    from slovo.device import autocast_for
-    from slovo.model import GPT
-
-    model = GPT(cfg.model).to(device)
-    autocast = autocast_for("bfloat16", device)
-    return compare_float32(model, cfg.train.per_device_train_batch_size, cfg.model.seq_len, device, autocast)
-
-
 def measure_speed(cfg, device: str, seconds: float, compile_model: bool = False, warm_up: bool = True) -> dict:
     """Tokens/s of full optimizer steps (forward, backward, AdamW) at `cfg`'s shape and batch on random tokens:
     a warm-up step (the compile, when compiling; the first measurement of a process), then timed steps for
@@ -266,18 +255,13 @@ def make_plan(
     base_cfg, base_name: str, total_s: float, probe_fraction: float, device: str, train_tokens: int, say=print
 ) -> Plan:
     """Measure, choose candidates and size the probe sweep. `base_cfg` has the dataset's vocab_size set."""
-    from slovo.accel import choose_compile, choose_dtype, shape_key
+    from slovo.accel import choose_compile, choose_run_dtype, shape_key
     from slovo.device import device_name
 
     probe_s = total_s * probe_fraction
     final_s = total_s - probe_s
     # speeds are measured in the precision the runs will train in (on a CPU with AMX, 'auto' may be bf16)
-    dtype, dtype_note = choose_dtype(
-        base_cfg.train.dtype,
-        device,
-        shape_key(base_cfg, device_name(device), "bf16-vs-fp32"),
-        lambda: _compare_dtypes(base_cfg, device),
-    )
+    dtype, dtype_note = choose_run_dtype(base_cfg, device)
     base_cfg = _with_shape(base_cfg, base_cfg.model.n_layer, base_cfg.model.n_embd, dtype=dtype)
     m, t = base_cfg.model, base_cfg.train
     compile_final, compile_note = choose_compile(
