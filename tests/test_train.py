@@ -78,6 +78,26 @@ def test_resuming_with_a_larger_budget_extends_the_run(tiny_config, tmp_path):
     assert extended["eval/loss"] == pytest.approx(straight["eval/loss"], rel=1e-6)
 
 
+def test_a_run_resumed_with_another_optim_lr_trains_on_at_that_lr(tiny_config, tmp_path, monkeypatch):
+    import slovo.optim
+
+    lrs_set = []  # the optimizer's own lrs after each step's schedule factor, not the logged figure
+    real = slovo.optim.set_lr_factor
+
+    def spy(optimizer, factor):
+        real(optimizer, factor)
+        lrs_set.append({group["lr"] for group in optimizer.param_groups})
+
+    monkeypatch.setattr(slovo.optim, "set_lr_factor", spy)
+    over = {"budget.max_steps": 8, "schedule.name": "constant", "schedule.warmup": 0}
+    first = train(tiny_config(**over), tmp_path / "run", callbacks=[StopAt(4)], quiet=True)
+    assert first["status"] == "interrupted" and lrs_set[-1] == {2e-3}
+    lrs_set.clear()
+    resumed = train(tiny_config(**over, **{"optim.lr": 5e-4}), tmp_path / "run", resume=True, quiet=True)
+    assert resumed["train/global_step"] == 8
+    assert lrs_set and all(lrs == {5e-4} for lrs in lrs_set)  # not the checkpoint's saved peak lr
+
+
 def test_prune_callback_stops_the_run_with_status_pruned(tiny_config, tmp_path):
     class Prune(Callback):
         def on_eval(self, state, control, metrics):

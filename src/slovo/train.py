@@ -384,6 +384,9 @@ def _restore(run_dir: Path, s: _Setup, state: TrainState, clock: Clock, display)
     from slovo.checkpoint import checkpoint_to_resume
 
     ckpt, notice = checkpoint_to_resume(run_dir)  # the newest good one; says which damaged ones it skipped
+    # the peak lrs are the config's, not the checkpoint's: a run resumed with another optim.lr (or tune's final
+    # run, continuing its winning probe at the lr carried to the longer horizon) trains on at the new lr
+    peak_lrs = [group["initial_lr"] for group in s.optimizer.param_groups]
     if notice:
         display.say(f"[yellow]{notice}[/]")
     saved = _load_checkpoint(s, ckpt)
@@ -395,6 +398,8 @@ def _restore(run_dir: Path, s: _Setup, state: TrainState, clock: Clock, display)
             saved = _load_checkpoint(s, ckpt)
     if "optimizer" in saved:  # a sharded checkpoint's optimizer was loaded with the weights
         s.optimizer.load_state_dict(saved["optimizer"])
+    for group, peak in zip(s.optimizer.param_groups, peak_lrs, strict=True):
+        group["initial_lr"] = peak
     s.loader.load_state_dict(saved["loader"])
     clock.load_state_dict(saved["clock"])
     state.load_state_dict(saved["loop"])
