@@ -227,7 +227,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(small_dataset, tiny_base, tm
     assert not (tmp_path / "tune").exists()
 
 
-def test_tune_ends_within_two_percent_of_the_total_and_leaves_its_folder(
+def test_tune_ends_within_two_percent_of_the_total_continuing_the_winning_probe(
     small_dataset, tiny_base, tmp_path, monkeypatch
 ):
     import slovo.tune.run as tune_run
@@ -257,6 +257,29 @@ def test_tune_ends_within_two_percent_of_the_total_and_leaves_its_folder(
     chosen = load_config(config_file=folder / "choice.yaml")  # ready for slovo train --config
     assert chosen.model.n_layer == read_json_dict(folder / "tune.json")["choice"]["model.n_layer"]
     assert (folder / "report.html").stat().st_size > 0
+    # the final run went on from the winning probe's decay-start checkpoint: it holds the probe's records up to
+    # there (not those of the probe's cooldown) and its own after, at the lr carried to the final horizon
+    winner = Path(read_json_dict(folder / "tune.json")["winner"])
+    assert winner.parent == folder / "probes" / "trials"
+    decay_step = _decay_start_step(winner)
+    probe = [r for r in _records(winner) if r["train/global_step"] <= decay_step]
+    records = _records(folder / "final")
+    assert records[: len(probe)] == probe
+    after = [r for r in records[len(probe) :] if "train/loss" in r]
+    assert after[0]["train/global_step"] == decay_step + 1
+    assert after[0]["train/learning_rate"] == pytest.approx(chosen.optim.lr)
+    per_step = chosen.train.per_device_train_batch_size * chosen.model.seq_len
+    assert final["tokens"] == final["train/global_step"] * per_step  # the probe's tokens count as the run's
+
+
+def _records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _decay_start_step(run_dir: Path) -> int:
+    tagged = [p for p in (run_dir / "checkpoints").glob("step_*") if read_json_dict(p / "checkpoint.json").get("tag")]
+    assert len(tagged) == 1
+    return int(tagged[0].name.removeprefix("step_"))
 
 
 def _start(args: list[str]) -> subprocess.Popen:
@@ -316,9 +339,9 @@ def test_killed_tune_reruns_no_finished_probe_and_resumes_its_final_run(small_da
     proc.wait()
     finished = _finished_trials(folder)
     assert not (folder / "final").exists()
-    # 2. kill during the final run, once it has a checkpoint
+    # 2. kill during the final run, once it has a checkpoint of its own (besides the probe's it continues from)
     proc = _start(args)
-    _wait_for(proc, lambda: any((folder / "final" / "checkpoints").glob("step_*")))
+    _wait_for(proc, lambda: len(list((folder / "final" / "checkpoints").glob("step_*"))) >= 2)
     killed_at = time.time()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -328,8 +351,10 @@ def test_killed_tune_reruns_no_finished_probe_and_resumes_its_final_run(small_da
     assert proc.returncode == 0, out
     for name, metrics in finished.items():  # no finished probe was trained again
         assert (folder / "probes" / "trials" / name / "metrics.jsonl").read_text() == metrics
-    records = [json.loads(line) for line in (folder / "final" / "metrics.jsonl").read_text().splitlines()]
-    assert records[0]["wall_time"] < killed_at  # the final run resumed: its first steps are from before the kill
+    records = _records(folder / "final")
+    started = _decay_start_step(Path(read_json_dict(folder / "tune.json")["winner"]))
+    own = [r for r in records if r["train/global_step"] > started]
+    assert own[0]["wall_time"] < killed_at  # the final run resumed: its first own steps are from before the kill
     summary = read_json_dict(folder / "final" / "summary.json")
     assert summary["status"] == "finished"
     assert summary["train_runtime"] >= summary["budget"]["time_s"] - 1e-6

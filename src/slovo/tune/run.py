@@ -5,7 +5,8 @@
       clock.json       seconds this tune has run so far, over all its invocations (written every 2 s)
       probes.yaml      the probe sweep's file;  probes/  the sweep folder (trials are ordinary run folders)
       choice.yaml      the chosen config, ready for `slovo train --config`
-      final/           the final run, an ordinary run folder
+      final/           the final run, an ordinary run folder: the winning probe continued from the checkpoint
+                       where its lr began to decay (its stable phase kept, its cooldown dropped)
       report.html      the probes and the final run's curves;  tune.json  the figures of both phases
 
 The final run's budget clock is the wall clock (`WallClock`): evals, samples, checkpoints, compiling and start-up
@@ -47,10 +48,15 @@ class WallClock(Clock):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "wall_s": self.train_time}
 
+    @staticmethod
+    def spent_in(state: dict) -> float:
+        """The seconds a saved clock had run, as this clock counts them: all the ledger but the final eval (a
+        probe's train-time clock has no wall_s)."""
+        return float(state.get("wall_s", sum(state["ledger"].values()) - state["ledger"].get("final_eval", 0.0)))
+
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        spent = state.get("wall_s", sum(state["ledger"].values()) - state["ledger"].get("final_eval", 0.0))
-        self.origin = self.now() - float(spent) - self.ledger.get("final_eval", 0.0)
+        self.origin = self.now() - self.spent_in(state) - self.ledger.get("final_eval", 0.0)
 
 
 class TuneClock:
@@ -276,6 +282,49 @@ def choose(plan: Plan, results: dict, final_s: float) -> tuple[dict, list[str]]:
     return {**p, plan.lr_key: lr}, why
 
 
+def winner_dir(results: dict | None) -> str | None:
+    """The winning probe's run folder (its first seed's), which the final run continues."""
+    best = (results or {}).get("best")
+    if not best or not best.get("runs"):
+        return None
+    return str(Path(results["sweep_dir"]) / "trials" / best["runs"][0])
+
+
+def decay_start_checkpoint(run_dir: Path) -> tuple[Path, float] | None:
+    """A finished probe's checkpoint saved where its lr began to decay, and the seconds its clock had run
+    there (as the final run's WallClock counts them); None when there is none that verifies."""
+    from slovo.checkpoint import INFO_FILE, STATE_FILE, list_checkpoints, load_state, verify_checkpoint
+
+    if read_json_dict(run_dir / "summary.json").get("status") != "finished":
+        return None
+    for ckpt in reversed(list_checkpoints(run_dir)):
+        if read_json_dict(ckpt / INFO_FILE).get("tag") == "decay_start" and verify_checkpoint(ckpt) is None:
+            try:
+                return ckpt, WallClock.spent_in(load_state(ckpt / STATE_FILE)["clock"])
+            except (SlovoError, KeyError):
+                return None
+    return None
+
+
+def stage_continuation(final_dir: Path, probe_dir: Path, ckpt: Path, run_cfg) -> None:
+    """final/ as a copy of the winning probe cut back to its decay-start checkpoint, with the final run's config:
+    resuming it trains on from there (the probe's stable phase is kept, its cooldown dropped). Written in one
+    rename, so a kill leaves either no final/ or a whole one."""
+    from slovo.checkpoint import CKPT_DIR
+    from slovo.config import save_config
+    from slovo.utils import staged_dir
+
+    for leftover in final_dir.parent.glob(f".{final_dir.name}.tmp-*"):  # a copy killed half-way
+        shutil.rmtree(leftover, ignore_errors=True)
+    with staged_dir(final_dir) as tmp:
+        for item in probe_dir.iterdir():
+            if item.name in (CKPT_DIR, "summary.json", "report.html"):
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        shutil.copytree(ckpt, tmp / CKPT_DIR / ckpt.name)
+        save_config(run_cfg, tmp / "config.yaml")
+
+
 # ---------------------------------------------------------------------------------------------
 # the whole tune
 
@@ -350,7 +399,7 @@ def run_tune(
         if "choice" not in chosen:  # the probes are not done: run (or continue) the probe sweep
             results = run_probes(folder, plan, clock, quiet) if plan.trials else None
             choice, why = choose(plan, results, total_s - clock.spent())
-            chosen = {"probe_s": round(clock.spent(), 2), "choice": choice, "why": why}
+            chosen = {"probe_s": round(clock.spent(), 2), "choice": choice, "why": why, "winner": winner_dir(results)}
             atomic_write_json(folder / "tune.json", chosen)
         summary = _final_run(folder, final_dir, cfg, is_file, base, chosen, clock, console)
         spent = clock.spent()
@@ -390,22 +439,42 @@ def _final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, cho
             if is_file
             else load_config(preset=base, overrides=overrides)
         )
+        # the winner's probe trained this very shape and batch: the final run goes on from where its lr began to
+        # decay rather than from scratch, so that stretch of the probe phase is not lost
+        winner = Path(chosen["winner"]) if chosen.get("winner") else None
+        start = decay_start_checkpoint(winner) if winner else None
+        continuing = (
+            f"the final run continues probe {winner.name} from {start[0].name}, where its lr began to decay "
+            f"({start[1]:.0f}s of the probe's training kept; its cooldown dropped)"
+            if start
+            else None
+        )
         header = (
             f"# slovo tune's choice for {format_duration(clock.total_s)} in all on this machine; its final run "
             f"is {final_dir}\n"
-            + "".join(f"# {line}\n" for line in chosen.get("why", []))
+            + "".join(f"# {line}\n" for line in chosen.get("why", []) if line != continuing)
+            + (f"# {continuing}; this file trains from scratch\n" if continuing else "")
             + f"# train it: slovo train --config {folder / 'choice.yaml'}\n"
         )
         atomic_write_text(
             folder / "choice.yaml", header + yaml.safe_dump(to_dict(choice_cfg), sort_keys=False, allow_unicode=True)
         )
         # tune writes the run's report itself (timed: it comes after the deadline, like the final eval)
-        run_cfg = load_config(config_file=folder / "choice.yaml", overrides={"tracking.report": False})
+        run_overrides: dict = {"tracking.report": False}
+        if start:  # the budget counts the probe's seconds up to its checkpoint: the deadline stays tune's
+            run_overrides["budget.time"] = f"{start[1] + final_s:.1f}s"
+        run_cfg = load_config(config_file=folder / "choice.yaml", overrides=run_overrides)
+        if start:
+            chosen["why"] = [line for line in chosen.get("why", []) if line != continuing] + [continuing]
+            atomic_write_json(folder / "tune.json", chosen)
+            stage_continuation(final_dir, winner, start[0], run_cfg)
+            resume = True
         console.print(
             f"final run: {run_cfg.model.n_layer}x{run_cfg.model.n_embd}, batch "
             f"{run_cfg.train.per_device_train_batch_size}, lr {format_value(run_cfg.optim.lr)}"
             + (f", muon_lr {format_value(run_cfg.optim.muon_lr)}, " if run_cfg.optim.name == "muon" else ", ")
-            + f"{format_duration(final_s)} to the deadline -> {final_dir}",
+            + f"{format_duration(final_s)} to the deadline -> {final_dir}"
+            + (f"\n  {continuing}" if continuing else ""),
             highlight=False,
         )
     clock.info = "final run"
