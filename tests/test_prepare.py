@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import random
 import re
 import subprocess
@@ -180,6 +181,25 @@ def test_different_settings_or_sources_refuse_without_force(corpus, tmp_path, ca
     assert rc == 2 and "sources" in err
     assert cli(capsys, "--data", src, "--out", out, *SMALL, "--vocab-size", "300", "--force")[0] == 0
     assert load_dataset(out).vocab_size == 300
+
+
+def test_the_same_sources_under_new_timestamps_are_reused_once_their_content_matches(corpus, tmp_path, capsys):
+    out = tmp_path / "ds"
+    src = write_jsonl(tmp_path / "c.jsonl", corpus[1][:60])
+    assert cli(capsys, "--data", src, "--out", out, *SMALL)[0] == 0
+    built = (out / "train.bin").stat().st_mtime_ns
+    later = src.stat().st_mtime_ns + 5_000_000_000
+    os.utime(src, ns=(later, later))  # a fresh copy of the same file (a shared folder laid out anew)
+    rc, stdout, err = cli(capsys, "--data", src, "--out", out, *SMALL)
+    assert rc == 0 and "same content" in err and "(reused)" in stdout
+    assert (out / "train.bin").stat().st_mtime_ns == built
+    rc, _, err = cli(capsys, "--data", src, "--out", out, *SMALL)  # the new timestamp is recorded: no hashing
+    assert rc == 0 and "already prepared" in err
+    text = src.read_text(encoding="utf-8")
+    i = next(i for i, ch in enumerate(text) if ch in "аб")
+    src.write_text(text[:i] + ("б" if text[i] == "а" else "а") + text[i + 1 :], encoding="utf-8")  # same size
+    rc, _, err = cli(capsys, "--data", src, "--out", out, *SMALL)
+    assert rc == 2 and "sources" in err
 
 
 def test_killed_prepare_leaves_nothing_that_reads_as_complete(corpus, tmp_path, capsys, monkeypatch):

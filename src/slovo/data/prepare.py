@@ -165,6 +165,35 @@ def _what_differs(old: dict, settings: dict, source_entries: list[dict]) -> str:
     return ", ".join(diffs[:4]) or "tokenizer file"
 
 
+def _file_entries(source_entries: list[dict]) -> list[dict]:
+    """Every local file a dataset was read from (plain files and the files of a local hub-format folder)."""
+    return [f for e in source_entries for f in ([e] if "path" in e else e.get("files", []))]
+
+
+def _without_mtimes(source_entries: list[dict]) -> list[dict]:
+    def strip(entry: dict) -> dict:
+        out = {k: v for k, v in entry.items() if k != "mtime"}
+        if "files" in out:
+            out["files"] = [strip(f) for f in out["files"]]
+        return out
+
+    return json.loads(json.dumps([strip(e) for e in source_entries], default=str))
+
+
+def _same_content(old: dict, settings: dict, tokenizer_sha: str | None, source_entries: list[dict]) -> bool:
+    """The same settings, tokenizer and files, but the files have new timestamps (copied, restored, a fresh
+    checkout of a shared folder): their sha256 (kept in meta.json) says whether the text is the same. Hashing
+    happens only here, on such a mismatch; a dataset without recorded hashes is not reused."""
+    hashes = old.get("source_sha256") or {}
+    old_sources = old.get("sources", [])
+    if old.get("fingerprint") != _fingerprint(old_sources, settings, tokenizer_sha):
+        return False  # something besides the sources differs (settings, tokenizer, format, split rule)
+    if _without_mtimes(old_sources) != _without_mtimes(source_entries):
+        return False
+    files = [f["path"] for f in _file_entries(source_entries)]
+    return bool(files) and all(hashes.get(f) == sha256_file(f) for f in files)
+
+
 def _older_split_rule(old: dict, settings: dict, source_entries: list[dict]) -> bool:
     """A dataset slovo prepared from the same sources and settings, but with an older split rule."""
     return (
@@ -378,6 +407,12 @@ def prepare(
                 return {**existing.meta, "reused": True, "seconds": time.time() - t0}
             except SlovoError as e:
                 log(f"{out} is damaged ({e}); rebuilding it")
+        elif not force and _same_content(old, settings_d, given_sha, source_entries):
+            # same text under new timestamps: record them, so the next run reuses it without hashing
+            atomic_write_json(meta_path, {**old, "sources": source_entries, "fingerprint": fingerprint})
+            existing = load_dataset(out)
+            log(f"reusing {out}: the sources have new timestamps but the same content (sha256)")
+            return {**existing.meta, "reused": True, "seconds": time.time() - t0}
         elif not force and _older_split_rule(old, settings_d, source_entries):
             log(
                 f"rebuilding {out}: it was prepared from the same sources and settings by an older slovo, "
@@ -538,6 +573,8 @@ def _build(
             "sample_bytes": sample_bytes,
         },
         "sources": source_entries,
+        # what the text was, beyond its timestamp: a copy of the same files with new mtimes reuses the dataset
+        "source_sha256": {f["path"]: sha256_file(f["path"]) for f in _file_entries(source_entries)},
         "reading": {
             "documents": stats.documents,
             "empty_dropped": stats.empty,
