@@ -40,7 +40,12 @@ PROBE_EVALS = 9  # evals per probe; successive halving looks at eval 3 (min_iter
 # still in warm-up, where every trial scores 1.7 bpb give or take noise; the pruning then kept whichever trials
 # happened to run first (bench_tune, 2026-11-28).
 HYPERBAND = {"type": "hyperband", "min_iter": 3, "eta": 3}
-MIN_PROBE_STEPS = 40  # a probe shorter than this many optimizer steps says nothing about its lr
+# A probe trains at least this many optimizer steps, so that its first successive-halving rung (a third of it) is
+# past ~40: before that every trial scores the same warm-up bpb give or take noise, and the pruning keeps whichever
+# ran first. Where the time cannot give every probe that, the grid shrinks (the second batch, then the second
+# depth, then the second width go) rather than the probes (bench_tune, 2026-11-28: 24 probes of 16 s, pruned at
+# 6 s, 20-40 steps in).
+MIN_PROBE_STEPS = 120
 MEASURE_FRACTION = 0.12  # at most this share of the probe phase measures speeds
 BATCH_CHEAP = 0.9  # half the batch keeps this share of tokens/s or more: probe it (twice the steps, nearly free)
 BATCH_GAIN = 1.15  # twice the batch brings this much more tokens/s or more: probe it
@@ -87,6 +92,7 @@ class Plan:
     base_lr: float = 0.0  # the base preset's lr and batch: the final run's when there is no time to probe
     lr_key: str = "optim.lr"  # the lr the probes vary: optim.muon_lr when the base trains with Muon
     dtype: str = "float32"  # the precision the speeds were measured in: train.dtype as the final run resolves it
+    compile_speedup: float = 1.0  # the shapes' speeds are the compiled final run's; probes run eager, this much slower
     base_batch: int = 0
     notes: list[str] = field(default_factory=list)  # why each choice was made, for the table
 
@@ -321,6 +327,7 @@ def make_plan(
         )
         for s in plan.shapes:
             s.tokens_per_s = s.tokens_per_s * speedup if s.tokens_per_s else None
+        plan.compile_speedup = speedup
         final_s -= compile_s
     plan.measure_s = time.perf_counter() - started
     _fill_estimates(plan, depths, widths, base_cfg)
@@ -374,7 +381,8 @@ def _fill_estimates(plan: Plan, depths: list[int], widths: list[int], base_cfg) 
 
 def _choose_axes(plan: Plan, base_cfg, batches: list[int], sweep_s: float) -> None:
     """The probe sweep: the best predicted shape, its best neighbour depth and width, three lrs, the batches;
-    smaller grids when the probe time cannot give each probe MIN_PROBE_STEPS steps."""
+    smaller grids (without the second batch, then depth, then width) when the probe time cannot give each probe
+    MIN_PROBE_STEPS steps."""
     known = [s for s in plan.shapes if s.speed]
     best = min(known, key=lambda s: s.predicted_loss)
     by_key = {(s.n_layer, s.n_embd): s for s in known}
@@ -405,7 +413,9 @@ def _choose_axes(plan: Plan, base_cfg, batches: list[int], sweep_s: float) -> No
     ]
     for depths_o, widths_o, batches_o in options:
         trials = len(depths_o) * len(widths_o) * len(lrs) * len(batches_o)
+        # the probes train eager: their steps come at the measured speed, not the compiled final run's
         slowest = min(by_key[(d, w)].speed for d in depths_o for w in widths_o if (d, w) in by_key)
+        slowest /= plan.compile_speedup
         min_trial = MIN_PROBE_STEPS * tokens_per_step * max(batches_o) / slowest
         overhead = _trial_overhead(base_cfg, slowest)
         trial_s = (sweep_s - trials * overhead) / probe_cost(trials)

@@ -266,7 +266,7 @@ def choose(plan: Plan, results: dict, final_s: float) -> tuple[dict, list[str]]:
     p = best["params"]
     shape = plan.shape(p["model.n_layer"], p["model.n_embd"])
     speed = shape.speed if shape and shape.speed else 1.0
-    probe_tokens, final_tokens = speed * plan.trial_s, speed * final_s
+    probe_tokens, final_tokens = speed / plan.compile_speedup * plan.trial_s, speed * final_s  # probes run eager
     lr = float(f"{horizon_lr(p[plan.lr_key], probe_tokens, final_tokens):.3g}")
     winner = (
         f"probe winner {' '.join(best['runs'])}: {p['model.n_layer']}x{p['model.n_embd']}, batch "
