@@ -173,7 +173,7 @@ def test_probe_cost_counts_every_trial_to_the_first_rung_and_a_third_of_them_pas
         assert trials * 3 / 9 < probe_cost(trials, min_iter=3) < trials  # pruning saves time, never all of it
 
 
-def test_probes_too_short_for_their_first_rung_shrink_the_grid_not_the_probes():
+def test_probes_vary_lr_and_batch_on_the_rules_shape_and_drop_the_batch_rather_than_be_too_short():
     from slovo.config import load_config
     from slovo.tune.plan import MIN_PROBE_STEPS, Plan, Shape, _choose_axes
 
@@ -184,19 +184,19 @@ def test_probes_too_short_for_their_first_rung_shrink_the_grid_not_the_probes():
         plan.compile_speedup = compile_speedup
         for (depth, width), speed, loss in (((2, 256), 8000, 9.7), ((2, 192), 10000, 9.8), ((3, 256), 6500, 9.9)):
             plan.shapes.append(Shape(depth, width, params=1, tokens_per_s=speed, predicted_loss=loss))
-        plan.shapes.append(Shape(3, 192, params=1, tokens_per_s=8000, predicted_loss=10.0))
         _choose_axes(plan, cfg, [8, 4], sweep_s)
         return plan
 
-    roomy = plan_for(3000.0)
-    assert (roomy.depths, roomy.widths, roomy.batches) == ([2, 3], [256, 192], [8, 4]) and roomy.trials == 24
-    # 24 probes would get 13 s each in 270 s: ~50 steps at the slowest shape, the first rung ~17 steps in
-    tight = plan_for(270.0)
-    assert (tight.depths, tight.widths, tight.batches) == ([2], [256, 192], [8]) and tight.trials == 6
-    assert tight.trial_s * 8000 / (8 * 256) >= MIN_PROBE_STEPS  # steps of the slowest shape probed
+    roomy = plan_for(600.0)
+    assert (roomy.depths, roomy.widths, roomy.batches) == ([2], [256], [8, 4])  # the rule's best shape only
+    assert roomy.lrs == [0.0075, 0.015, 0.03] and roomy.trials == 6
+    # 6 probes would get 25 s each in 120 s: ~100 steps; 3 probes get 47 s, ~180 steps
+    tight = plan_for(120.0)
+    assert tight.batches == [8] and tight.trials == 3
+    assert tight.trial_s * 8000 / (8 * 256) >= MIN_PROBE_STEPS
     # the speeds are the compiled final run's; the probes train eager, 1.6x slower, so they need longer
-    assert plan_for(800.0).trials == 24
-    assert plan_for(800.0, compile_speedup=1.6).batches == [8]
+    assert plan_for(160.0).batches == [8, 4]
+    assert plan_for(160.0, compile_speedup=1.6).batches == [8]
 
 
 def test_probes_vary_muon_lr_when_the_base_trains_with_muon(small_dataset, tiny_base, tmp_path):

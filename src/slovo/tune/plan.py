@@ -11,14 +11,15 @@ much smaller. So tune does not fix a ratio; it takes the law itself,
 
 with N the model's parameters (all of them, as Chinchilla counts), D = the tokens/s measured here for that shape
 x the final run's seconds, and D' the data a repeated dataset is worth (Muennighoff et al. 2023: the k-th repeat
-of the data is worth less, with R* = 15.4), and takes the shapes it predicts best. Where speed does scale as
+of the data is worth less, with R* = 15.4), and takes the shape it predicts best. Where speed does scale as
 1/params this lands on Chinchilla's ratio (~20-30 at these sizes); where it does not, on whatever ratio this
 machine's speeds imply (often 1-5 tokens/param on a CPU), and the plan prints that ratio.
 
-The probes then pick among 2 depths x 2 widths around that size, and the lr (and batch where it changes the
-speed little, so a smaller one buys steps), by successive halving. Probes are far shorter than the final run,
-and the best lr falls as training gets longer (Bjorck et al. 2024, "Scaling optimal LR across token horizons":
-lr* ~ D^-beta, beta about 0.3), so the final run takes the probe winner's lr x (final tokens / probe tokens)^-0.3.
+The probes then pick the lr for that size (and the batch, where half of it keeps nearly the speed and so buys
+steps, or double brings clearly more), by successive halving; they do not compare sizes (see _choose_axes).
+Probes are far shorter than the final run, and the best lr falls as training gets longer (Bjorck et al. 2024,
+"Scaling optimal LR across token horizons": lr* ~ D^-beta, beta about 0.3), so the final run takes the probe
+winner's lr x (final tokens / probe tokens)^-0.3.
 """
 
 from __future__ import annotations
@@ -42,9 +43,8 @@ PROBE_EVALS = 9  # evals per probe; successive halving looks at eval 3 (min_iter
 HYPERBAND = {"type": "hyperband", "min_iter": 3, "eta": 3}
 # A probe trains at least this many optimizer steps, so that its first successive-halving rung (a third of it) is
 # past ~40: before that every trial scores the same warm-up bpb give or take noise, and the pruning keeps whichever
-# ran first. Where the time cannot give every probe that, the grid shrinks (the second batch, then the second
-# depth, then the second width go) rather than the probes (bench_tune, 2026-11-28: 24 probes of 16 s, pruned at
-# 6 s, 20-40 steps in).
+# ran first. Where the time cannot give every probe that, the second batch goes rather than probe length
+# (bench_tune, 2026-11-28: 24 probes of 16 s, pruned at 6 s, 20-40 steps in).
 MIN_PROBE_STEPS = 120
 MEASURE_FRACTION = 0.12  # at most this share of the probe phase measures speeds
 BATCH_CHEAP = 0.9  # half the batch keeps this share of tokens/s or more: probe it (twice the steps, nearly free)
@@ -380,48 +380,29 @@ def _fill_estimates(plan: Plan, depths: list[int], widths: list[int], base_cfg) 
 
 
 def _choose_axes(plan: Plan, base_cfg, batches: list[int], sweep_s: float) -> None:
-    """The probe sweep: the best predicted shape, its best neighbour depth and width, three lrs, the batches;
-    smaller grids (without the second batch, then depth, then width) when the probe time cannot give each probe
-    MIN_PROBE_STEPS steps."""
+    """The probe sweep: three lrs (and the second batch) on the shape the size rule predicts best; without the
+    second batch when the probe time cannot give each probe MIN_PROBE_STEPS steps.
+
+    The probes do not compare sizes. A probe of a minute favours the smaller shape, which learns faster early
+    on; the final run is 15 times longer, where the larger one catches up. At 20 minutes here the probes picked
+    2x192 three times out of four (final eval 1.026, 1.027, 1.030 bpb) over the rule's 2x256 (1.020 the one
+    time it was picked), and the tiny preset's 3x256 trained the whole 20 minutes scored 1.023-1.026
+    (bench_tune, 2026-11-28). The rule looks at the final run's horizon; the probes answer what only a run can,
+    the lr (and batch) for that shape."""
     known = [s for s in plan.shapes if s.speed]
     best = min(known, key=lambda s: s.predicted_loss)
-    by_key = {(s.n_layer, s.n_embd): s for s in known}
-
-    def best_of(options: list[tuple[int, int]]) -> Shape | None:
-        found = [by_key[o] for o in options if o in by_key]
-        return min(found, key=lambda s: s.predicted_loss) if found else None
-
-    all_widths = sorted({s.n_embd for s in known if s.n_layer == best.n_layer})
-    all_depths = sorted({s.n_layer for s in known if s.n_embd == best.n_embd})
-    wi, di = all_widths.index(best.n_embd), all_depths.index(best.n_layer)
-    other_w = best_of([(best.n_layer, all_widths[i]) for i in (wi - 1, wi + 1) if 0 <= i < len(all_widths)])
-    other_d = best_of([(all_depths[i], best.n_embd) for i in (di - 1, di + 1) if 0 <= i < len(all_depths)])
-    # the best predicted shape's values first: the grid runs them first, so a deadline that cuts the sweep short
-    # cuts the other shapes' probes
-    widths = [best.n_embd] + ([other_w.n_embd] if other_w else [])
-    depths = [best.n_layer] + ([other_d.n_layer] if other_d else [])
-    for d in depths:  # the fourth corner of the 2 x 2 may lack a speed (not measured, no estimate)
-        if any((d, w) not in by_key for w in widths):
-            depths = [best.n_layer]
+    depths, widths = [best.n_layer], [best.n_embd]
     lrs = [float(f"{plan.base_lr * f:.3g}") for f in LR_FACTORS]
     tokens_per_step = base_cfg.model.seq_len * base_cfg.train.gradient_accumulation_steps
-    options = [
-        (depths, widths, batches),
-        (depths, widths, batches[:1]),
-        ([best.n_layer], widths, batches[:1]),
-        ([best.n_layer], [best.n_embd], batches[:1]),
-    ]
-    for depths_o, widths_o, batches_o in options:
-        trials = len(depths_o) * len(widths_o) * len(lrs) * len(batches_o)
-        # the probes train eager: their steps come at the measured speed, not the compiled final run's
-        slowest = min(by_key[(d, w)].speed for d in depths_o for w in widths_o if (d, w) in by_key)
-        slowest /= plan.compile_speedup
-        min_trial = MIN_PROBE_STEPS * tokens_per_step * max(batches_o) / slowest
-        overhead = _trial_overhead(base_cfg, slowest)
-        trial_s = (sweep_s - trials * overhead) / probe_cost(trials)
+    # the probes train eager: their steps come at the measured speed, not the compiled final run's
+    speed = best.speed / plan.compile_speedup
+    for batches_o in (batches, batches[:1]):
+        trials = len(lrs) * len(batches_o)
+        min_trial = MIN_PROBE_STEPS * tokens_per_step * max(batches_o) / speed
+        trial_s = (sweep_s - trials * _trial_overhead(base_cfg, speed)) / probe_cost(trials)
         if trial_s >= min_trial:
             break
-    plan.depths, plan.widths, plan.lrs, plan.batches = depths_o, widths_o, lrs, batches_o
+    plan.depths, plan.widths, plan.lrs, plan.batches = depths, widths, lrs, batches_o
     plan.trial_s = trial_s
     ratio = best.final_tokens / best.params
     plan.notes.insert(
@@ -431,7 +412,7 @@ def _choose_axes(plan: Plan, base_cfg, batches: list[int], sweep_s: float) -> No
         f"at the tokens/s measured here (Chinchilla's law; 20 assumes speed ~ 1/params)",
     )
     if trial_s < min_trial:
-        steps = trial_s * slowest / (tokens_per_step * max(batches_o))
+        steps = trial_s * speed / (tokens_per_step * max(batches_o))
         if steps < MIN_PROBE_STEPS / 4:  # nothing worth learning from: the rule's shape at the base lr and batch
             plan.depths, plan.widths, plan.lrs, plan.batches, plan.trial_s = [], [], [], [], 0.0
             plan.notes.append(
