@@ -171,16 +171,19 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, stat
     return final
 
 
+def decay_start_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint tagged `decay_start` in its checkpoint.json with the latest training time (not verified):
+    where a run extended to a larger budget, or tune's final run, continues from. By time, since a rollback or
+    an extension can save it again at a lower step."""
+    infos = {p: read_json_dict(p / INFO_FILE) for p in list_checkpoints(run_dir)}
+    tagged = [p for p, info in infos.items() if info.get("tag") == "decay_start"]
+    return max(reversed(tagged), key=lambda p: infos[p].get("train_time", 0), default=None)  # a tie: the later step
+
+
 def prune_checkpoints(run_dir: str | Path, keep_last: int, keep: Path | None = None) -> None:
-    """Delete all but the newest `keep_last + 1` checkpoints (always keeping `keep`, and the checkpoint tagged
-    `decay_start` in its checkpoint.json with the latest training time: where a run extended to a larger budget
-    continues from; by time, since a rollback or an extension can save it again at a lower step)."""
-    found = list_checkpoints(run_dir)
-    infos = {p: read_json_dict(p / INFO_FILE) for p in found}
-    tagged = sorted(
-        (p for p in found if infos[p].get("tag") == "decay_start"), key=lambda p: infos[p].get("train_time", 0)
-    )
-    found = [p for p in found if p not in tagged[-1:]]
+    """Delete all but the newest `keep_last + 1` checkpoints (always keeping `keep`, and `decay_start_checkpoint`)."""
+    decay_start = decay_start_checkpoint(run_dir)
+    found = [p for p in list_checkpoints(run_dir) if p != decay_start]
     for old in found[: max(0, len(found) - keep_last - 1)]:
         if keep is None or old.resolve() != keep.resolve():
             shutil.rmtree(old, ignore_errors=True)

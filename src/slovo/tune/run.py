@@ -290,20 +290,20 @@ def winner_dir(results: dict | None) -> str | None:
     return str(Path(results["sweep_dir"]) / "trials" / best["runs"][0])
 
 
-def decay_start_checkpoint(run_dir: Path) -> tuple[Path, float] | None:
+def continuation_start(run_dir: Path) -> tuple[Path, float] | None:
     """A finished probe's checkpoint saved where its lr began to decay, and the seconds its clock had run
     there (as the final run's WallClock counts them); None when there is none that verifies."""
-    from slovo.checkpoint import INFO_FILE, STATE_FILE, list_checkpoints, load_state, verify_checkpoint
+    from slovo.checkpoint import STATE_FILE, decay_start_checkpoint, load_state, verify_checkpoint
 
     if read_json_dict(run_dir / "summary.json").get("status") != "finished":
         return None
-    for ckpt in reversed(list_checkpoints(run_dir)):
-        if read_json_dict(ckpt / INFO_FILE).get("tag") == "decay_start" and verify_checkpoint(ckpt) is None:
-            try:
-                return ckpt, WallClock.spent_in(load_state(ckpt / STATE_FILE)["clock"])
-            except (SlovoError, KeyError):
-                return None
-    return None
+    ckpt = decay_start_checkpoint(run_dir)
+    if ckpt is None or verify_checkpoint(ckpt) is not None:
+        return None
+    try:
+        return ckpt, WallClock.spent_in(load_state(ckpt / STATE_FILE)["clock"])
+    except (SlovoError, KeyError):
+        return None
 
 
 def stage_continuation(final_dir: Path, probe_dir: Path, ckpt: Path, run_cfg) -> None:
@@ -442,7 +442,7 @@ def _final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, cho
         # the winner's probe trained this very shape and batch: the final run goes on from where its lr began to
         # decay rather than from scratch, so that stretch of the probe phase is not lost
         winner = Path(chosen["winner"]) if chosen.get("winner") else None
-        start = decay_start_checkpoint(winner) if winner else None
+        start = continuation_start(winner) if winner else None
         continuing = (
             f"the final run continues probe {winner.name} from {start[0].name}, where its lr began to decay "
             f"({start[1]:.0f}s of the probe's training kept; its cooldown dropped)"
