@@ -16,6 +16,7 @@ ask the loop to stop through `Control`; the loop acts on it after the current st
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -150,6 +151,10 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
     display.start(cfg, s.model, s.device, s.tokens_per_step, budget, s.ds)
     display.say(f"  compile: {s.compile_reason}")
     display.say(f"  dtype: {s.dtype_reason}")
+    if s.muon_ns_reason:
+        display.say(f"  muon: Newton-Schulz in {s.muon_ns_reason}")
+    if s.cache_notice:
+        display.say(f"  [yellow]{s.cache_notice}[/]")
     s.check_cpu_bf16(clock, display)
     window_losses: list[float] = []
     window_start = (state.train_time, state.tokens)
@@ -195,7 +200,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
                 guard.accept(state, agreed.loss)
                 window_losses.append(agreed.loss)
                 bar.update(state, clock, agreed.loss, lr)
-                if state.step % cfg.train.log_every == 0:
+                if _log_due(cfg, state, window_start[0]):
                     elapsed = state.train_time - window_start[0]
                     tps = (state.tokens - window_start[1]) / elapsed if elapsed > 0 else 0.0
                     metrics = folder.record(state, s.train_metrics(window_losses, lr, result.grad_norm, tps, state))
@@ -241,7 +246,7 @@ class _Setup:
     """Everything the loop works with, built from the config: device, data, model, optimizer, precision."""
 
     def __init__(self, cfg: Config, dist, budget: Budget):
-        from slovo.accel import choose_compile, choose_run_dtype, shape_key
+        from slovo.accel import cache_notice, choose_compile, choose_run_dtype, choose_run_muon_ns_dtype, shape_key
         from slovo.data import load_dataset, load_tokenizer, token_byte_lengths
         from slovo.data.loader import BatchLoader
         from slovo.device import autocast_for, device_name, device_type, enable_fast_matmul, peak_flops, pick_device
@@ -277,14 +282,17 @@ class _Setup:
         # for evals, samples and checkpoints (refreshed by gather_weights); else self.model trains itself
         self.sharded = dist.shard(self.model, cfg)
         self.trained = self.sharded if self.sharded is not None else self.model  # what the optimizer steps
-        self.optimizer = make_optimizer(self.trained, cfg.optim, device)
-        self.set_lr_factor = lambda factor: set_lr_factor(self.optimizer, factor)
         self.tokens_per_step = batch * cfg.train.gradient_accumulation_steps * seq_len * dist.world
         # rank 0 chooses (and measures, on a CPU) for all: every rank must train in the same precision
-        choice = None
+        choices = None
+        self.cache_notice = cache_notice() if dist.is_main else None  # read before this run's figures go in
         if dist.is_main:
-            choice = choose_run_dtype(cfg, device, self.model)
-        self.dtype, self.dtype_reason = dist.broadcast(choice)
+            choices = choose_run_dtype(cfg, device, self.model), choose_run_muon_ns_dtype(cfg, device, self.model)
+        (self.dtype, self.dtype_reason), muon_ns = dist.broadcast(choices)
+        self.muon_ns_dtype, self.muon_ns_reason = muon_ns or (None, None)
+        optim_cfg = dataclasses.replace(cfg.optim, muon_ns_dtype=self.muon_ns_dtype or cfg.optim.muon_ns_dtype)
+        self.optimizer = make_optimizer(self.trained, optim_cfg, device)
+        self.set_lr_factor = lambda factor: set_lr_factor(self.optimizer, factor)
         self.autocast = autocast_for(self.dtype, device)
         self.scaler = torch.amp.GradScaler(device_type(device)) if self.dtype == "float16" else None
         self.speed_key = shape_key(cfg, device_name(device), self.dtype)
@@ -306,7 +314,7 @@ class _Setup:
         info = run_info(
             self.cfg, self.ds, self.model, self.device, self.tokens_per_step, self.dist.world, budget.as_dict()
         )
-        return {**info, "dtype": self.dtype, "compiled": self.compiled}
+        return {**info, "dtype": self.dtype, "compiled": self.compiled, "muon_ns_dtype": self.muon_ns_dtype}
 
     def check_cpu_bf16(self, clock: Clock, display) -> None:
         """An explicit bf16 on a CPU can be many times slower than float32: measure both once and say so."""
@@ -540,6 +548,13 @@ def _stop_reason(budget: Budget, state: TrainState, control: Control) -> str | N
     if control.should_stop:
         return control.stop_reason or "stopped"
     return budget_mod.exhausted(budget, state.train_time, state.step, state.tokens)
+
+
+def _log_due(cfg: Config, state: TrainState, window_start_time: float) -> bool:
+    """A train record every train.log_every steps, or sooner once train.log_every_seconds of training passed
+    (a slow machine's run still gets curves); decided from agreed values only."""
+    seconds = cfg.train.log_every_seconds
+    return state.step % cfg.train.log_every == 0 or bool(seconds and state.train_time - window_start_time >= seconds)
 
 
 def _eval_due(cfg: Config, state: TrainState) -> bool:
