@@ -55,7 +55,7 @@ def test_slovo_muon_in_float32_stays_close_to_bf16_and_differs_from_it():
 
 
 def test_muon_ns_dtype_auto_takes_bf16_only_where_measured_faster(monkeypatch):
-    from slovo import device
+    from slovo import accel, device
     from slovo.accel import choose_muon_ns_dtype
 
     calls = []
@@ -68,6 +68,7 @@ def test_muon_ns_dtype_auto_takes_bf16_only_where_measured_faster(monkeypatch):
         return run
 
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(accel, "bf16_matmul_speedup", lambda: 1.0)
     assert choose_muon_ns_dtype("auto", "cpu", "amx", measure(300.0, 100.0))[0] == "bfloat16"
     dtype, why = choose_muon_ns_dtype("auto", "cpu", "amx", measure(1.0, 100.0))
     assert dtype == "bfloat16" and "measured earlier" in why and len(calls) == 1
@@ -76,10 +77,13 @@ def test_muon_ns_dtype_auto_takes_bf16_only_where_measured_faster(monkeypatch):
     assert choose_muon_ns_dtype("auto", "cpu", "tie", measure(105.0, 100.0))[0] == "float32"
     assert choose_muon_ns_dtype("bfloat16", "cpu", "emulated", measure(1.0, 1.0))[0] == "bfloat16"
     assert choose_muon_ns_dtype("auto", "cuda", "gpu", measure(1.0, 1.0))[0] == "bfloat16"
+    monkeypatch.setattr(accel, "bf16_matmul_speedup", lambda: 0.05)  # instructions there, kernels barred
+    dtype, why = choose_muon_ns_dtype("auto", "cpu", "barred", measure(9e9, 1.0))
+    assert dtype == "float32" and "emulated" in why
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
     dtype, why = choose_muon_ns_dtype("auto", "cpu", "zen1", measure(9e9, 1.0))
     assert dtype == "float32" and "no bf16 matrix instructions" in why
-    assert len(calls) == 3
+    assert len(calls) == 3  # neither emulated bf16 nor a CPU without it is timed on the model
 
 
 def test_speed_cache_keeps_each_processors_figures_apart(monkeypatch):
@@ -130,19 +134,20 @@ def test_imitated_avx2_only_cpu_trains_muon_and_forward_in_float32(small_dataset
     sets = ["--set=optim.name=muon", "--set=train.dtype=auto", "--set=budget.max_steps=2", *WIDER]
     info, out = _train_in_subprocess(small_dataset, tmp_path, "avx2", AVX2_ONLY, *sets)
     assert info["dtype"] == "float32" and info["muon_ns_dtype"] == "float32"
-    # the hardware has bf16 instructions but its kernels are barred: measured, and slow; else not measured
-    why = "measured now" if cpu_has_native_bf16() else "no bf16 matrix instructions"
+    # the hardware has bf16 instructions but its kernels are barred: a matmul finds bf16 emulated; else none
+    why = "emulated" if cpu_has_native_bf16() else "no bf16 matrix instructions"
     assert "muon: Newton-Schulz in auto: float32" in out and why in out
     cache = json.loads((tmp_path / "cache" / "speed.json").read_text()) if cpu_has_native_bf16() else None
     assert cache is None or all("ATen AVX2 | oneDNN AVX2" in key for key in cache["machines"])
 
 
 def test_muon_run_records_the_ns_dtype_its_measurement_implies(tiny_config, tmp_path, monkeypatch):
-    from slovo import device
+    from slovo import accel, device
     from slovo.accel import CPU_BF16_MIN_SPEEDUP, measured, shape_key
     from slovo.train import train
 
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(accel, "bf16_matmul_speedup", lambda: 1.0)
     cfg = tiny_config(**{"optim.name": "muon", "budget.max_steps": 2})
     train(cfg, tmp_path / "run", quiet=True)
     info = json.loads((tmp_path / "run" / "run.json").read_text())

@@ -129,7 +129,9 @@ def remember(key: str, **figures: float) -> None:
 def _bf16_if_faster(setting: str, device: str, key: str, measure, what: str, unit: str) -> tuple[str, str]:
     """(dtype, why) for a bf16-or-float32 setting: explicit values are obeyed; 'auto' is bf16 on CUDA, float32 on
     a CPU without bf16 matrix instructions and, on one with them, bf16 where `measure()` -> (bf16 rate, float32
-    rate) finds it at least CPU_BF16_MIN_SPEEDUP times faster. The measurement is kept per shape and processor."""
+    rate) finds it at least CPU_BF16_MIN_SPEEDUP times faster. A quick matmul check comes first: where bf16 is
+    emulated (instructions present but barred, ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA) one bf16 step can take
+    minutes, and the answer is float32 anyway. Measurements are kept per shape and processor."""
     from slovo.device import cpu_has_native_bf16, device_type, resolve_dtype
 
     if setting != "auto":
@@ -139,6 +141,9 @@ def _bf16_if_faster(setting: str, device: str, key: str, measure, what: str, uni
         return dtype, f"auto: {dtype} on {device_type(device)}"
     if not cpu_has_native_bf16():
         return "float32", "auto: float32 (this CPU has no bf16 matrix instructions)"
+    matmul = bf16_matmul_speedup()
+    if matmul < 1 / EMULATED_BF16_SLOWDOWN:
+        return "float32", f"auto: float32 (a bf16 matmul runs {1 / matmul:.0f}x slower than float32 here: emulated)"
     bf16_name, fp32_name = f"bf16_{unit.replace('/', '_per_')}", f"fp32_{unit.replace('/', '_per_')}"
     seen = measured(key)
     source = "measured earlier on this machine"
@@ -149,6 +154,27 @@ def _bf16_if_faster(setting: str, device: str, key: str, measure, what: str, uni
     bf16, fp32 = seen[bf16_name], seen[fp32_name]
     dtype = "bfloat16" if bf16 >= CPU_BF16_MIN_SPEEDUP * fp32 else "float32"
     return dtype, f"auto: {dtype}: bf16 {bf16:,.0f} against float32 {fp32:,.0f} {unit} ({what}, {source})"
+
+
+# bf16 this many times slower than float32 in a plain matmul is emulation: no need to time a whole model
+EMULATED_BF16_SLOWDOWN = 3.0
+
+
+def bf16_matmul_speedup(size: int = 512) -> float:
+    """float32 seconds / bf16 seconds of a size x size matmul on this CPU (best of 3 after a warm-up; a few ms
+    with bf16 instructions, well under a second without). Cached per processor."""
+    import torch
+
+    key = f"matmul {size}"
+    seen = measured(key)
+    if "bf16_speedup" in seen:
+        return seen["bf16_speedup"]
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(size, size, generator=gen), torch.randn(size, size, generator=gen)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    bf16_s, fp32_s = best_of_alternating(lambda: a16 @ b16, lambda: a @ b, rounds=3)
+    remember(key, bf16_speedup=fp32_s / bf16_s)
+    return fp32_s / bf16_s
 
 
 def choose_dtype(setting: str, device: str, key: str, measure) -> tuple[str, str]:
