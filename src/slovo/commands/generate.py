@@ -73,6 +73,8 @@ def run(args) -> int:
     from slovo.checkpoint import load_for_inference
     from slovo.device import pick_device
     from slovo.generate import check_sampling, encode_prompt, generate_text
+    from slovo.terminal import undertrained_note
+    from slovo.utils import read_json_dict
 
     if args.prompts_file:
         prompts = read_prompts(args.prompts_file)
@@ -83,6 +85,9 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, cfg, tokenizer = load_for_inference(args.run_dir, device=pick_device(args.device))
+    note = undertrained_note(read_json_dict(Path(args.run_dir) / "summary.json"), args.run_dir)
+    if note:
+        print(note, file=sys.stderr)
     s = cfg.sample
     sampling = dict(
         greedy=args.greedy,
