@@ -211,3 +211,24 @@ def test_slovo_eval_spreads_tokens_over_the_text_and_says_when_asked_for_more(sm
     assert out.count("more than the validation split holds") == 1
     assert main(["eval", str(tmp_path / "c"), "--tokens", "64", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["eval/windows"] == 2  # 64 tokens = two 32-token windows
+
+
+def test_slovo_eval_scores_in_the_dtype_the_run_resolved_and_reproduces_its_eval_bpb(tiny_config, tmp_path, capsys):
+    """A run whose train.dtype=auto resolved to bfloat16 (run.json's `dtype`) is scored in bfloat16, not in the
+    float32 that 'auto' means on a CPU without measuring."""
+    import yaml
+
+    from slovo.cli import main
+    from slovo.train import train
+
+    run = tmp_path / "run"
+    summary = train(tiny_config(**{"budget.max_steps": 4, "train.dtype": "bfloat16"}), run, quiet=True)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["train"]["dtype"] = "auto"  # as written by a run whose auto measured bf16 faster
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert read_json(run / "run.json")["dtype"] == "bfloat16"
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["eval/bpb"] == pytest.approx(summary["eval/bpb"], rel=1e-6)
+    assert figures["eval/bpb_se"] > 0
