@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from slovo.format import format_duration, format_number
+from slovo.format import format_bpb, format_duration, format_number
 from slovo.utils import read_jsonl
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -32,6 +32,24 @@ def sparkline(values: list[float], width: int = 40) -> str:
     lo, hi = min(vals), max(vals)
     span = hi - lo or 1.0
     return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1) + 0.5))] for v in vals)
+
+
+def split_eval_series(records: list[dict], key: str) -> tuple[list[float], tuple[float, int] | None]:
+    """Evals during training (one subset of windows) and the final full eval, told apart: (the subset evals'
+    values, (the full eval's value, its windows) or None when every eval scored the same windows).
+
+    Joined in one curve, the last point would jump for no training reason: the full set scores other text
+    than the subset."""
+    evals = [r for r in records if r.get(key) is not None]
+    if not evals:
+        return [], None
+    windows = [r.get("eval/windows") for r in evals]
+    full = max((w for w in windows if w is not None), default=None)
+    if full is None or all(w == full for w in windows):
+        return [r[key] for r in evals], None
+    subset = [r[key] for r in evals if r.get("eval/windows") != full]
+    last_full = next(r for r in reversed(evals) if r.get("eval/windows") == full)
+    return subset, (last_full[key], int(full))
 
 
 class _Bar:
@@ -98,7 +116,8 @@ class TrainDisplay:
     def eval_line(self, state, clock, metrics: dict) -> None:
         self.say(
             f"eval  step {state.step:>6}  {format_duration(clock.train_time):>8}  progress {state.progress:5.1%}  "
-            f"loss {metrics['eval/loss']:.4f}  bpb {metrics['eval/bpb']:.4f}  ppl {metrics['eval/perplexity']:.1f}"
+            f"loss {metrics['eval/loss']:.4f}  bpb {format_bpb(metrics['eval/bpb'], metrics.get('eval/bpb_se'))}  "
+            f"ppl {metrics['eval/perplexity']:.1f}"
         )
 
     def finish(self, run_dir: Path, summary: dict, tracker=None, report: Path | None = None) -> None:
@@ -114,7 +133,10 @@ class TrainDisplay:
 
         rows = [
             ("eval loss / best", f"{fig('eval/loss')} / {fig('best/eval_loss')}"),
-            ("eval bpb / best", f"{fig('eval/bpb')} / {fig('best/eval_bpb')}"),
+            (
+                "eval bpb / best",
+                f"{format_bpb(summary.get('eval/bpb'), summary.get('eval/bpb_se'))} / {fig('best/eval_bpb')}",
+            ),
             ("steps", fig("train/global_step")),
             ("tokens", fig("tokens")),
             ("tokens/s", fig("train_tokens_per_second", 5)),
@@ -128,8 +150,16 @@ class TrainDisplay:
             ("train/grad_norm", "grad norm"),
         ):
             series = [r[key] for r in records if r.get(key) is not None]
+            final = None
+            if key == "eval/loss":
+                series, final = split_eval_series(records, key)
             if series:
-                rows.append((label, f"{sparkline(series)}  {format_number(series[0])} → {format_number(series[-1])}"))
+                line = f"{sparkline(series)}  {format_number(series[0])} → {format_number(series[-1])}"
+                if final is not None:
+                    line += f"; all {final[1]:,} windows: {format_number(final[0])}"
+                rows.append((label, line))
+            elif final is not None:
+                rows.append((label, f"all {final[1]:,} windows: {format_number(final[0])}"))
         if summary.get("error"):
             rows.append(("error", str(summary["error"])))
         for k, v in rows:
