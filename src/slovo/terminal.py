@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from slovo.format import format_bpb, format_duration, format_number
+from slovo.runs.folders import split_evals
 from slovo.utils import read_jsonl
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -35,21 +36,10 @@ def sparkline(values: list[float], width: int = 40) -> str:
 
 
 def split_eval_series(records: list[dict], key: str) -> tuple[list[float], tuple[float, int] | None]:
-    """Evals during training (one subset of windows) and the final full eval, told apart: (the subset evals'
-    values, (the full eval's value, its windows) or None when every eval scored the same windows).
-
-    Joined in one curve, the last point would jump for no training reason: the full set scores other text
-    than the subset."""
-    evals = [r for r in records if r.get(key) is not None]
-    if not evals:
-        return [], None
-    windows = [r.get("eval/windows") for r in evals]
-    full = max((w for w in windows if w is not None), default=None)
-    if full is None or all(w == full for w in windows):
-        return [r[key] for r in evals], None
-    subset = [r[key] for r in evals if r.get("eval/windows") != full]
-    last_full = next(r for r in reversed(evals) if r.get("eval/windows") == full)
-    return subset, (last_full[key], int(full))
+    """The subset evals' values of `key` and (the full final eval's value, its windows) or None
+    (slovo.runs.folders.split_evals)."""
+    subset, full = split_evals(records, key)
+    return [r[key] for r in subset], (full[key], int(full["eval/windows"])) if full is not None else None
 
 
 class _Bar:
