@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+import yaml
 
 from slovo.tune.plan import Plan, Shape, horizon_lr
 
