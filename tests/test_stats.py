@@ -111,5 +111,5 @@ def test_within_noise_uses_both_standard_errors():
 def test_spread_gives_median_and_range():
     s = stats.spread([3.0, 1.0, 2.0])
     assert (s.median, s.min, s.max, s.n) == (2.0, 1.0, 3.0, 3)
-    assert s.text(1) == "2.0 (1.0-3.0, n=3)"
+    assert s.text(".1f") == "2.0 (1.0-3.0)"
     assert stats.spread([5.0]).std is None

@@ -39,11 +39,10 @@ class Spread:
     max: float
     sem: float | None
 
-    def text(self, digits: int = 4) -> str:
-        """'1.0200 (1.0164-1.0233, n=3)': the median, the range and the count, the way bench/results states them."""
-        if self.n == 1:
-            return f"{self.median:.{digits}f} (n=1)"
-        return f"{self.median:.{digits}f} ({self.min:.{digits}f}-{self.max:.{digits}f}, n={self.n})"
+    def text(self, spec: str = ".4f") -> str:
+        """'1.0200 (1.0164-1.0233)': the median and the range, the way bench/results states them (`spec` is a
+        format spec, e.g. ',.0f')."""
+        return f"{self.median:{spec}} ({self.min:{spec}}-{self.max:{spec}})"
 
 
 def spread(values: Sequence[float]) -> Spread:
