@@ -232,3 +232,10 @@ def test_slovo_eval_scores_in_the_dtype_the_run_resolved_and_reproduces_its_eval
     figures = json.loads(capsys.readouterr().out)
     assert figures["eval/bpb"] == pytest.approx(summary["eval/bpb"], rel=1e-6)
     assert figures["eval/bpb_se"] > 0
+
+
+def test_a_single_window_has_no_standard_error_rather_than_nan():
+    vocab, seq = 16, 8
+    tokens = np.random.default_rng(0).integers(1, vocab, 1 + seq)
+    m = evaluate(RandomBigram(vocab), eval_windows(tokens, seq, 10_000), np.ones(vocab), 4, "cpu")
+    assert m["eval/windows"] == 1 and m["eval/bpb_se"] is None

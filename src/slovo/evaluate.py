@@ -144,8 +144,10 @@ def evaluate(
         "eval/loss": loss,
         "eval/perplexity": math.exp(min(loss, 50.0)),
         "eval/bpb": total_nats / math.log(2) / max(total_bytes, 1),
-        # standard error of eval/bpb over the windows scored (eval-sample noise, not seed noise); nan for 1 window
-        "eval/bpb_se": ratio_se_from_sums(total_nats, total_bytes, sum_nn, sum_nb, sum_bb, n_windows) / math.log(2),
+        # standard error of eval/bpb over the windows scored (eval-sample noise, not seed noise); None for 1 window
+        "eval/bpb_se": _finite_or_none(
+            ratio_se_from_sums(total_nats, total_bytes, sum_nn, sum_nb, sum_bb, n_windows) / math.log(2)
+        ),
         "eval/tokens": total_tokens,
         "eval/bytes": total_bytes,
         "eval/windows": n_windows,
@@ -155,6 +157,10 @@ def evaluate(
         metrics["per_window_nats"] = np.concatenate(window_nats) if window_nats else np.zeros(0)
         metrics["per_window_bytes"] = np.concatenate(window_bytes) if window_bytes else np.zeros(0, dtype=np.int64)
     return metrics
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None  # JSON has no NaN: records and summaries stay strict JSON
 
 
 def eval_set_facts(split: np.ndarray, seq_len: int, max_tokens: int, eot_id: int | None) -> dict:
