@@ -57,7 +57,7 @@ def test_compare_trains_each_config_on_paired_seeds_prints_the_verdict_and_resum
     assert sorted(seeds[0.002]) == sorted(seeds[0.03]) and len(set(seeds[0.002])) == 2  # the same two seeds
     result = read_json(folder / "verdict.json")
     assert [r["name"] for r in result["rows"]] == ["optim.lr=0.002", "optim.lr=0.03"]
-    assert all(r["seeds"] == 2 for r in result["rows"])
+    assert all(r["seeds"] == 2 for r in result["rows"])  # eval_se > 0 too once the loop records eval/bpb_se
     (pair,) = result["pairs"]
     assert pair["n"] == 2 and pair["low"] <= pair["diff"] <= pair["high"]
     assert pair["line"] in printed
@@ -131,3 +131,25 @@ def test_verdict_json_is_plain_json(small_dataset, tmp_path):
     result = verdict(groups, ["a", "b"])
     assert json.loads(json.dumps(result))["best"] == "a"
     assert result["lines"][0].startswith("a lower than b by 0.1")
+
+
+def test_compare_rows_carry_the_mean_eval_standard_error_of_their_runs(tmp_path):
+    from slovo.compare import group_results, verdict
+
+    runs = []
+    for name, base in (("a", 1.0), ("b", 1.2)):
+        for seed in range(2):
+            run_dir = tmp_path / f"{name}{seed}"
+            run_dir.mkdir()
+            (run_dir / "summary.json").write_text(json.dumps({"eval/bpb_se": 0.01 * (seed + 1)}))
+            runs.append(
+                {
+                    "status": "finished",
+                    "eval/bpb": base + 0.01 * seed,
+                    "run_dir": str(run_dir),
+                    "seed_index": seed,
+                    "params": {"variant": name},
+                }
+            )
+    result = verdict(group_results(runs), ["a", "b"])
+    assert [r["eval_se"] for r in result["rows"]] == [pytest.approx(0.015), pytest.approx(0.015)]
