@@ -153,3 +153,12 @@ def test_compare_rows_carry_the_mean_eval_standard_error_of_their_runs(tmp_path)
             )
     result = verdict(group_results(runs), ["a", "b"])
     assert [r["eval_se"] for r in result["rows"]] == [pytest.approx(0.015), pytest.approx(0.015)]
+
+
+def test_the_same_set_key_twice_points_to_variant(small_dataset, capsys):
+    code = main(
+        ["compare", "--preset", "tiny", "--set", "optim.muon_lr=0.015", "--set", "optim.muon_lr=0.0075"]
+        + ["--seeds", "3", "--data", str(small_dataset), "--time", "60s"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--variant optim.muon_lr=VALUE" in err

@@ -70,8 +70,16 @@ def run(args) -> int:
 
     if args.seeds < 2:  # before anything is read: the one line the user needs
         raise SlovoError(f"--seeds: a comparison needs at least 2 paired seeds to estimate its noise, got {args.seeds}")
+    pairs = [parse_override(o) for o in args.overrides]
+    keys = [k for k, _ in pairs]
+    repeated = next((k for k in keys if keys.count(k) > 1), None)
+    if repeated and len(args.configs) + len(args.variant) < 2:
+        raise SlovoError(
+            f"--set {repeated}=... is given twice: --set applies to every config compared; give each config as "
+            f"--variant {repeated}=VALUE"
+        )
     candidates = build_candidates(args.configs, args.variant, args.preset, args.config)
-    sets = dict(parse_override(o) for o in args.overrides)
+    sets = dict(pairs)
     if args.seed is not None:
         sets["train.seed"] = args.seed
     budget = {"time": args.time, "max_steps": args.max_steps, "max_tokens": args.max_tokens}
