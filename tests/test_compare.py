@@ -162,3 +162,12 @@ def test_the_same_set_key_twice_points_to_variant(small_dataset, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--variant optim.muon_lr=VALUE" in err
+
+
+def test_an_unknown_key_in_a_variant_is_one_line_naming_it(small_dataset, tmp_path, capsys):
+    code = main(
+        ["compare", "--variant", "optim.lrr=0.1", "--variant", "optim.lr=0.1", "--seeds", "2"]
+        + ["--data", str(small_dataset), "--max-steps", "2", "--out", str(tmp_path / "c")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "optim.lrr" in err and "did you mean 'optim.lr'" in err
