@@ -32,7 +32,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -346,12 +345,15 @@ def time_to_reach(curve: list[list[float]], target: float) -> float | None:
 
 
 def median_spread(values: list[float], spec: str) -> str:
-    if not values:
-        return "-"
-    return f"{statistics.median(values):{spec}} ({min(values):{spec}}-{max(values):{spec}})"
+    """'median (min-max)' through slovo.stats, '-' for no values."""
+    from slovo.stats import spread
+
+    return spread(values).text(spec) if values else "-"
 
 
 def report(runs: list[dict], seconds: float) -> dict:
+    from slovo.stats import paired, spread, verdict
+
     print(
         f"\n{'side':6} {'seed':>5} {'train s':>8} {'outside s':>9} {'s/step':>7} {'steps':>6} {'tokens/s':>9} "
         f"{'stop check':>11} {'eval bpb':>9}"
@@ -372,8 +374,9 @@ def report(runs: list[dict], seconds: float) -> dict:
     summary: dict = {}
     for side, rs in sides.items():
         if rs:
+            bpbs = spread([r["eval_bpb"] for r in rs])
+            summary[side] = {"bpb_median": bpbs.median, "bpb_min": bpbs.min, "bpb_max": bpbs.max}
             bpbs = [r["eval_bpb"] for r in rs]
-            summary[side] = {"bpb_median": statistics.median(bpbs), "bpb_min": min(bpbs), "bpb_max": max(bpbs)}
             print(
                 f"{side:6} eval bpb median (min-max) {median_spread(bpbs, '.4f')} over {len(rs)} seeds; tokens/s "
                 f"{median_spread([r['tokens_per_second'] for r in rs], ',.0f')}"
@@ -390,6 +393,13 @@ def report(runs: list[dict], seconds: float) -> dict:
         )
         windows = {r["eval_windows"] for r in runs}
         print(f"both scored on the same {windows.pop() if len(windows) == 1 else windows} eval windows")
+        # the same seeds on both sides (init and data order are each tool's own, so the pairing is by repeat)
+        by_seed = {s: {r["seed"]: r["eval_bpb"] for r in rs} for s, rs in sides.items()}
+        seeds = sorted(set(by_seed["slovo"]) & set(by_seed["hf"]))
+        if len(seeds) >= 2:
+            result = paired([by_seed["slovo"][k] for k in seeds], [by_seed["hf"][k] for k in seeds])
+            summary["verdict"] = verdict("slovo", "HF", result)
+            print(f"verdict: {summary['verdict']}")
     return summary
 
 

@@ -16,7 +16,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from slovo.format import format_duration, format_number
+from slovo.format import format_bpb, format_duration, format_number
+from slovo.runs.folders import split_evals
 from slovo.utils import read_jsonl
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -52,6 +53,13 @@ def undertrained_note(summary: dict, run_dir: str | Path) -> str | None:
         f"for samples made of words (about {MIN_STEPS_FOR_WORDS} are needed): train longer "
         f"(slovo train --resume {run_dir} --time {minutes}m) or on a GPU"
     )
+
+
+def split_eval_series(records: list[dict], key: str) -> tuple[list[float], tuple[float, int] | None]:
+    """The subset evals' values of `key` and (the full final eval's value, its windows) or None
+    (slovo.runs.folders.split_evals)."""
+    subset, full = split_evals(records, key)
+    return [r[key] for r in subset], (full[key], int(full["eval/windows"])) if full is not None else None
 
 
 class _Bar:
@@ -118,7 +126,8 @@ class TrainDisplay:
     def eval_line(self, state, clock, metrics: dict) -> None:
         self.say(
             f"eval  step {state.step:>6}  {format_duration(clock.train_time):>8}  progress {state.progress:5.1%}  "
-            f"loss {metrics['eval/loss']:.4f}  bpb {metrics['eval/bpb']:.4f}  ppl {metrics['eval/perplexity']:.1f}"
+            f"loss {metrics['eval/loss']:.4f}  bpb {format_bpb(metrics['eval/bpb'], metrics.get('eval/bpb_se'))}  "
+            f"ppl {metrics['eval/perplexity']:.1f}"
         )
 
     def finish(self, run_dir: Path, summary: dict, tracker=None, report: Path | None = None) -> None:
@@ -134,7 +143,10 @@ class TrainDisplay:
 
         rows = [
             ("eval loss / best", f"{fig('eval/loss')} / {fig('best/eval_loss')}"),
-            ("eval bpb / best", f"{fig('eval/bpb')} / {fig('best/eval_bpb')}"),
+            (
+                "eval bpb / best",
+                f"{format_bpb(summary.get('eval/bpb'), summary.get('eval/bpb_se'))} / {fig('best/eval_bpb')}",
+            ),
             ("steps", fig("train/global_step")),
             ("tokens", fig("tokens")),
             ("tokens/s", fig("train_tokens_per_second", 5)),
@@ -148,8 +160,16 @@ class TrainDisplay:
             ("train/grad_norm", "grad norm"),
         ):
             series = [r[key] for r in records if r.get(key) is not None]
+            final = None
+            if key == "eval/loss":
+                series, final = split_eval_series(records, key)
             if series:
-                rows.append((label, f"{sparkline(series)}  {format_number(series[0])} → {format_number(series[-1])}"))
+                line = f"{sparkline(series)}  {format_number(series[0])} → {format_number(series[-1])}"
+                if final is not None:
+                    line += f"; all {final[1]:,} windows: {format_number(final[0])}"
+                rows.append((label, line))
+            elif final is not None:
+                rows.append((label, f"all {final[1]:,} windows: {format_number(final[0])}"))
         if summary.get("error"):
             rows.append(("error", str(summary["error"])))
         for k, v in rows:

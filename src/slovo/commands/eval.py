@@ -36,6 +36,7 @@ def run(args) -> int:
     from slovo.data import load_dataset, token_byte_lengths, tokenize_source
     from slovo.device import pick_device
     from slovo.evaluate import eval_windows, evaluate, whole_split_note
+    from slovo.format import format_bpb
 
     device = pick_device(args.device)
     model, cfg, tokenizer = load_for_inference(args.run, device)
@@ -73,7 +74,7 @@ def run(args) -> int:
         token_byte_lengths(tokenizer),
         args.batch_size or cfg.train.per_device_train_batch_size,
         device,
-        autocast_for(cfg.train.dtype, device),
+        autocast_for(run_dtype(args.run, cfg.train.dtype), device),
     )
     if args.json:
         print(json.dumps({"data": what, **metrics}, ensure_ascii=False))
@@ -84,9 +85,21 @@ def run(args) -> int:
         )
         print(
             f"  loss {metrics['eval/loss']:.4f}   perplexity {metrics['eval/perplexity']:.2f}   "
-            f"bits/byte {metrics['eval/bpb']:.4f}"
+            f"bits/byte {format_bpb(metrics['eval/bpb'], metrics.get('eval/bpb_se'))}"
         )
     return 0
+
+
+def run_dtype(run: str, setting: str) -> str:
+    """The precision the run evaluated in: run.json's `dtype` (what `train.dtype` resolved to, e.g. auto ->
+    bfloat16 where a CPU measured it faster), else the config's setting. Scoring in another precision would not
+    reproduce the run's own eval bpb."""
+    from slovo.checkpoint import resolve_checkpoint
+    from slovo.utils import read_json_dict
+
+    run_dir, _ = resolve_checkpoint(run)
+    chosen = read_json_dict(run_dir / "run.json").get("dtype")
+    return chosen if isinstance(chosen, str) and chosen else setting
 
 
 def _tok_sha(run: str) -> str | None:

@@ -32,7 +32,11 @@ from dataclasses import asdict, dataclass, field
 LAW_E, LAW_A, LAW_B, LAW_ALPHA, LAW_BETA = 1.82, 482.01, 2085.43, 0.3478, 0.3658
 REPEAT_DECAY = 15.4  # Muennighoff et al. 2023, R*: how fast repeated epochs lose their worth
 LR_HORIZON_EXPONENT = 0.3  # Bjorck et al. 2024: the best lr scales as (training tokens)^-0.3
-LR_FACTORS = (0.5, 1.0, 2.0)  # probed lrs, as multiples of the base preset's
+# probed lrs, as multiples of the base preset's, in the order they run: the prior's lr first, then above, then
+# below. The probe sweep's deadline cuts the last probe that would not finish; in ascending order that was always
+# the largest lr (bug 7). Now it is a step away from the prior, and the lower one, which horizon_lr's carry to
+# the longer final run moves towards anyway.
+LR_FACTORS = (1.0, 2.0, 0.5)
 # With Muon the probes vary the hidden matrices' lr (optim.muon_lr): they hold nearly all the parameters that
 # train, and the tiny recipe sweep found the result far more sensitive to it than to the AdamW part's lr.
 WIDTH_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)  # widths measured, as multiples of the base preset's
