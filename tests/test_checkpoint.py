@@ -15,10 +15,10 @@ import torch
 from safetensors import SafetensorError
 
 from slovo import checkpoint as ck
-from slovo.budget import Clock
 from slovo.config import Config, ModelConfig, save_config
 from slovo.errors import SlovoError
 from slovo.model import GPT
+from slovo.train.state import Clock
 from slovo.utils import read_json
 
 TINY = ModelConfig(n_layer=1, n_head=2, n_embd=16, seq_len=8, vocab_size=32)

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import yaml
 
-from slovo.budget import Clock
 from slovo.callbacks import Callback
 from slovo.errors import SlovoError
 from slovo.format import format_duration, format_value, human_count
+from slovo.train.state import Clock
 from slovo.tune.plan import HYPERBAND, PROBE_EVALS, Plan, horizon_lr, make_plan, probe_eval_tokens
 from slovo.utils import atomic_write_json, atomic_write_text, read_json_dict
 
