@@ -294,12 +294,34 @@ class SampleConfig:
     enabled: bool = True
 
     def __post_init__(self):
-        need(self.max_new_tokens > 0, f"sample.max_new_tokens: must be positive, got {self.max_new_tokens}")
-        need(self.temperature >= 0, f"sample.temperature: must be 0 or more, got {self.temperature}")
-        need(0 < self.top_p <= 1, f"sample.top_p: must be in (0, 1], got {self.top_p}")
-        need(self.top_k >= 0, f"sample.top_k: must be 0 (off) or more, got {self.top_k}")
-        need(self.repetition_penalty > 0, f"sample.repetition_penalty: must be positive, got {self.repetition_penalty}")
-        need(self.num_samples > 0, f"sample.num_samples: must be positive, got {self.num_samples}")
+        check_sampling(
+            self.temperature,
+            self.top_k,
+            self.top_p,
+            self.repetition_penalty,
+            self.max_new_tokens,
+            self.num_samples,
+            prefix="sample.",
+        )
+
+
+def check_sampling(
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    max_new_tokens: int = 64,
+    num_samples: int = 1,
+    prefix: str = "",
+) -> None:
+    """The bounds of the sampling settings, for the `sample` section and `slovo generate` alike: a SlovoError
+    naming the first one out of range (`prefix` + its name)."""
+    need(temperature >= 0, f"{prefix}temperature: must be 0 (greedy) or more, got {temperature}")
+    need(top_k >= 0, f"{prefix}top_k: must be 0 (off) or more, got {top_k}")
+    need(0 < top_p <= 1, f"{prefix}top_p: must be in (0, 1], got {top_p}")
+    need(repetition_penalty > 0, f"{prefix}repetition_penalty: must be positive (1 = off), got {repetition_penalty}")
+    need(max_new_tokens > 0, f"{prefix}max_new_tokens: must be positive, got {max_new_tokens}")
+    need(num_samples > 0, f"{prefix}num_samples: must be positive, got {num_samples}")
 
 
 @dataclass

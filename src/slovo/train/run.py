@@ -13,7 +13,15 @@ from slovo.accel import choose_compile, choose_run_dtype, compare_float32, remem
 from slovo.config import Config
 from slovo.data import Dataset, load_dataset, load_tokenizer, token_byte_lengths
 from slovo.data.loader import BatchLoader
-from slovo.device import autocast_for, device_name, device_type, enable_fast_matmul, peak_flops, pick_device
+from slovo.device import (
+    autocast_for,
+    device_name,
+    device_type,
+    enable_fast_matmul,
+    peak_flops,
+    pick_device,
+    set_threads,
+)
 from slovo.distributed import Dist
 from slovo.errors import SlovoError
 from slovo.evaluate import eval_windows, whole_split_note
@@ -69,8 +77,7 @@ class Run:
 def build_run(cfg: Config, dist: Dist, budget: Budget) -> Run:
     """Load the data, build the model and optimizer, choose precision and compilation (rank 0 chooses the dtype
     for all: every rank must train in the same one). Fills in `model.vocab_size` from the dataset when 0."""
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
+    set_threads(cfg.train.num_threads)
     device = dist.device(pick_device(cfg.train.device))
     enable_fast_matmul(device)
     ds = _load_data(cfg)

@@ -149,14 +149,16 @@ class _Show(Callback):
 
 def base_config(base: str, data: str):
     """The base preset (a name) or config (a YAML path), on `data`, with the dataset's vocabulary."""
-    from slovo.config import load_config
-
     is_file = base.endswith((".yaml", ".yml")) or Path(base).is_file()
     overrides = {"data.path": str(Path(data).resolve())}
-    cfg = (
-        load_config(config_file=base, overrides=overrides) if is_file else load_config(preset=base, overrides=overrides)
-    )
-    return cfg, is_file
+    return _load_base(base, is_file, overrides), is_file
+
+
+def _load_base(base: str, is_file: bool, overrides: dict):
+    """The base config file or preset with `overrides`."""
+    from slovo.config import load_config
+
+    return load_config(preset=None if is_file else base, config_file=base if is_file else None, overrides=overrides)
 
 
 def check_inputs(cfg, ds, total_s: float, total_text: str, probe_fraction: float) -> None:
@@ -345,7 +347,7 @@ def run_tune(
 
     from slovo.config import parse_duration
     from slovo.data import load_dataset
-    from slovo.device import pick_device
+    from slovo.device import pick_device, set_threads
 
     started = time.monotonic()  # the tune's clock starts here: measuring the shapes is on it
     console = console or Console(highlight=False, quiet=quiet)
@@ -367,10 +369,7 @@ def run_tune(
             f"{folder}: holds a tune with other arguments ({_args_text(saved.get('args') or {})}); "
             f"give another --name, or delete the folder"
         )
-    if cfg.train.num_threads:
-        import torch
-
-        torch.set_num_threads(cfg.train.num_threads)
+    set_threads(cfg.train.num_threads)
     device = pick_device(cfg.train.device)
     if saved:
         plan = Plan.from_dict(saved["plan"])
@@ -434,11 +433,7 @@ def _final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, cho
             "budget.time": f"{final_s:.1f}s",
             "checkpoint.every_seconds": every,
         }
-        choice_cfg = (
-            load_config(config_file=base, overrides=overrides)
-            if is_file
-            else load_config(preset=base, overrides=overrides)
-        )
+        choice_cfg = _load_base(base, is_file, overrides)
         # the winner's probe trained this very shape and batch: the final run goes on from where its lr began to
         # decay rather than from scratch, so that stretch of the probe phase is not lost
         winner = Path(chosen["winner"]) if chosen.get("winner") else None
