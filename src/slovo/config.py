@@ -181,7 +181,7 @@ class CheckpointConfig:
 @dataclass
 class GuardConfig:
     """The divergence guard: on a non-finite loss or grad norm, or a loss spike, go back to the last good state
-    (an in-memory snapshot), lower the peak lr, skip the batches that broke it and go on (`slovo/guard.py`)."""
+    (an in-memory snapshot), lower the peak lr, skip the batches that broke it and go on (`slovo/train/guard.py`)."""
 
     enabled: bool = True  # false: a divergence ends the run `failed` at once (a spike too)
     lr_factor: float = 0.5  # each rollback multiplies the peak lr (every optimizer group's) by this
