@@ -164,21 +164,22 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
 
 def _loop(parts: _Parts, state: TrainState, control: Control) -> str:
     """Train until a budget limit, a callback or Ctrl-C stops the run; returns why it stopped."""
-    guard, budget = parts.guard, parts.budget
+    guard, budget, cfg = parts.guard, parts.budget, parts.run.cfg
     with StopOnSigint(parts.display.say) as sigint, parts.display.progress_bar(budget) as bar:
         while True:
             # the lr scale left by rollbacks multiplies the schedule, not the groups' `initial_lr`: a restored
             # optimizer state dict brings its saved `initial_lr` back, the factor is set anew every step
-            factor = lr_factor(parts.run.cfg.schedule, state.progress, state.step) * guard.before_step(state)
+            factor = lr_factor(cfg.schedule, state.progress, state.step) * guard.before_step(state)
             slovo.optim.set_lr_factor(parts.run.optimizer, factor)
+            lr = cfg.optim.lr * factor  # the records' lr: optim.lr's share (groups may have other peaks)
             result, agreed = _step(parts, state, sigint.requested)
             diverged = guard.check(state, agreed.loss, agreed.nonfinite, result.grad_norm)
             if diverged is not None:
                 _roll_back(parts, state, diverged)
             else:
                 guard.accept(state, agreed.loss)
-                bar.update(state, parts.clock, agreed.loss, parts.run.cfg.optim.lr * factor)
-                _log(parts, state, control, agreed.loss, parts.run.cfg.optim.lr * factor, result.grad_norm)
+                bar.update(state, parts.clock, agreed.loss, lr)
+                _log(parts, state, control, agreed.loss, lr, result.grad_norm)
             stop_reason = "interrupted" if agreed.stop else _stop_reason(budget, state, control)
             if diverged is None:
                 if stop_reason is None:  # the last step's eval is the final one
