@@ -75,6 +75,7 @@ class TrainConfig:
     compile: Literal["auto", "true", "false"] = "auto"  # torch.compile; auto: when the budget wins back its time
     num_threads: int = 0  # CPU threads for torch; 0 = leave torch's default
     log_every: int = 10  # optimizer steps between train/loss records in metrics.jsonl
+    log_every_seconds: float = 10.0  # ... or training seconds, whichever comes first (slow machines); 0 = steps only
 
     def __post_init__(self):
         need(
@@ -87,6 +88,7 @@ class TrainConfig:
         )
         need(self.num_threads >= 0, f"train.num_threads: must be 0 or more, got {self.num_threads}")
         need(self.log_every > 0, f"train.log_every: must be positive, got {self.log_every}")
+        need(self.log_every_seconds >= 0, f"train.log_every_seconds: must be 0 or more, got {self.log_every_seconds}")
 
 
 @dataclass
@@ -108,6 +110,8 @@ class OptimConfig:
     muon_ns_steps: int = 5  # Newton-Schulz iterations that orthogonalise the update
     muon_weight_decay: float = 0.0  # decoupled weight decay of the matrices (lr x wd per step)
     muon_adjust_lr: Literal["original", "match_rms_adamw"] = "original"  # torch.optim.Muon's adjust_lr_fn
+    # the Newton-Schulz iteration's dtype; auto: bf16 on CUDA, on a CPU whichever measured faster (slovo/accel.py)
+    muon_ns_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
 
     def __post_init__(self):
         from slovo.optim import OPTIMIZERS

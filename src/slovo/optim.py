@@ -115,10 +115,15 @@ def hidden_matrices(model: torch.nn.Module) -> tuple[list, list]:
 
 @register_optimizer("muon")
 def build_muon(model: torch.nn.Module, cfg: OptimConfig, device: str) -> OptimizerGroup:
-    """Muon (momentum orthogonalised by Newton-Schulz; torch.optim.Muon) for the hidden matrices at
-    `optim.muon_lr`, AdamW at `optim.lr` for embeddings, the output head and norms, as in modded-nanogpt and
-    nanochat. Muon's lr is per-shape adjusted by torch (`optim.muon_adjust_lr`)."""
+    """Muon (slovo/muon.py: torch.optim.Muon's algorithm with a choice of Newton-Schulz dtype) for the hidden
+    matrices at `optim.muon_lr`, AdamW at `optim.lr` for embeddings, the output head and norms, as in
+    modded-nanogpt and nanochat. Muon's lr is per-shape adjusted as torch does (`optim.muon_adjust_lr`).
+    `optim.muon_ns_dtype=auto` arrives here resolved by training's measurement; unresolved it is bf16 on CUDA
+    and float32 elsewhere."""
     import torch
+
+    from slovo.device import resolve_dtype
+    from slovo.muon import Muon
 
     matrices, rest = hidden_matrices(model)
     embed = model.embed_tokens.weight
@@ -131,7 +136,7 @@ def build_muon(model: torch.nn.Module, cfg: OptimConfig, device: str) -> Optimiz
         eps=cfg.eps,
         fused=_fused(cfg, device),
     )
-    muon = torch.optim.Muon(
+    muon = Muon(
         matrices,
         lr=cfg.muon_lr,
         weight_decay=cfg.muon_weight_decay,
@@ -139,5 +144,6 @@ def build_muon(model: torch.nn.Module, cfg: OptimConfig, device: str) -> Optimiz
         nesterov=True,
         ns_steps=cfg.muon_ns_steps,
         adjust_lr_fn=cfg.muon_adjust_lr,
+        ns_dtype=getattr(torch, resolve_dtype(cfg.muon_ns_dtype, device)),
     )
     return OptimizerGroup(muon=muon, adamw=adamw)

@@ -125,6 +125,10 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
     display.start(cfg, run.model, run.device, run.tokens_per_step, budget, run.ds)
     display.say(f"  compile: {run.compile_reason}")
     display.say(f"  dtype: {run.dtype_reason}")
+    if run.muon_ns_reason:
+        display.say(f"  muon: Newton-Schulz in {run.muon_ns_reason}")
+    if run.cache_notice:
+        display.say(f"  [yellow]{run.cache_notice}[/]")
     warn_slow_bf16(run, clock, display.say)
     guard = DivergenceGuard(cfg.guard, cfg.debug.lr_spike, run.trained, run.optimizer, run.scaler, clock, display.say)
     guard.snapshot(state)

@@ -9,9 +9,9 @@ from slovo.train.state import Clock, TrainState
 
 
 class TrainMetrics:
-    """Keeps the agreed losses since the last train record and writes one every `train.log_every` steps; puts each
-    step's seconds on the ledger (the first step of a compiled model is mostly compiling: `compile`, not `train`).
-    """
+    """Keeps the agreed losses since the last train record and writes one every `train.log_every` steps, or sooner
+    once `train.log_every_seconds` of training passed (a slow machine's run still gets curves); puts each step's
+    seconds on the ledger (the first step of a compiled model is mostly compiling: `compile`, not `train`)."""
 
     def __init__(self, run: Run, folder: RunFolder, clock: Clock, state: TrainState):
         self.run, self.folder, self.clock = run, folder, clock
@@ -32,11 +32,16 @@ class TrainMetrics:
     def add(self, state: TrainState, loss: float, lr: float, grad_norm: float) -> dict | None:
         """A healthy step's agreed loss joins the window; returns the record written when one is due, else None."""
         self.losses.append(loss)
-        if state.step % self.run.cfg.train.log_every:
+        if not self.is_due(state):
             return None
         record = self.folder.record(state, self.figures(state, lr, grad_norm))
         self.restart(state)
         return record
+
+    def is_due(self, state: TrainState) -> bool:
+        """A record is due at this step; decided from agreed values only."""
+        every, seconds = self.run.cfg.train.log_every, self.run.cfg.train.log_every_seconds
+        return state.step % every == 0 or bool(seconds and state.train_time - self.start_time >= seconds)
 
     def figures(self, state: TrainState, lr: float, grad_norm: float) -> dict:
         run = self.run

@@ -3,13 +3,22 @@ precision. Everything that changes while it trains lives in `TrainState` or in t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from slovo.accel import choose_compile, choose_run_dtype, compare_float32, remember, shape_key
+from slovo.accel import (
+    cache_notice,
+    choose_compile,
+    choose_run_dtype,
+    choose_run_muon_ns_dtype,
+    compare_float32,
+    remember,
+    shape_key,
+)
 from slovo.config import Config
 from slovo.data import Dataset, load_dataset, load_tokenizer, token_byte_lengths
 from slovo.data.loader import BatchLoader
@@ -55,6 +64,9 @@ class Run:
     autocast: object  # a context manager factory's result, or None for float32
     dtype: str
     dtype_reason: str
+    muon_ns_dtype: str | None  # the Newton-Schulz dtype Muon chose (None: not Muon, or nothing to choose)
+    muon_ns_reason: str | None
+    cache_notice: str | None  # the speed cache could not be used (another processor's, damaged): said at the start
     compiled: bool
     compile_reason: str
     speed_key: str  # the accel speed cache's key for this shape, device and dtype
@@ -71,7 +83,7 @@ class Run:
         info = run_info(
             self.cfg, self.ds, self.model, self.device, self.tokens_per_step, self.dist.world, budget.as_dict()
         )
-        return {**info, "dtype": self.dtype, "compiled": self.compiled}
+        return {**info, "dtype": self.dtype, "compiled": self.compiled, "muon_ns_dtype": self.muon_ns_dtype}
 
 
 def build_run(cfg: Config, dist: Dist, budget: Budget) -> Run:
@@ -80,20 +92,21 @@ def build_run(cfg: Config, dist: Dist, budget: Budget) -> Run:
     set_threads(cfg.train.num_threads)
     device = dist.device(pick_device(cfg.train.device))
     enable_fast_matmul(device)
-    ds = _load_data(cfg)
+    ds, windows, loader = _load_data(cfg, dist, device)
     tokenizer = load_tokenizer(ds.tokenizer_path)
-    seq_len, batch = cfg.model.seq_len, cfg.train.per_device_train_batch_size
-    try:
-        windows = eval_windows(ds.val, seq_len, cfg.eval.tokens)
-        loader = BatchLoader(ds.train, batch, seq_len, cfg.train.seed, rank=dist.rank, device=device)
-    except ValueError as e:  # a split shorter than one window of model.seq_len + 1 tokens
-        raise SlovoError(f"{cfg.data.path}: {e}; use a smaller model.seq_len or more text") from None
     torch.manual_seed(cfg.train.seed)
     model = GPT(cfg.model).to(device)
     sharded = dist.shard(model, cfg)  # distributed.strategy=fsdp on several ranks, else None
     trained = sharded if sharded is not None else model
-    optimizer = make_optimizer(trained, cfg.optim, device)
-    dtype, dtype_reason = dist.broadcast(choose_run_dtype(cfg, device, model) if dist.is_main else None)
+    notice = cache_notice() if dist.is_main else None  # read before this run's figures go in
+    # rank 0 chooses (and measures, on a CPU) for all: every rank must train in the same precision
+    choices = (
+        (choose_run_dtype(cfg, device, model), choose_run_muon_ns_dtype(cfg, device, model)) if dist.is_main else None
+    )
+    (dtype, dtype_reason), muon_ns = dist.broadcast(choices)
+    muon_ns_dtype, muon_ns_reason = muon_ns or (None, None)
+    optim_cfg = dataclasses.replace(cfg.optim, muon_ns_dtype=muon_ns_dtype or cfg.optim.muon_ns_dtype)
+    optimizer = make_optimizer(trained, optim_cfg, device)
     speed_key = shape_key(cfg, device_name(device), dtype)
     compiled, compile_reason = choose_compile(cfg.train.compile, device, budget.time_s, speed_key)
     eval_model = torch.compile(model) if compiled else model  # compiled once, for both uses
@@ -105,7 +118,7 @@ def build_run(cfg: Config, dist: Dist, budget: Budget) -> Run:
         tokenizer=tokenizer,
         token_bytes=token_byte_lengths(tokenizer),
         windows=windows,
-        eval_note=whole_split_note(len(ds.val), seq_len, cfg.eval.tokens),
+        eval_note=whole_split_note(len(ds.val), cfg.model.seq_len, cfg.eval.tokens),
         loader=loader,
         model=model,
         trained=trained,
@@ -116,16 +129,23 @@ def build_run(cfg: Config, dist: Dist, budget: Budget) -> Run:
         autocast=autocast_for(dtype, device),
         dtype=dtype,
         dtype_reason=dtype_reason,
+        muon_ns_dtype=muon_ns_dtype,
+        muon_ns_reason=muon_ns_reason,
+        cache_notice=notice,
         compiled=compiled,
         compile_reason=compile_reason,
         speed_key=speed_key,
-        tokens_per_step=batch * cfg.train.gradient_accumulation_steps * seq_len * dist.world,
+        tokens_per_step=cfg.train.per_device_train_batch_size
+        * cfg.train.gradient_accumulation_steps
+        * cfg.model.seq_len
+        * dist.world,
         peak_flops=peak_flops(device),
         flops_per_token=model.flops_per_token(),
     )
 
 
-def _load_data(cfg: Config) -> Dataset:
+def _load_data(cfg: Config, dist: Dist, device: str) -> tuple[Dataset, np.ndarray, BatchLoader]:
+    """The dataset, the eval windows (spread over the whole validation split) and this rank's batch loader."""
     ds = load_dataset(cfg.data.path)
     if cfg.model.vocab_size == 0:
         cfg.model.vocab_size = ds.vocab_size
@@ -133,7 +153,13 @@ def _load_data(cfg: Config) -> Dataset:
         raise SlovoError(
             f"model.vocab_size={cfg.model.vocab_size} is smaller than the dataset's vocabulary ({ds.vocab_size})"
         )
-    return ds
+    seq_len, batch = cfg.model.seq_len, cfg.train.per_device_train_batch_size
+    try:
+        windows = eval_windows(ds.val, seq_len, cfg.eval.tokens)
+        loader = BatchLoader(ds.train, batch, seq_len, cfg.train.seed, rank=dist.rank, device=device)
+    except ValueError as e:  # a split shorter than one window of model.seq_len + 1 tokens
+        raise SlovoError(f"{cfg.data.path}: {e}; use a smaller model.seq_len or more text") from None
+    return ds, windows, loader
 
 
 def warn_slow_bf16(run: Run, clock: Clock, say: Callable[[str], None]) -> None:
