@@ -169,7 +169,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
 def _loop(parts: _Parts, state: TrainState, control: Control) -> str:
     """Train until a budget limit, a callback or Ctrl-C stops the run; returns why it stopped."""
     guard, budget, cfg = parts.guard, parts.budget, parts.run.cfg
-    with StopOnSigint(parts.display.say) as sigint, parts.display.progress_bar(budget) as bar:
+    with StopOnSigint(parts.display.say) as sigint, parts.display.progress_bar(budget):
         while True:
             # the lr scale left by rollbacks multiplies the schedule, not the groups' `initial_lr`: a restored
             # optimizer state dict brings its saved `initial_lr` back, the factor is set anew every step
@@ -182,7 +182,7 @@ def _loop(parts: _Parts, state: TrainState, control: Control) -> str:
                 _roll_back(parts, state, diverged)
             else:
                 guard.accept(state, agreed.loss)
-                bar.update(state, parts.clock, agreed.loss, lr)
+                parts.display.show_step(state, parts.clock, agreed.loss, lr)
                 _log(parts, state, control, agreed.loss, lr, result.grad_norm)
             stop_reason = "interrupted" if agreed.stop else _stop_reason(budget, state, control)
             if diverged is None:

@@ -26,6 +26,7 @@ import yaml
 from slovo.callbacks import Callback
 from slovo.errors import SlovoError
 from slovo.format import format_duration, format_value, human_count
+from slovo.terminal import ProgressBar
 from slovo.train.state import Clock
 from slovo.tune.plan import HYPERBAND, PROBE_EVALS, Plan, horizon_lr, make_plan, probe_eval_tokens
 from slovo.utils import atomic_write_json, atomic_write_text, read_json_dict
@@ -66,21 +67,9 @@ class TuneClock:
         self.path, self.total_s, self.console = folder / "clock.json", total_s, console
         self.before = float(read_json_dict(self.path).get("spent_s", 0.0))
         self.start = time.monotonic()
-        self.info = ""
+        self.info = ""  # what runs now (the probe, the final run, its step and loss), beside the time on the bar
         self._stop = threading.Event()
-        self._progress = self._task = None
-        if show_bar:
-            from rich.progress import BarColumn, Progress, TextColumn
-
-            self._progress = Progress(
-                TextColumn("[bold blue]tune"),
-                BarColumn(),
-                TextColumn("{task.fields[clock]}"),
-                TextColumn("{task.fields[info]}"),
-                console=console,
-                transient=False,
-            )
-            self._task = self._progress.add_task("tune", total=total_s, clock="", info="")
+        self._bar = ProgressBar(console, "[bold blue]tune", total_s, show_bar)
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
     def spent(self) -> float:
@@ -97,20 +86,14 @@ class TuneClock:
     def _beat(self) -> None:
         last = 0.0
         while not self._stop.wait(0.25):
-            if self._progress is not None:
-                self._progress.update(
-                    self._task,
-                    completed=min(self.spent(), self.total_s),
-                    info=self.info,
-                    clock=f"{format_duration(self.spent())} / {format_duration(self.total_s)}",
-                )
+            clock = f"{format_duration(self.spent())} / {format_duration(self.total_s)}"
+            self._bar.update(min(self.spent(), self.total_s), f"{clock}  {self.info}")
             if time.monotonic() - last >= HEARTBEAT_S:
                 self._write()
                 last = time.monotonic()
 
     def __enter__(self):
-        if self._progress is not None:
-            self._progress.start()
+        self._bar.__enter__()
         self._write()
         self._thread.start()
         return self
@@ -119,9 +102,8 @@ class TuneClock:
         self._stop.set()
         self._thread.join()
         self._write()
-        if self._progress is not None:
-            self._progress.update(self._task, completed=min(self.spent(), self.total_s))
-            self._progress.stop()
+        self._bar.update(min(self.spent(), self.total_s))
+        self._bar.__exit__(*exc)
 
 
 class _Show(Callback):
