@@ -122,13 +122,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
     folder = RunFolder(run_dir, cfg, writer=dist.is_main, resume=resume, resume_step=state.step)
     folder.describe(run.description(budget), run.ds.tokenizer_path, resume)
     write_summary(run, folder, state, clock, "running")
-    display.start(cfg, run.model, run.device, run.tokens_per_step, budget, run.ds)
-    display.say(f"  compile: {run.compile_reason}")
-    display.say(f"  dtype: {run.dtype_reason}")
-    if run.muon_ns_reason:
-        display.say(f"  muon: Newton-Schulz in {run.muon_ns_reason}")
-    if run.cache_notice:
-        display.say(f"  [yellow]{run.cache_notice}[/]")
+    _say_start(display, run, budget)
     warn_slow_bf16(run, clock, display.say)
     guard = DivergenceGuard(cfg.guard, cfg.debug.lr_spike, run.trained, run.optimizer, run.scaler, clock, display.say)
     guard.snapshot(state)
@@ -164,6 +158,17 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
         dist.close(wait=False)  # another rank may be gone: meeting it could hang
         raise
     return _finish(parts, state, run_dir, status, stop_reason)
+
+
+def _say_start(display: TrainDisplay, run: Run, budget: Budget) -> None:
+    """The run's first lines: model, budget, batch, and what was chosen for it and why."""
+    display.start(run.cfg, run.model, run.device, run.tokens_per_step, budget, run.ds)
+    display.say(f"  compile: {run.compile_reason}")
+    display.say(f"  dtype: {run.dtype_reason}")
+    if run.muon_ns_reason:
+        display.say(f"  muon: Newton-Schulz in {run.muon_ns_reason}")
+    if run.cache_notice:
+        display.say(f"  [yellow]{run.cache_notice}[/]")
 
 
 def _loop(parts: _Parts, state: TrainState, control: Control) -> str:
