@@ -205,3 +205,15 @@ def test_train_loss_is_logged_by_time_as_well_as_by_steps(tiny_config, tmp_path)
     cfg = tiny_config(**{"train.log_every": 1000, "train.log_every_seconds": 0, "budget.max_steps": 6})
     train(cfg, tmp_path / "steps", clock=Clock(now=TickingTime()), quiet=True)
     assert not [r for r in read_jsonl(tmp_path / "steps" / "metrics.jsonl") if "train/loss" in r]
+
+
+def test_a_run_too_short_for_words_says_so_in_one_line_with_what_to_do():
+    from slovo.terminal import MIN_STEPS_FOR_WORDS, undertrained_note
+
+    slow = {"status": "finished", "train/global_step": 12, "budget": {"time_s": 180.0}, "train_tokens_per_second": 130}
+    note = undertrained_note(slow, "runs/demo")
+    assert "12 optimizer steps in 3m00s" in note and "130 tokens/s" in note and "\n" not in note
+    assert f"--resume runs/demo --time {-(-180 * MIN_STEPS_FOR_WORDS // 12 // 60)}m" in note
+    assert undertrained_note({**slow, "train/global_step": MIN_STEPS_FOR_WORDS}, "runs/demo") is None
+    assert undertrained_note({**slow, "status": "interrupted"}, "runs/demo") is None
+    assert undertrained_note({**slow, "budget": {"time_s": None, "max_steps": 12}}, "runs/demo") is None

@@ -41,6 +41,26 @@ def sparkline(values: list[float], width: int = 40) -> str:
     return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1) + 0.5))] for v in vals)
 
 
+# Fewer optimizer steps than this and a small model's samples are punctuation and the commonest short words (the
+# tiny preset: 12 steps gave «слово, в в в,, на а. с,,,,,»); bench/results/tiny_demo_every_cpu.md
+MIN_STEPS_FOR_WORDS = 150
+
+
+def undertrained_note(summary: dict, run_dir: str | Path) -> str | None:
+    """One line when a time-budgeted run made too few optimizer steps for its samples to be words, saying what
+    to do; None otherwise (or for a run that has not finished)."""
+    steps, budget = summary.get("train/global_step") or 0, (summary.get("budget") or {}).get("time_s")
+    if summary.get("status") != "finished" or not budget or steps >= MIN_STEPS_FOR_WORDS:
+        return None
+    rate = summary.get("train_tokens_per_second") or 0
+    minutes = math.ceil(budget * MIN_STEPS_FOR_WORDS / max(steps, 1) / 60)
+    return (
+        f"this machine made {steps} optimizer steps in {format_duration(budget)} ({rate:,.0f} tokens/s), too few "
+        f"for samples made of words (about {MIN_STEPS_FOR_WORDS} are needed): train longer "
+        f"(slovo train --resume {run_dir} --time {minutes}m) or on a GPU"
+    )
+
+
 class ProgressBar:
     """The one progress bar of train (budget spent), tune (its total time) and prepare (bytes read, encoded): a
     label, the bar, then a percentage, or with `in_bytes` the bytes done, elapsed and remaining time; then a line
@@ -173,6 +193,9 @@ class TrainDisplay:
         self.console.print(table)
         for s in summary.get("last_samples") or []:
             self.console.print(f"[bold]sample[/] [dim]{escape(s['prompt'])}[/]{escape(s['text'])}")
+        note = undertrained_note(summary, run_dir)
+        if note:
+            self.console.print(f"[yellow]{escape(note)}[/]")
         self.console.print(f"run folder: {run_dir}")
         if tracker is not None:
             for name, where in tracker.locations().items():
