@@ -57,7 +57,7 @@ def test_compare_trains_each_config_on_paired_seeds_prints_the_verdict_and_resum
     assert sorted(seeds[0.002]) == sorted(seeds[0.03]) and len(set(seeds[0.002])) == 2  # the same two seeds
     result = read_json(folder / "verdict.json")
     assert [r["name"] for r in result["rows"]] == ["optim.lr=0.002", "optim.lr=0.03"]
-    assert all(r["seeds"] == 2 for r in result["rows"])  # eval_se > 0 too once the loop records eval/bpb_se
+    assert all(r["seeds"] == 2 and r["eval_se"] > 0 for r in result["rows"])  # the loop records eval/bpb_se
     (pair,) = result["pairs"]
     assert pair["n"] == 2 and pair["low"] <= pair["diff"] <= pair["high"]
     assert pair["line"] in printed

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from slovo.budget import Clock
 from slovo.evaluate import (
     eval_set_facts,
     eval_windows,
@@ -17,6 +16,7 @@ from slovo.evaluate import (
     subset_indices,
     whole_split_note,
 )
+from slovo.train.state import Clock
 from slovo.utils import read_json, read_jsonl
 from tests.helpers import TickingTime, tiny_train_args
 

@@ -193,8 +193,8 @@ def test_tiny_recipe_resumed_on_an_imitated_avx2_only_cpu_ends_as_the_unbroken_r
 
 
 def test_train_loss_is_logged_by_time_as_well_as_by_steps(tiny_config, tmp_path):
-    from slovo.budget import Clock
     from slovo.train import train
+    from slovo.train.state import Clock
     from slovo.utils import read_jsonl
     from tests.helpers import TickingTime
 

@@ -94,6 +94,14 @@ def peak_flops(device: str) -> float | None:
     return PEAK_BF16_FLOPS.get(device_name(device))
 
 
+def set_threads(n: int) -> None:
+    """Use `n` CPU threads for torch (train.num_threads, generate --threads); 0 leaves torch's default."""
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
 def enable_fast_matmul(device: str) -> None:
     """TF32 for the float32 matmuls that remain under autocast (CUDA only)."""
     import torch

@@ -7,18 +7,55 @@ its own peak learning rate in `group["initial_lr"]`. The schedule is then a mult
 different peaks per group (Muon for matrices, AdamW for embeddings) needs no change to the loop.
 
 Adding an optimizer: write `build_x(model, cfg, device) -> torch.optim.Optimizer`, decorate it with
-`@register_optimizer("x")`, add its settings to `OptimConfig` with a comment, and a test.
+`@register_optimizer("x")`, add its settings to `OptimConfig` (below) with a comment, and a test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from slovo.errors import need, one_of
 
 if TYPE_CHECKING:
     import torch
 
-    from slovo.config import OptimConfig
+
+@dataclass
+class OptimConfig:
+    """The optimizer (registered by name below) and its settings."""
+
+    name: str = "adamw"  # one of OPTIMIZERS: adamw, muon
+    lr: float = 1e-3  # peak learning rate (with muon: of the AdamW part, i.e. embeddings, output head, norms)
+    weight_decay: float = 0.1  # applied to matrices only, never to norms
+    decay_embeddings: bool = False  # also decay the embedding table
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
+    fused: Literal["auto", "true", "false"] = "auto"  # AdamW's fused kernel; auto = on CUDA only
+    # muon: orthogonalised momentum for the 2-D weights inside the blocks (the rest uses AdamW above)
+    muon_lr: float = 0.02  # peak lr of the hidden matrices (before torch's per-shape adjustment)
+    muon_momentum: float = 0.95  # Nesterov momentum
+    muon_ns_steps: int = 5  # Newton-Schulz iterations that orthogonalise the update
+    muon_weight_decay: float = 0.0  # decoupled weight decay of the matrices (lr x wd per step)
+    muon_adjust_lr: Literal["original", "match_rms_adamw"] = "original"  # torch.optim.Muon's adjust_lr_fn
+    # the Newton-Schulz iteration's dtype; auto: bf16 on CUDA, on a CPU whichever measured faster (slovo/accel.py)
+    muon_ns_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+
+    def __post_init__(self):
+        one_of("optim.name", self.name, OPTIMIZERS)
+        need(self.lr > 0, f"optim.lr: must be positive, got {self.lr}")
+        need(self.weight_decay >= 0, f"optim.weight_decay: must be 0 or more, got {self.weight_decay}")
+        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1 and optim.beta2 must be in [0, 1)")
+        need(self.eps > 0, f"optim.eps: must be positive, got {self.eps}")
+        need(self.grad_clip >= 0, f"optim.grad_clip: must be 0 (off) or positive, got {self.grad_clip}")
+        need(self.muon_lr > 0, f"optim.muon_lr: must be positive, got {self.muon_lr}")
+        need(0 <= self.muon_momentum < 1, f"optim.muon_momentum: must be in [0, 1), got {self.muon_momentum}")
+        need(1 <= self.muon_ns_steps <= 20, f"optim.muon_ns_steps: must be 1 to 20, got {self.muon_ns_steps}")
+        need(self.muon_weight_decay >= 0, f"optim.muon_weight_decay: must be 0 or more, got {self.muon_weight_decay}")
+
 
 OptimizerBuilder = Callable[["torch.nn.Module", "OptimConfig", str], "torch.optim.Optimizer"]
 OPTIMIZERS: dict[str, OptimizerBuilder] = {}

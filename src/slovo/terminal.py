@@ -13,7 +13,14 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from slovo.format import format_bpb, format_duration, format_number
@@ -62,30 +69,53 @@ def split_eval_series(records: list[dict], key: str) -> tuple[list[float], tuple
     return [r[key] for r in subset], (full[key], int(full["eval/windows"])) if full is not None else None
 
 
-class _Bar:
-    def __init__(self, progress: Progress | None, task, budget):
-        self.progress, self.task, self.budget = progress, task, budget
+class ProgressBar:
+    """The one progress bar of train (budget spent), tune (its total time) and prepare (bytes read, encoded): a
+    label, the bar, then a percentage, or with `in_bytes` the bytes done, elapsed and remaining time; then a line
+    of text. Does nothing when not `enabled` (quiet, or output that is not a terminal)."""
 
-    def update(self, state, clock, loss: float, lr: float) -> None:
-        if self.progress is None:
+    def __init__(self, console: Console, label: str, total: float | None, enabled: bool, in_bytes: bool = False):
+        self.total = total
+        self._progress = self._task = None
+        if not enabled:
             return
-        t = clock.train_time
-        left = (self.budget.time_s - t) if self.budget.time_s else None
-        tps = state.tokens / t if t > 0 else 0.0
-        self.progress.update(
-            self.task,
-            completed=state.progress,
-            info=(
-                f"{format_duration(t)} / left {format_duration(max(left, 0)) if left is not None else '-'}  "
-                f"step {state.step}  loss {loss:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s"
-            ),
+        amount = [DownloadColumn(), TimeElapsedColumn(), TimeRemainingColumn()] if in_bytes else []
+        self._progress = Progress(
+            TextColumn(label),
+            BarColumn(),
+            *(amount or [TextColumn("{task.percentage:>3.0f}%")]),
+            TextColumn("{task.fields[text]}"),
+            console=console,
+            transient=False,
         )
+        self._task = self._progress.add_task(label, total=total, text="")
+
+    def __enter__(self) -> ProgressBar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, completed: float, text: str | None = None) -> None:
+        if self._progress is not None:
+            fields = {} if text is None else {"text": text}
+            self._progress.update(self._task, completed=completed, **fields)
+
+    def complete(self) -> None:
+        """Show the bar full (a total of None: at what was done)."""
+        if self._progress is not None and self.total is not None:
+            self._progress.update(self._task, completed=self.total)
 
 
 class TrainDisplay:
     def __init__(self, quiet: bool = False, console: Console | None = None):
         self.quiet = quiet
         self.console = console or Console(highlight=False)
+        self.bar: ProgressBar | None = None  # while the loop runs
+        self.budget = None
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -108,20 +138,26 @@ class TrainDisplay:
 
     @contextmanager
     def progress_bar(self, budget):
-        if self.quiet or not self.console.is_terminal:
-            yield _Bar(None, None, budget)
+        """The run's bar, its length the budget (`show_step` moves it)."""
+        with ProgressBar(self.console, "[bold blue]train", 1.0, not self.quiet and self.console.is_terminal) as bar:
+            self.bar, self.budget = bar, budget
+            try:
+                yield bar
+            finally:
+                self.bar = None
+
+    def show_step(self, state, clock, loss: float, lr: float) -> None:
+        """Training time spent and left, step, loss, lr and tokens/s on the bar."""
+        if self.bar is None:
             return
-        progress = Progress(
-            TextColumn("[bold blue]train"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[info]}"),
-            console=self.console,
-            transient=False,
+        t = clock.train_time
+        left = (self.budget.time_s - t) if self.budget.time_s else None
+        tps = state.tokens / t if t > 0 else 0.0
+        self.bar.update(
+            state.progress,
+            f"{format_duration(t)} / left {format_duration(max(left, 0)) if left is not None else '-'}  "
+            f"step {state.step}  loss {loss:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s",
         )
-        with progress:
-            task = progress.add_task("train", total=1.0, info="")
-            yield _Bar(progress, task, budget)
 
     def eval_line(self, state, clock, metrics: dict) -> None:
         self.say(

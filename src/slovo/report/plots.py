@@ -15,7 +15,7 @@ from slovo.runs.folders import split_evals
 
 MAX_POINTS = 1500  # per line; longer series are thinned evenly so a page of many long runs stays small
 
-# (metric, x key, title, y label); the x key is train_time or tokens
+# (metric, x key, title, y label); the x key is train_runtime (seconds on the budget clock) or tokens
 LOSS_PLOTS = [
     ("train/loss", "train_runtime", "train loss", "loss"),
     ("train/loss", "tokens", "train loss", "loss"),

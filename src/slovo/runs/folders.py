@@ -120,11 +120,11 @@ class RunInfo:
 
     @cached_property
     def metrics(self) -> list[dict]:
-        return _current_names(read_jsonl(self.path / "metrics.jsonl"))
+        return read_jsonl(self.path / "metrics.jsonl")
 
     @cached_property
     def samples(self) -> list[dict]:
-        return _current_names(read_jsonl(self.path / "samples.jsonl"))
+        return read_jsonl(self.path / "samples.jsonl")
 
     def _last(self, key: str) -> float | None:
         """The summary's figure, or the newest metrics.jsonl value while the summary has none yet."""
@@ -301,11 +301,3 @@ def load_run(path: str | Path, now: float | None = None) -> RunInfo:
 
 def load_runs(root: str | Path, now: float | None = None) -> list[RunInfo]:
     return [load_run(p, now) for p in find_runs(root)]
-
-
-def _current_names(records: list[dict]) -> list[dict]:
-    """Records of runs written before slovo 0.2 called the training clock `train_time`: read it as `train_runtime`."""
-    for r in records:
-        if "train_time" in r and "train_runtime" not in r:
-            r["train_runtime"] = r.pop("train_time")
-    return records

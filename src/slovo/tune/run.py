@@ -23,10 +23,11 @@ from pathlib import Path
 
 import yaml
 
-from slovo.budget import Clock
 from slovo.callbacks import Callback
 from slovo.errors import SlovoError
 from slovo.format import format_bpb, format_duration, format_lr, format_value, human_count
+from slovo.terminal import ProgressBar
+from slovo.train.state import Clock
 from slovo.tune.plan import HYPERBAND, PROBE_EVALS, Plan, horizon_lr, make_plan, probe_eval_tokens
 from slovo.utils import atomic_write_json, atomic_write_text, read_json_dict
 
@@ -66,21 +67,9 @@ class TuneClock:
         self.path, self.total_s, self.console = folder / "clock.json", total_s, console
         self.before = float(read_json_dict(self.path).get("spent_s", 0.0))
         self.start = time.monotonic()
-        self.info = ""
+        self.info = ""  # what runs now (the probe, the final run, its step and loss), beside the time on the bar
         self._stop = threading.Event()
-        self._progress = self._task = None
-        if show_bar:
-            from rich.progress import BarColumn, Progress, TextColumn
-
-            self._progress = Progress(
-                TextColumn("[bold blue]tune"),
-                BarColumn(),
-                TextColumn("{task.fields[clock]}"),
-                TextColumn("{task.fields[info]}"),
-                console=console,
-                transient=False,
-            )
-            self._task = self._progress.add_task("tune", total=total_s, clock="", info="")
+        self._bar = ProgressBar(console, "[bold blue]tune", total_s, show_bar)
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
     def spent(self) -> float:
@@ -97,20 +86,14 @@ class TuneClock:
     def _beat(self) -> None:
         last = 0.0
         while not self._stop.wait(0.25):
-            if self._progress is not None:
-                self._progress.update(
-                    self._task,
-                    completed=min(self.spent(), self.total_s),
-                    info=self.info,
-                    clock=f"{format_duration(self.spent())} / {format_duration(self.total_s)}",
-                )
+            clock = f"{format_duration(self.spent())} / {format_duration(self.total_s)}"
+            self._bar.update(min(self.spent(), self.total_s), f"{clock}  {self.info}")
             if time.monotonic() - last >= HEARTBEAT_S:
                 self._write()
                 last = time.monotonic()
 
     def __enter__(self):
-        if self._progress is not None:
-            self._progress.start()
+        self._bar.__enter__()
         self._write()
         self._thread.start()
         return self
@@ -119,9 +102,8 @@ class TuneClock:
         self._stop.set()
         self._thread.join()
         self._write()
-        if self._progress is not None:
-            self._progress.update(self._task, completed=min(self.spent(), self.total_s))
-            self._progress.stop()
+        self._bar.update(min(self.spent(), self.total_s))
+        self._bar.__exit__(*exc)
 
 
 class _Show(Callback):
@@ -149,14 +131,16 @@ class _Show(Callback):
 
 def base_config(base: str, data: str):
     """The base preset (a name) or config (a YAML path), on `data`, with the dataset's vocabulary."""
-    from slovo.config import load_config
-
     is_file = base.endswith((".yaml", ".yml")) or Path(base).is_file()
     overrides = {"data.path": str(Path(data).resolve())}
-    cfg = (
-        load_config(config_file=base, overrides=overrides) if is_file else load_config(preset=base, overrides=overrides)
-    )
-    return cfg, is_file
+    return _load_base(base, is_file, overrides), is_file
+
+
+def _load_base(base: str, is_file: bool, overrides: dict):
+    """The base config file or preset with `overrides`."""
+    from slovo.config import load_config
+
+    return load_config(preset=None if is_file else base, config_file=base if is_file else None, overrides=overrides)
 
 
 def check_inputs(cfg, ds, total_s: float, total_text: str, probe_fraction: float) -> None:
@@ -421,7 +405,7 @@ def run_tune(
 
     from slovo.config import parse_duration
     from slovo.data import load_dataset
-    from slovo.device import pick_device
+    from slovo.device import pick_device, set_threads
 
     started = time.monotonic()  # the tune's clock starts here: measuring the shapes is on it
     console = console or Console(highlight=False, quiet=quiet)
@@ -446,10 +430,7 @@ def run_tune(
             f"{folder}: holds a tune with other arguments ({_args_text(saved.get('args') or {})}); "
             f"give another --name, or delete the folder"
         )
-    if cfg.train.num_threads:
-        import torch
-
-        torch.set_num_threads(cfg.train.num_threads)
+    set_threads(cfg.train.num_threads)
     device = pick_device(cfg.train.device)
     if saved:
         plan = Plan.from_dict(saved["plan"])
@@ -525,11 +506,7 @@ def _final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, cho
             "budget.time": f"{final_s:.1f}s",
             "checkpoint.every_seconds": every,
         }
-        choice_cfg = (
-            load_config(config_file=base, overrides=overrides)
-            if is_file
-            else load_config(preset=base, overrides=overrides)
-        )
+        choice_cfg = _load_base(base, is_file, overrides)
         # the winner's probe trained this very shape and batch: the final run goes on from where its lr began to
         # decay rather than from scratch, so that stretch of the probe phase is not lost
         winner = Path(chosen["winner"]) if chosen.get("winner") else None
