@@ -123,6 +123,9 @@ class EvalConfig:
     # measured speed so that all evals (the final full one included) take about this fraction of training time;
     # the final eval scores every window. 0 = every eval scores every window
     max_fraction: float = 0.1
+    # windows each eval during training scores, fixed: runs (a sweep's trials) compared on their in-training evals
+    # score the same subset whatever their speed; 0 = sized from the measured speed by max_fraction as above
+    subset_windows: int = 0
 
     def __post_init__(self):
         need(self.every >= 0, f"eval.every: must be 0 or more, got {self.every}")
@@ -130,6 +133,7 @@ class EvalConfig:
         need(self.tokens > 0, f"eval.tokens: must be positive, got {self.tokens}")
         need(self.batch_size >= 0, f"eval.batch_size: must be 0 or more, got {self.batch_size}")
         need(0 <= self.max_fraction < 1, f"eval.max_fraction: must be at least 0 and below 1, got {self.max_fraction}")
+        need(self.subset_windows >= 0, f"eval.subset_windows: must be 0 or more, got {self.subset_windows}")
 
 
 @dataclass

@@ -103,6 +103,7 @@ def run_figures(state, ledger: dict, train_tokens: int, seq_len: int, flops_per_
         **state.last_eval,
         "best/eval_loss": state.best_eval_loss if math.isfinite(state.best_eval_loss) else None,
         "best/eval_bpb": state.best_eval_bpb if math.isfinite(state.best_eval_bpb) else None,
+        "best/eval_windows": state.best_eval_windows or None,  # the window count every eval the best is over scored
         "train/global_step": state.step,
         "train_runtime": round(t, 3),
         "tokens": state.tokens,

@@ -146,17 +146,18 @@ class TrainDisplay:
             finally:
                 self.bar = None
 
-    def show_step(self, state, clock, loss: float, lr: float) -> None:
-        """Training time spent and left, step, loss, lr and tokens/s on the bar."""
+    def show_step(self, state, clock, loss: float, lr: float, muon_lr: float | None = None) -> None:
+        """Training time spent and left, step, loss, lr (and Muon's, for Muon runs) and tokens/s on the bar."""
         if self.bar is None:
             return
         t = clock.train_time
         left = (self.budget.time_s - t) if self.budget.time_s else None
         tps = state.tokens / t if t > 0 else 0.0
+        lrs = f"lr {lr:.2e}" + (f"  muon lr {muon_lr:.2e}" if muon_lr is not None else "")
         self.bar.update(
             state.progress,
             f"{format_duration(t)} / left {format_duration(max(left, 0)) if left is not None else '-'}  "
-            f"step {state.step}  loss {loss:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s",
+            f"step {state.step}  loss {loss:.4f}  {lrs}  {tps:,.0f} tok/s",
         )
 
     def eval_line(self, state, clock, metrics: dict) -> None:
@@ -193,6 +194,7 @@ class TrainDisplay:
             ("train/loss", "train loss"),
             ("eval/loss", "eval loss"),
             ("train/learning_rate", "learning rate"),
+            ("train/muon_learning_rate", "muon learning rate"),
             ("train/grad_norm", "grad norm"),
         ):
             series = [r[key] for r in records if r.get(key) is not None]

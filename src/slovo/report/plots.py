@@ -26,6 +26,7 @@ LOSS_PLOTS = [
 ]
 OPTIM_PLOTS = [
     ("train/learning_rate", "train_runtime", "learning rate", "lr"),
+    ("train/muon_learning_rate", "train_runtime", "Muon learning rate (hidden matrices)", "lr"),  # Muon runs only
     ("train/grad_norm", "train_runtime", "grad norm (before clipping)", "norm"),
     ("train/tokens_per_second", "train_runtime", "throughput", "tokens/s"),
 ]
@@ -165,7 +166,7 @@ def plot_metric(
             ax.plot([], [], color="gray", marker="*", linestyle="none", label="full final eval (± 95%)")
         if metric in CLIP_EARLY:
             _fit_later_part(ax, [ys for _, _, ys in data])
-        if metric == "train/learning_rate":
+        if metric in ("train/learning_rate", "train/muon_learning_rate"):
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))
         if metric == "train/tokens_per_second":
             ax.set_ylim(bottom=0)  # throughput differences read as ratios, not as magnified noise

@@ -91,11 +91,13 @@ class Evaluator:
         return evaluate(run.eval_model, mine, run.token_bytes, self.batch, run.device, run.autocast, reduce=reduce)
 
     def _subset_size(self, state: TrainState) -> int:
-        """Windows each eval during training scores: a resumed run keeps the size it started with; else sized from
-        this eval's measured speed and the number of evals the run will make."""
+        """Windows each eval during training scores: a resumed run keeps the size it started with; else
+        eval.subset_windows when set; else sized from this eval's measured speed and the number of evals to come."""
         if state.last_eval.get("eval/subset_windows"):
             return state.last_eval["eval/subset_windows"]
         run, cfg = self.run, self.run.cfg.eval
+        if cfg.subset_windows:
+            return min(cfg.subset_windows, len(run.windows))
         dist = run.dist
         reduce = (lambda v: dist.sum(v, run.device)) if dist.enabled else None
         per_window = probe_window_seconds(
@@ -125,5 +127,15 @@ class Evaluator:
         if val_documents is not None:
             state.last_eval["eval/val_documents"] = val_documents
         state.last_eval_train_time, state.last_eval_step = state.train_time, state.step
+        self._keep_best(state, metrics)
+
+    @staticmethod
+    def _keep_best(state: TrainState, metrics: dict) -> None:
+        """`best/*` compares like with like: the minimum over the evals that scored the same windows as the first
+        one (the subset evals during training; the final full eval joins only when it scored as many)."""
+        windows = metrics["eval/windows"]
+        if state.best_eval_windows and windows != state.best_eval_windows:
+            return
+        state.best_eval_windows = windows
         state.best_eval_loss = min(state.best_eval_loss, metrics["eval/loss"])
         state.best_eval_bpb = min(state.best_eval_bpb, metrics["eval/bpb"])

@@ -180,15 +180,15 @@ def _loop(parts: _Parts, state: TrainState, control: Control) -> str:
             # optimizer state dict brings its saved `initial_lr` back, the factor is set anew every step
             factor = lr_factor(cfg.schedule, state.progress, state.step) * guard.before_step(state)
             slovo.optim.set_lr_factor(parts.run.optimizer, factor)
-            lr = cfg.optim.lr * factor  # the records' lr: optim.lr's share (groups may have other peaks)
+            lrs = _learning_rates(cfg, factor)
             result, agreed = _step(parts, state, sigint.requested)
             diverged = guard.check(state, agreed.loss, agreed.nonfinite, result.grad_norm)
             if diverged is not None:
                 _roll_back(parts, state, diverged)
             else:
                 guard.accept(state, agreed.loss)
-                parts.display.show_step(state, parts.clock, agreed.loss, lr)
-                _log(parts, state, control, agreed.loss, lr, result.grad_norm)
+                parts.display.show_step(state, parts.clock, agreed.loss, *lrs.values())
+                _log(parts, state, control, agreed.loss, lrs, result.grad_norm)
             stop_reason = "interrupted" if agreed.stop else _stop_reason(budget, state, control)
             if diverged is None:
                 if stop_reason is None:  # the last step's eval is the final one
@@ -225,9 +225,17 @@ def _step(parts: _Parts, state: TrainState, stop_wish: bool) -> tuple[StepResult
     return result, agreed
 
 
-def _log(parts: _Parts, state: TrainState, control: Control, loss: float, lr: float, grad_norm: float) -> None:
+def _learning_rates(cfg: Config, factor: float) -> dict[str, float]:
+    """The records' lrs this step: optim.lr's share (AdamW's groups), and with Muon optim.muon_lr's share too."""
+    lrs = {"train/learning_rate": cfg.optim.lr * factor}
+    if cfg.optim.name == "muon":
+        lrs["train/muon_learning_rate"] = cfg.optim.muon_lr * factor
+    return lrs
+
+
+def _log(parts: _Parts, state: TrainState, control: Control, loss: float, lrs: dict, grad_norm: float) -> None:
     """The step's loss into the log window; when a train record is written, the callbacks' `on_log`."""
-    record = parts.metrics.add(state, loss, lr, grad_norm)
+    record = parts.metrics.add(state, loss, lrs, grad_norm)
     if record is not None:
         for cb in parts.callbacks:
             cb.on_log(state, control, record)

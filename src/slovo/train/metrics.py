@@ -29,12 +29,12 @@ class TrainMetrics:
         self.clock.ledger["data"] += data_s
         self.compiling = False
 
-    def add(self, state: TrainState, loss: float, lr: float, grad_norm: float) -> dict | None:
+    def add(self, state: TrainState, loss: float, lrs: dict[str, float], grad_norm: float) -> dict | None:
         """A healthy step's agreed loss joins the window; returns the record written when one is due, else None."""
         self.losses.append(loss)
         if not self.is_due(state):
             return None
-        record = self.folder.record(state, self.figures(state, lr, grad_norm))
+        record = self.folder.record(state, self.figures(state, lrs, grad_norm))
         self.restart(state)
         return record
 
@@ -43,14 +43,15 @@ class TrainMetrics:
         every, seconds = self.run.cfg.train.log_every, self.run.cfg.train.log_every_seconds
         return state.step % every == 0 or bool(seconds and state.train_time - self.start_time >= seconds)
 
-    def figures(self, state: TrainState, lr: float, grad_norm: float) -> dict:
+    def figures(self, state: TrainState, lrs: dict[str, float], grad_norm: float) -> dict:
+        """The train record; `lrs`: train/learning_rate, and train/muon_learning_rate for Muon runs."""
         run = self.run
         elapsed = state.train_time - self.start_time
         tokens_per_s = (state.tokens - self.start_tokens) / elapsed if elapsed > 0 else 0.0
         per_device = tokens_per_s / run.dist.world
         return {
             "train/loss": sum(self.losses) / len(self.losses),
-            "train/learning_rate": lr,
+            **lrs,
             "train/grad_norm": grad_norm,
             "train/epoch": state.tokens / len(run.ds.train),
             "train/tokens_per_second": tokens_per_s,

@@ -36,8 +36,11 @@ class TrainState:
     last_ckpt_train_time: float = 0.0
     last_eval_train_time: float = 0.0
     last_eval_step: int = -1
+    # best over the evals that scored the same windows (those during training, or every eval when none scored a
+    # subset): a noisier subset eval and the full final eval are never mixed in one minimum
     best_eval_loss: float = math.inf
     best_eval_bpb: float = math.inf
+    best_eval_windows: int = 0  # how many windows each of those evals scored; 0 none yet
     last_eval: dict = field(default_factory=dict)
     # the divergence guard (slovo/train/guard.py)
     rollbacks: int = 0  # times the guard went back to a snapshot
