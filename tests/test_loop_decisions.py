@@ -4,10 +4,15 @@ clock counts."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
+from slovo.cli import main
 from slovo.train import train
-from slovo.utils import read_json, read_jsonl
+from slovo.utils import atomic_write_json, read_json, read_jsonl
+from tests.conftest import write_corpus
+from tests.helpers import tiny_train_args
 
 
 def test_a_muon_run_records_the_muon_lr_beside_the_adamw_lr(tiny_config, tmp_path):
@@ -54,3 +59,54 @@ def test_a_fixed_subset_size_holds_for_runs_of_any_batch_size(tiny_config, tmp_p
         evals = [r for r in read_jsonl(tmp_path / f"b{batch}" / "metrics.jsonl") if "eval/bpb" in r]
         assert [r["eval/windows"] for r in evals] == [8, 32]
     assert read_json(tmp_path / "b2" / "summary.json")["eval/subset_windows"] == 8
+
+
+def _prepare(corpus_seed: int, out) -> None:
+    corpus = write_corpus(out.parent / f"corpus{corpus_seed}.jsonl", seed=corpus_seed)
+    args = ["prepare", "--data", str(corpus), "--out", str(out), "--vocab-size", "300", "--min-val-tokens", "2000"]
+    assert main([*args, "--force", "--quiet"]) == 0
+
+
+def _resume(capsys, run, *extra) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["train", "--resume", str(run), "--max-steps", "6", "--quiet", *extra])
+    return code, capsys.readouterr().err.strip()
+
+
+def test_resume_refuses_another_dataset_in_one_line_and_changes_nothing(small_dataset, tmp_path, capsys):
+    assert main(tiny_train_args(small_dataset, tmp_path, "run", "--max-steps", "3")) == 0
+    run = tmp_path / "run"
+    before = {name: (run / name).read_bytes() for name in ("run.json", "metrics.jsonl", "summary.json")}
+    _prepare(1, tmp_path / "other")
+    code, err = _resume(capsys, run, "--data", str(tmp_path / "other"))
+    assert code == 2 and "other data" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert {name: (run / name).read_bytes() for name in before} == before
+
+
+def test_resume_refuses_a_dataset_prepared_anew_in_place(small_dataset, tmp_path, capsys):
+    data = tmp_path / "ds"
+    shutil.copytree(small_dataset, data)
+    assert main(tiny_train_args(data, tmp_path, "run", "--max-steps", "3")) == 0
+    _prepare(2, data)  # other text into the same folder
+    code, err = _resume(capsys, tmp_path / "run")
+    assert code == 2 and str(data) in err and len(err.splitlines()) == 1
+
+
+def test_resume_refuses_a_dataset_with_another_tokenizer(small_dataset, tmp_path, capsys):
+    assert main(tiny_train_args(small_dataset, tmp_path, "run", "--max-steps", "3")) == 0
+    data = tmp_path / "ds"
+    shutil.copytree(small_dataset, data)
+    meta = read_json(data / "meta.json")
+    _prepare(3, tmp_path / "other")
+    shutil.copyfile(tmp_path / "other" / "tokenizer.json", data / "tokenizer.json")  # trained on other text
+    atomic_write_json(data / "meta.json", {k: v for k, v in meta.items() if k != "fingerprint"})  # an older meta.json
+    code, err = _resume(capsys, tmp_path / "run", "--data", str(data))
+    assert code == 2 and "another tokenizer" in err and len(err.splitlines()) == 1
+
+
+def test_resume_from_a_moved_copy_of_the_same_dataset_goes_on(small_dataset, tmp_path, capsys):
+    assert main(tiny_train_args(small_dataset, tmp_path, "run", "--max-steps", "3")) == 0
+    shutil.copytree(small_dataset, tmp_path / "moved")
+    code, err = _resume(capsys, tmp_path / "run", "--data", str(tmp_path / "moved"))
+    assert code == 0, err
+    assert read_json(tmp_path / "run" / "summary.json")["train/global_step"] == 6

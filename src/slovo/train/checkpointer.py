@@ -27,6 +27,7 @@ from slovo.sharded import is_sharded, load_sharded, save_sharded
 from slovo.train.guard import rng_state, set_rng_state
 from slovo.train.run import Run
 from slovo.train.state import Budget, Clock, TrainState
+from slovo.utils import read_json_dict, sha256_file
 
 
 class Checkpointer:
@@ -112,6 +113,7 @@ class Checkpointer:
         into the run, the clock and `state`; then progress, the next eval point and the decay checkpoint follow
         `budget`."""
         run = self.run
+        self.check_same_data()
         ckpt, notice = checkpoint_to_resume(self.dir)  # the newest good one; says which damaged ones it skipped
         # the peak lrs are the config's, not the checkpoint's: a run resumed with another optim.lr (or tune's final
         # run, continuing its winning probe at the lr carried to the longer horizon) trains on at the new lr
@@ -137,6 +139,25 @@ class Checkpointer:
             run.scaler.load_state_dict(saved["scaler"])
         self.say(f"resuming [bold]{self.dir}[/] from step {state.step} ({state.train_time:.1f}s of training spent)")
         self._follow_budget(state, budget)
+
+    def check_same_data(self) -> None:
+        """A resume trains on the data and tokenizer the run began with: another --data, or the dataset prepared
+        anew in place, is refused in one line (compared by run.json's dataset fingerprint and the sha256 of the run
+        folder's tokenizer.json, not by path: a moved copy of the same dataset resumes)."""
+        ds, recorded = self.run.ds, read_json_dict(self.dir / "run.json").get("dataset") or {}
+        was, now = recorded.get("fingerprint"), ds.meta.get("fingerprint")
+        where = f"{self.dir} was trained on {recorded.get('path') or 'another dataset'}"
+        if was and now and was != now:
+            raise SlovoError(
+                f"{where} (fingerprint {was[:12]}), but {ds.dir} holds other data (fingerprint {now[:12]}); "
+                f"resume with the run's own dataset, or train a new run"
+            )
+        tokenizer = self.dir / "tokenizer.json"
+        if tokenizer.is_file() and sha256_file(tokenizer) != sha256_file(ds.tokenizer_path):
+            raise SlovoError(
+                f"{where}, and {ds.dir} has another tokenizer than the run's {tokenizer.name}; "
+                f"resume with the run's own dataset, or train a new run"
+            )
 
     def _load(self, ckpt: Path) -> dict:
         """Load checkpoint `ckpt`'s weights (and, when sharded, its optimizer) and return its saved state; the
