@@ -8,11 +8,14 @@ import shutil
 
 import pytest
 
+from slovo.callbacks import Callback
+from slovo.checkpoint import checkpoint_to_resume, clean_staging, drop_checkpoints_after, list_checkpoints
 from slovo.cli import main
 from slovo.train import train
 from slovo.utils import atomic_write_json, read_json, read_jsonl
 from tests.conftest import write_corpus
 from tests.helpers import tiny_train_args
+from tests.test_guard import _break_step
 
 
 def test_a_muon_run_records_the_muon_lr_beside_the_adamw_lr(tiny_config, tmp_path):
@@ -110,3 +113,38 @@ def test_resume_from_a_moved_copy_of_the_same_dataset_goes_on(small_dataset, tmp
     code, err = _resume(capsys, tmp_path / "run", "--data", str(tmp_path / "moved"))
     assert code == 0, err
     assert read_json(tmp_path / "run" / "summary.json")["train/global_step"] == 6
+
+
+class _KillAfterRollback(Callback):
+    """Kills the run (like a crash) at its first train record after a rollback."""
+
+    def on_log(self, state, control, metrics):
+        if state.rollbacks:
+            raise KeyboardInterrupt
+
+
+def test_checkpoints_of_the_steps_a_rollback_discarded_never_outrank_the_run_after_it(
+    tiny_config, tmp_path, monkeypatch
+):
+    _break_step(monkeypatch, {25})  # snapshots every 10 steps: the NaN at step 25 goes back to step 10
+    over = {"budget.max_steps": 30, "guard.snapshot_every": 10, "checkpoint.every_steps": 4, "checkpoint.keep_last": 9}
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(**over), run, callbacks=[_KillAfterRollback()], quiet=True)
+    steps = [int(p.name[5:]) for p in list_checkpoints(run)]
+    assert steps == [4, 8]  # 12 ... 24 held the discarded steps
+    assert checkpoint_to_resume(run)[0].name == "step_0000008"
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+    monkeypatch.undo()
+    resumed = train(tiny_config(**over), run, resume=True, quiet=True)
+    assert resumed["status"] == "finished" and resumed["train/global_step"] == 30
+
+
+def test_a_kill_while_dropping_superseded_checkpoints_leaves_none_to_resume_from(tmp_path):
+    root = tmp_path / "run" / "checkpoints"
+    for step in (4, 8):
+        (root / f"step_{step:07d}").mkdir(parents=True)
+    (root / ".step_0000012.superseded").mkdir()  # renamed away, not yet deleted, when the process died
+    assert drop_checkpoints_after(tmp_path / "run", 8) == []
+    assert [p.name for p in clean_staging(tmp_path / "run")] == [".step_0000012.superseded"]
+    assert sorted(p.name for p in root.iterdir()) == ["step_0000004", "step_0000008"]

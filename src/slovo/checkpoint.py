@@ -54,6 +54,7 @@ DATA_FILES = (MODEL_FILE, STATE_FILE)
 _STEP_DIR = re.compile(r"step_(\d+)")
 _TMP_DIR = re.compile(r"\.(step_\d+)\.tmp-(\d+)")  # staging folder of a save in progress (or killed)
 _OLD_DIR = re.compile(r"\.(step_\d+)\.old")  # the previous folder of a step being saved again
+_SUPERSEDED_DIR = re.compile(r"\.(step_\d+)\.superseded")  # a checkpoint a rollback discarded, being deleted
 
 
 class CheckpointSaveError(SlovoError):
@@ -180,13 +181,30 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int, keep: Path | None = N
             shutil.rmtree(old, ignore_errors=True)
 
 
+def drop_checkpoints_after(run_dir: str | Path, step: int) -> list[Path]:
+    """Delete the checkpoints saved after `step` (a divergence-guard rollback went back to `step`: they hold the
+    discarded steps and must not outrank the newer ones the run saves from here). Each goes out of sight by one
+    rename first, so a kill mid-way leaves no half-deleted `step_N` (`clean_staging` removes the rest)."""
+    later = [p for p in _step_dirs(run_dir) if _step_of(p) > step]
+    for p in reversed(later):
+        gone = p.with_name(f".{p.name}.superseded")
+        shutil.rmtree(gone, ignore_errors=True)
+        os.replace(p, gone)
+    if later:
+        fsync_dir(Path(run_dir) / CKPT_DIR)
+    for p in later:
+        shutil.rmtree(p.with_name(f".{p.name}.superseded"), ignore_errors=True)
+    return later
+
+
 def clean_staging(run_dir: str | Path) -> list[Path]:
     """Tidy what killed saves left in `RUN/checkpoints`; returns the leftovers it dealt with.
 
     `.step_N.tmp-PID` folders whose process is gone are removed (a live PID's folder may be a save in progress).
-    `.step_N.old` is removed when `step_N` exists; when it does not, the save was killed between its two renames
-    and `.step_N.old` is the only copy of that step, so it is renamed back to `step_N`. Call it while holding the
-    run's lock (`slovo.runlock.RunLock`), before looking for a checkpoint to resume."""
+    `.step_N.superseded` (a checkpoint a rollback discarded) is removed. `.step_N.old` is removed when `step_N`
+    exists; when it does not, the save was killed between its two renames and `.step_N.old` is the only copy of
+    that step, so it is renamed back to `step_N`. Call it while holding the run's lock (`slovo.runlock.RunLock`),
+    before looking for a checkpoint to resume."""
     root = Path(run_dir) / CKPT_DIR
     if not root.is_dir():
         return []
@@ -194,6 +212,10 @@ def clean_staging(run_dir: str | Path) -> list[Path]:
     for p in sorted(root.iterdir()):
         m = _TMP_DIR.fullmatch(p.name)
         if m and (int(m[2]) == os.getpid() or not process_alive(int(m[2]))):
+            shutil.rmtree(p, ignore_errors=True)
+            handled.append(p)
+    for p in sorted(root.iterdir()):
+        if _SUPERSEDED_DIR.fullmatch(p.name):
             shutil.rmtree(p, ignore_errors=True)
             handled.append(p)
     for p in sorted(root.iterdir()):

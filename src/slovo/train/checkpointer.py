@@ -16,6 +16,7 @@ from slovo.checkpoint import (
     CheckpointSaveError,
     checkpoint_name,
     checkpoint_to_resume,
+    drop_checkpoints_after,
     load_training_state,
     prune_checkpoints,
     save_checkpoint,
@@ -63,10 +64,16 @@ class Checkpointer:
             self.save(state, final=False)
 
     def after_rollback(self, state: TrainState) -> None:
-        """The decay-start checkpoint came from the steps a rollback discarded: save it again when the run gets
-        there."""
+        """Checkpoints saved past the step a rollback went back to hold the discarded steps: they are deleted (rank
+        0), so a resume, `generate` or `export` never takes them over the run's newer ones; a decay-start
+        checkpoint among them is saved again when the run gets there."""
         if state.decay_ckpt_step > state.step:
             state.decay_ckpt_step = -1
+        if self.run.dist.is_main:
+            with self.clock.measure("checkpoint"):
+                dropped = drop_checkpoints_after(self.dir, state.step)
+            if dropped:
+                self.say(f"  guard: deleted {len(dropped)} checkpoint(s) saved after step {state.step}")
 
     def save(self, state: TrainState, final: bool) -> None:
         state.last_ckpt_train_time = state.train_time  # every rank: the next periodic checkpoint is agreed too
