@@ -27,7 +27,13 @@ def tiny_sets(**overrides) -> list[str]:
     return [f"--set={k}={'null' if v is None else v}" for k, v in merged.items()]
 
 
-def torchrun(args: list[str], probe_dir: Path | None = None, slow: str | None = None, nproc: int = 2):
+def torchrun(
+    args: list[str],
+    probe_dir: Path | None = None,
+    slow: str | None = None,
+    nproc: int = 2,
+    slow_save: str | None = None,
+):
     """`torchrun --nproc_per_node 2 -m slovo ARGS`; returns the finished process (asserting it exited 0)."""
     torchrun_bin = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
@@ -37,6 +43,8 @@ def torchrun(args: list[str], probe_dir: Path | None = None, slow: str | None = 
         env["SLOVO_PROBE_DIR"] = str(probe_dir)
         if slow:
             env["SLOVO_PROBE_SLOW"] = slow
+        if slow_save:
+            env["SLOVO_PROBE_SLOW_SAVE"] = slow_save
     cmd = [torchrun_bin, "--standalone", "--nproc_per_node", str(nproc), "-m", "slovo", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -134,6 +142,24 @@ def test_a_slow_rank_under_a_time_budget_ends_at_the_same_step_on_both_ranks(sma
     # the logged loss is the mean over the ranks
     logged = [r["train/loss"] for r in read_jsonl(tmp_path / "slow" / "metrics.jsonl") if "train/loss" in r]
     assert logged[0] == pytest.approx((losses[0][0] + losses[1][0]) / 2, rel=1e-5)
+
+
+@pytest.mark.slow
+@linux_only
+def test_a_ddp_run_with_slow_rank_0_checkpoints_trains_its_full_time_on_the_budget_clock(small_dataset, tmp_path):
+    """Rank 0 sleeps 0.3 s in every checkpoint save (about every 0.4 s of training). The other rank waits for it on
+    its `checkpoint` ledger, not in the next step's all-reduce on its budget clock; so the clock the ranks agree on
+    (the largest) is rank 0's own, and rank 0 trains the whole budget."""
+    sets = tiny_sets(**{"checkpoint.every_seconds": 0.4, "sample.enabled": False, "eval.every": 1})
+    args = ["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "ckpt", "--time", "2s"]
+    torchrun([*args, "--quiet", *sets], probe_dir=tmp_path / "probe", slow_save="0:0.3")
+    summary = read_json(tmp_path / "ckpt" / "summary.json")
+    ledger = summary["ledger"]  # rank 0's
+    assert summary["status"] == "finished" and summary["stop_reason"] == "time"
+    assert ledger["checkpoint"] >= 4 * 0.3  # the slowed saves happened
+    # rank 0's own training seconds: before the fix, each save's 0.3 s went onto rank 1's clock and the run ended
+    # with rank 0 short of the budget by about that much per save
+    assert ledger["train"] + ledger["data"] >= 0.9 * 2.0
 
 
 @pytest.mark.slow

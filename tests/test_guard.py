@@ -86,9 +86,11 @@ def test_the_time_of_discarded_steps_stays_on_the_budget_clock(tiny_config, tmp_
     _break_step(monkeypatch, {12})
     broken = train(tiny_config(**over), tmp_path / "broken", clock=Clock(now=TickingTime()), quiet=True)
     assert plain["stop_reason"] == broken["stop_reason"] == "time" and broken["rollbacks"] == 1
-    # the same training seconds (every step costs the same on this clock) bought 7 fewer steps: 12 back to 5
-    assert broken["train_runtime"] == pytest.approx(plain["train_runtime"])
-    assert broken["train/global_step"] == plain["train/global_step"] - 7
+    # the same training seconds bought 7 fewer steps: 12 back to 5 (within a step: the budget clock counts the
+    # bookkeeping between steps too, and on this clock every read of it costs a tick, so snapshot steps cost more)
+    step_s = plain["train_runtime"] / plain["train/global_step"]
+    assert broken["train_runtime"] == pytest.approx(plain["train_runtime"], abs=step_s)
+    assert abs(broken["train/global_step"] - (plain["train/global_step"] - 7)) <= 1
 
 
 def test_divergence_after_max_rollbacks_fails_the_run_with_the_advice(tiny_config, tmp_path, monkeypatch):

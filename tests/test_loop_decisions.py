@@ -11,11 +11,21 @@ import pytest
 from slovo.callbacks import Callback
 from slovo.checkpoint import checkpoint_to_resume, clean_staging, drop_checkpoints_after, list_checkpoints
 from slovo.cli import main
-from slovo.train import train
+from slovo.train import Clock, train
 from slovo.utils import atomic_write_json, read_json, read_jsonl
 from tests.conftest import write_corpus
 from tests.helpers import tiny_train_args
 from tests.test_guard import _break_step
+
+
+class FakeTime:
+    """A clock that moves only when a test moves it."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
 
 
 def test_a_muon_run_records_the_muon_lr_beside_the_adamw_lr(tiny_config, tmp_path):
@@ -148,3 +158,40 @@ def test_a_kill_while_dropping_superseded_checkpoints_leaves_none_to_resume_from
     assert drop_checkpoints_after(tmp_path / "run", 8) == []
     assert [p.name for p in clean_staging(tmp_path / "run")] == [".step_0000012.superseded"]
     assert sorted(p.name for p in root.iterdir()) == ["step_0000004", "step_0000008"]
+
+
+def test_a_lap_books_everything_since_the_last_one_but_what_the_ledger_booked_off_the_clock():
+    fake = FakeTime()
+    clock = Clock(now=fake)
+    clock.start_lap()
+    fake.t += 2.0  # a step
+    assert clock.lap({"data": 0.5}, "train") == 2.0
+    fake.t += 0.1  # bookkeeping: the bar, the records
+    with clock.measure("checkpoint"):
+        fake.t += 5.0
+    fake.t += 1.0  # the next step
+    assert clock.lap({"data": 0.0}, "train") == pytest.approx(1.1)
+    assert clock.ledger["train"] == pytest.approx(1.5 + 1.1) and clock.ledger["data"] == 0.5
+    assert clock.train_time == pytest.approx(3.1) and clock.ledger["checkpoint"] == 5.0
+
+
+class _SlowBookkeeping(Callback):
+    """Bookkeeping between two steps that takes 1 s of the fake clock (as a tracker or a slow terminal might)."""
+
+    def __init__(self, fake):
+        self.fake = fake
+
+    def on_log(self, state, control, metrics):
+        self.fake.t += 1.0
+
+
+def test_the_bookkeeping_between_two_steps_is_on_the_budget_clock(tiny_config, tmp_path):
+    fake = FakeTime()
+    over = {"budget.time": "20s", "budget.max_steps": 40, "eval.every": 0, "checkpoint.every_seconds": 0}
+    cfg = tiny_config(**over)  # max_steps: a backstop for a clock that never counts the bookkeeping
+    summary = train(cfg, tmp_path / "run", callbacks=[_SlowBookkeeping(fake)], clock=Clock(now=fake), quiet=True)
+    steps = summary["train/global_step"]
+    assert summary["stop_reason"] == "time"
+    # every step but the last is followed by 1 s of bookkeeping, on the clock: a 20 s budget holds at most 20 steps
+    assert summary["train_runtime"] >= steps - 1
+    assert steps <= 21

@@ -5,8 +5,9 @@ In a torchrun worker (RANK set) with SLOVO_PROBE_DIR set, it records to SLOVO_PR
   {"params": h}    before each gradient clipping (once per optimizer step), a sha256 of the whole weights
                    (FSDP shards are gathered): ranks that train one model agree on every step's hash
 and SLOVO_PROBE_SLOW="R:SECONDS" makes rank R sleep that long inside every optimizer step, so its training clock
-runs ahead of the others'. It wraps torch functions every slovo version calls (cross_entropy, clip_grad_norm_),
-so the same test runs against older code.
+runs ahead of the others', and SLOVO_PROBE_SLOW_SAVE="R:SECONDS" makes rank R sleep that long in every checkpoint
+save (in safetensors' save_model, which every checkpoint's weights go through). It wraps functions every slovo
+version calls (cross_entropy, clip_grad_norm_, save_model), so the same test runs against older code.
 """
 
 import os
@@ -48,6 +49,18 @@ if os.environ.get("SLOVO_PROBE_DIR") and "RANK" in os.environ:
         if _sleep:
             time.sleep(_sleep)
         return _clip(parameters, *args, **kwargs)
+
+    _save_rank, _, _save_s = os.environ.get("SLOVO_PROBE_SLOW_SAVE", "-1:0").partition(":")
+    if int(_save_rank) == _rank and float(_save_s) > 0:
+        import safetensors.torch
+
+        _save_model = safetensors.torch.save_model
+
+        def _slow_save_model(*args, **kwargs):
+            time.sleep(float(_save_s))
+            return _save_model(*args, **kwargs)
+
+        safetensors.torch.save_model = _slow_save_model
 
     F.cross_entropy = _probed_cross_entropy
     torch.nn.utils.clip_grad_norm_ = _probed_clip

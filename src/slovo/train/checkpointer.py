@@ -69,29 +69,36 @@ class Checkpointer:
         checkpoint among them is saved again when the run gets there."""
         if state.decay_ckpt_step > state.step:
             state.decay_ckpt_step = -1
-        if self.run.dist.is_main:
-            with self.clock.measure("checkpoint"):
-                dropped = drop_checkpoints_after(self.dir, state.step)
-            if dropped:
-                self.say(f"  guard: deleted {len(dropped)} checkpoint(s) saved after step {state.step}")
+        with self.clock.measure("checkpoint"):
+            dropped = drop_checkpoints_after(self.dir, state.step) if self.run.dist.is_main else []
+            self.run.dist.barrier()  # the other ranks wait here, off the budget clock
+        if dropped:
+            self.say(f"  guard: deleted {len(dropped)} checkpoint(s) saved after step {state.step}")
 
     def save(self, state: TrainState, final: bool) -> None:
+        """Save on the ranks that write; every rank waits for them on the `checkpoint` ledger (a rank that went on
+        would wait in the next step's all-reduce instead, on its budget clock, and the ranks agree on the largest)."""
         state.last_ckpt_train_time = state.train_time  # every rank: the next periodic checkpoint is agreed too
-        if not (self.run.dist.is_main or self.fsdp):
-            return
         with self.clock.measure("checkpoint"):
             try:
-                path = self._write(state, final)
-            except CheckpointSaveError as e:
-                if final:
-                    raise
-                if not self.failing:
-                    self.say(f"[yellow]{e}; training goes on and the next checkpoint tries again[/]")
-                self.failing = True
-                return
-            self.failing = False
-            if path is not None:  # rank 0
-                prune_checkpoints(self.dir, self.run.cfg.checkpoint.keep_last, keep=path)
+                if self.run.dist.is_main or self.fsdp:
+                    self._save_here(state, final)
+            finally:
+                self.run.dist.barrier()
+
+    def _save_here(self, state: TrainState, final: bool) -> None:
+        try:
+            path = self._write(state, final)
+        except CheckpointSaveError as e:
+            if final:
+                raise
+            if not self.failing:
+                self.say(f"[yellow]{e}; training goes on and the next checkpoint tries again[/]")
+            self.failing = True
+            return
+        self.failing = False
+        if path is not None:  # rank 0
+            prune_checkpoints(self.dir, self.run.cfg.checkpoint.keep_last, keep=path)
 
     def _write(self, state: TrainState, final: bool) -> Path | None:
         run = self.run

@@ -76,9 +76,11 @@ class Evaluator:
         self._keep(state, metrics)
         full = self.folder.record(state, {k: metrics[k] for k in RECORD_KEYS})
         self.display.eval_line(state, self.clock, metrics)
-        if run.cfg.sample.enabled and run.dist.is_main:
-            with self.clock.measure("sample"):
-                self.folder.samples(state, sample_texts(run.model, run.tokenizer, run.cfg.sample, run.device))
+        if run.cfg.sample.enabled:
+            with self.clock.measure("sample"):  # rank 0 samples; the others wait here, not on their budget clock
+                if run.dist.is_main:
+                    self.folder.samples(state, sample_texts(run.model, run.tokenizer, run.cfg.sample, run.device))
+                run.dist.barrier()
         for cb in self.callbacks:
             cb.on_eval(state, control, full)
         write_summary(run, self.folder, state, self.clock, "running")

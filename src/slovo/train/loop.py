@@ -175,6 +175,7 @@ def _loop(parts: _Parts, state: TrainState, control: Control) -> str:
     """Train until a budget limit, a callback or Ctrl-C stops the run; returns why it stopped."""
     guard, budget, cfg = parts.guard, parts.budget, parts.run.cfg
     with StopOnSigint(parts.display.say) as sigint, parts.display.progress_bar(budget):
+        parts.clock.start_lap()
         while True:
             # the lr scale left by rollbacks multiplies the schedule, not the groups' `initial_lr`: a restored
             # optimizer state dict brings its saved `initial_lr` back, the factor is set anew every step
@@ -200,10 +201,10 @@ def _loop(parts: _Parts, state: TrainState, control: Control) -> str:
 
 
 def _step(parts: _Parts, state: TrainState, stop_wish: bool) -> tuple[StepResult, Agreed]:
-    """`train_step`, its seconds on the ledger, and the ranks' one agreement on the loss, the clock and stopping;
-    the state moves on by a step, in agreed training time and progress."""
+    """`train_step`, its lap on the ledger (with the bookkeeping since the previous step), and the ranks' one
+    agreement on the loss, the clock and stopping; the state moves on by a step, in agreed training time and
+    progress."""
     run, clock = parts.run, parts.clock
-    step_start = clock.now()
     result = train_step(
         run.train_model,
         run.optimizer,
@@ -215,7 +216,7 @@ def _step(parts: _Parts, state: TrainState, stop_wish: bool) -> tuple[StepResult
         run.dist,
         clock,
     )
-    parts.metrics.step_timed(clock.now() - step_start, result.data_time)
+    parts.metrics.step_timed(result.data_time)
     state.step += 1
     state.tokens += run.tokens_per_step
     nonfinite = not math.isfinite(result.loss) or (run.scaler is None and not math.isfinite(result.grad_norm))

@@ -23,10 +23,10 @@ class TrainMetrics:
         self.losses: list[float] = []
         self.start_time, self.start_tokens = state.train_time, state.tokens
 
-    def step_timed(self, step_s: float, data_s: float) -> None:
-        """Put a step's seconds on the ledger: fetching batches on `data`, the rest on `train` (or `compile`)."""
-        self.clock.ledger["compile" if self.compiling else "train"] += step_s - data_s
-        self.clock.ledger["data"] += data_s
+    def step_timed(self, data_s: float) -> None:
+        """Put the step's lap on the ledger (`Clock.lap`: the step and the bookkeeping since the previous one):
+        fetching batches on `data`, the rest on `train` (or `compile`)."""
+        self.clock.lap({"data": data_s}, "compile" if self.compiling else "train")
         self.compiling = False
 
     def add(self, state: TrainState, loss: float, lrs: dict[str, float], grad_norm: float) -> dict | None:

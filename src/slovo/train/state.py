@@ -1,10 +1,12 @@
 """What changes during a run: the loop's `TrainState` (checkpointed), the `Clock` and its ledger, and the
 `Budget` that says how far the run has come.
 
-The budget counts training time only: the seconds spent in forward/backward/optimizer steps and in fetching
-their batches. Evaluation, sampling, checkpointing and compile warm-up are measured into the ledger but kept off
-the budget, so a run with more evals trains for as long as one with fewer. `progress` (0..1) is what schedules and
-eval points are keyed on: with a time budget a cooldown ends exactly at the deadline whatever the hardware does.
+The budget counts training time: the seconds spent in forward/backward/optimizer steps, in fetching their batches
+and in the loop's bookkeeping between two steps. Evaluation, sampling, checkpointing, the guard's snapshots and
+compile warm-up are measured into the ledger but kept off the budget, so a run with more evals trains for as long
+as one with fewer; under DDP the ranks that do not save or sample wait for rank 0 on the ledger too. `progress`
+(0..1) is what schedules and eval points are keyed on: with a time budget a cooldown ends exactly at the deadline
+whatever the hardware does.
 """
 
 from __future__ import annotations
@@ -100,10 +102,34 @@ class Budget:
 
 @dataclass
 class Clock:
-    """Measures time into a ledger; `now` is injectable so tests can drive a fake clock."""
+    """Measures time into a ledger; `now` is injectable so tests can drive a fake clock.
+
+    The loop books each step by `lap`: every second since the previous lap that the ledger has not booked (the step
+    itself and the bookkeeping around it: the ranks' agreement, the guard's check, the bar, the records, callbacks),
+    so the budget clock counts everything between two steps except the evals, samples, checkpoints and snapshots
+    `measure` books off it."""
 
     now: Callable[[], float] = time.perf_counter
     ledger: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in LEDGER_KEYS})
+    lap_start: float | None = None  # when the current lap began (None: no lap started yet)
+    booked_at_lap_start: float = 0.0  # the ledger's total then
+
+    def start_lap(self) -> None:
+        """Begin counting laps from now (the loop's start, after a resume loaded another ledger)."""
+        self.lap_start, self.booked_at_lap_start = self.now(), sum(self.ledger.values())
+
+    def lap(self, shares: dict[str, float], rest: str) -> float:
+        """Book the seconds since the last lap that the ledger has not booked: `shares` (e.g. {"data": s}) as given,
+        the rest into `rest`; returns the lap's seconds and starts the next lap."""
+        if self.lap_start is None:
+            self.start_lap()
+        now = self.now()
+        seconds = (now - self.lap_start) - (sum(self.ledger.values()) - self.booked_at_lap_start)
+        for what, share in shares.items():
+            self.ledger[what] = self.ledger.get(what, 0.0) + share
+        self.ledger[rest] = self.ledger.get(rest, 0.0) + seconds - sum(shares.values())
+        self.lap_start, self.booked_at_lap_start = now, sum(self.ledger.values())
+        return seconds
 
     @contextmanager
     def measure(self, what: str) -> Iterator[None]:
