@@ -7,10 +7,12 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import yaml
 
 from slovo.callbacks import Callback
 from slovo.checkpoint import checkpoint_to_resume, clean_staging, drop_checkpoints_after, list_checkpoints
 from slovo.cli import main
+from slovo.sweep import load_sweep
 from slovo.train import Clock, train
 from slovo.utils import atomic_write_json, read_json, read_jsonl
 from tests.conftest import write_corpus
@@ -195,3 +197,23 @@ def test_the_bookkeeping_between_two_steps_is_on_the_budget_clock(tiny_config, t
     # every step but the last is followed by 1 s of bookkeeping, on the clock: a 20 s budget holds at most 20 steps
     assert summary["train_runtime"] >= steps - 1
     assert steps <= 21
+
+
+def test_a_sweep_fixes_one_eval_subset_for_trials_of_every_batch_size(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "meta.json").write_text("{}")
+    body = {
+        "preset": "tiny",
+        "data": str(data),
+        "budget": {"time": "60s"},
+        "parameters": {"train.per_device_train_batch_size": {"values": [4, 32]}},
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(body))
+    spec = load_sweep(tmp_path / "s.yaml")
+    sizes = {spec.build_config({"train.per_device_train_batch_size": b}).eval.subset_windows for b in (4, 32)}
+    base = spec.build_config({"train.per_device_train_batch_size": 4})
+    assert sizes == {64} and base.eval.tokens // base.model.seq_len == 256  # a quarter of the tiny eval set
+    body["parameters"]["eval.subset_windows"] = {"value": 16}  # the sweep file's own choice stands
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(body))
+    assert load_sweep(tmp_path / "s.yaml").build_config({}).eval.subset_windows == 16

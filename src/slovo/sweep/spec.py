@@ -408,8 +408,20 @@ def load_sweep(path: str | Path, data: str | None = None, name: str | None = Non
         f"{k} {v}" for k, v in (("time", b.time), ("max_steps", b.max_steps), ("max_tokens", b.max_tokens)) if v
     )
     spec.early_terminate = _parse_early_terminate(raw.get("early_terminate"), base.eval.every, where)
+    _fix_eval_subset(spec, base)
     _check_values(spec)
     return spec
+
+
+def _fix_eval_subset(spec: SweepSpec, base) -> None:
+    """Every trial's evals during training score the same windows: a size each run would size from its own speed
+    (eval.subset_windows 0) is fixed once for the sweep, a quarter of the base config's eval windows as a power of
+    two (its standard error about twice the full eval's), so trials of other batch sizes or speeds are pruned and
+    compared on the same subset. The sweep file (or a variant) can set eval.subset_windows itself."""
+    if base.eval.subset_windows or not base.eval.max_fraction or "eval.subset_windows" in spec.fixed:
+        return
+    windows = max(1, base.eval.tokens // base.model.seq_len)
+    spec.fixed["eval.subset_windows"] = 1 << max(0, (windows // 4).bit_length() - 1)
 
 
 def _parse_variants(raw: Any, base: Path, known: set[str], where: str) -> dict[str, dict]:
