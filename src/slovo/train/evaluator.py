@@ -115,9 +115,17 @@ class Evaluator:
         n, of = len(self.subset), len(self.run.windows)
         if n < of:
             self.display.say(
-                f"  eval: evals during training score {n} of the {of} eval windows "
-                f"(eval.max_fraction={self.run.cfg.eval.max_fraction:g}); the final eval scores all"
+                f"  eval: evals during training score {n} of the {of} eval windows ({self._subset_rule()}); "
+                f"the final eval scores all"
             )
+
+    def _subset_rule(self) -> str:
+        cfg = self.run.cfg.eval
+        return (
+            f"eval.subset_windows={cfg.subset_windows}"
+            if cfg.subset_windows
+            else f"eval.max_fraction={cfg.max_fraction:g}"
+        )
 
     def _keep(self, state: TrainState, metrics: dict) -> None:
         """The eval's figures into `state` (checkpointed; summary.json shows `last_eval`)."""
