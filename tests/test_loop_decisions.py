@@ -4,6 +4,7 @@ clock counts."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from slovo.callbacks import Callback
 from slovo.checkpoint import checkpoint_to_resume, clean_staging, drop_checkpoints_after, list_checkpoints
 from slovo.cli import main
+from slovo.runs.folders import load_run
 from slovo.sweep import load_sweep
 from slovo.train import Clock, train
 from slovo.utils import atomic_write_json, read_json, read_jsonl
@@ -217,3 +219,15 @@ def test_a_sweep_fixes_one_eval_subset_for_trials_of_every_batch_size(tmp_path):
     body["parameters"]["eval.subset_windows"] = {"value": 16}  # the sweep file's own choice stands
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(body))
     assert load_sweep(tmp_path / "s.yaml").build_config({}).eval.subset_windows == 16
+
+
+def test_a_killed_runs_best_from_its_records_leaves_the_full_final_eval_out(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("{}")
+    atomic_write_json(run / "summary.json", {"status": "interrupted"})  # no best/eval_bpb: read the records
+    records = [(1, 4, 1.0), (2, 4, 0.9), (3, 32, 0.8)]  # two subset evals, then the full final one
+    lines = [{"train/global_step": s, "eval/windows": w, "eval/bpb": b, "eval/loss": b} for s, w, b in records]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    info = load_run(run)
+    assert info.best_bpb == 0.9 and info.best_loss == 0.9

@@ -196,10 +196,12 @@ class RunInfo:
         return self.lr_nominal * (self.lr_scale if self.lr_scale is not None else 1.0)
 
     def _best(self, summary_key: str, metric: str) -> float | None:
-        """The summary's best value, else the lowest in metrics.jsonl (a run still going, or killed)."""
+        """The summary's best value, else the lowest in metrics.jsonl (a run still going, or killed) over the evals
+        during training, as the loop keeps it (`split_evals`: a full final eval is not mixed in with the subset)."""
         value = _number(self.summary.get(summary_key))
         if value is None:
-            values = [v for r in self.metrics if (v := _number(r.get(metric))) is not None]
+            during, _ = split_evals(self.metrics, metric)
+            values = [v for r in during if (v := _number(r.get(metric))) is not None]
             value = min(values) if values else None
         return value
 
