@@ -25,7 +25,7 @@ from slovo.extra_evals import prepare_eval_extras, suite_metrics  # noqa: E402
 def test_eval_suites_and_extra_sets_are_read_from_set_flags():
     cfg = load_config(preset="tiny", overrides=["eval.suites=[rublimp]", "eval.extra.wiki=/data/wiki.jsonl"])
     assert cfg.eval.suites == ["rublimp"] and cfg.eval.extra == {"wiki": "/data/wiki.jsonl"}
-    assert cfg.eval.suite_pairs == 20 and cfg.eval.suite_final_pairs == 0
+    assert cfg.eval.suite_pairs == 20 and cfg.eval.suite_final_pairs == 100
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_suite_metrics_record_the_extra_bpb_of_slovo_eval_data_and_the_suite_acc
     model, cfg, tok = load_for_inference(run)
     cfg.eval.extra = {"other": str(text)}
     cfg.eval.suites = [f"rublimp:{suite_dir}"]
-    cfg.eval.suite_pairs = 2
+    cfg.eval.suite_pairs, cfg.eval.suite_final_pairs = 2, 0
     extras = prepare_eval_extras(cfg, tok)
     during = suite_metrics(model, extras, tok, cfg, token_byte_lengths(tok), "cpu")
     final = suite_metrics(model, extras, tok, cfg, token_byte_lengths(tok), "cpu", final=True)

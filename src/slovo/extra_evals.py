@@ -6,7 +6,7 @@ and scored by `slovo.evaluate.evaluate`, recorded as `eval/NAME/bpb` and `eval/N
 SOURCE` goes through the same `source_windows`.
 
 `eval.suites: [rublimp]`: minimal-pair suites (`slovo.suites`), a fixed stratified subset of `eval.suite_pairs`
-pairs per phenomenon at every eval, and the whole suite (or `eval.suite_final_pairs` per phenomenon) at the
+pairs per phenomenon at every eval, and `eval.suite_final_pairs` per phenomenon (0 = the whole suite) at the
 final one, recorded as `eval/<suite>_acc` (primary criterion) and `eval/<suite>_acc_se`.
 
 `prepare_eval_extras(cfg, tokenizer)` reads and encodes all of it once, before training starts, so an unreadable
@@ -69,8 +69,8 @@ def suite_metrics(
     model, extras: EvalExtras, tokenizer, cfg, token_bytes, device: str, autocast=None, final: bool = False
 ) -> dict:
     """The figures one eval adds to its record: `eval/NAME/bpb`, `eval/NAME/loss` per extra set and
-    `eval/<suite>_acc`, `_acc_se`, ... per suite (the subset; the final eval the whole suite or
-    `eval.suite_final_pairs` per phenomenon). `autocast` applies to the extra sets (as to the main eval), not to
+    `eval/<suite>_acc`, `_acc_se`, ... per suite (the subset; the final eval `eval.suite_final_pairs` per
+    phenomenon, 0 = the whole suite). `autocast` applies to the extra sets (as to the main eval), not to
     the suites. Scores on this process alone (rank 0 under torchrun)."""
     from slovo.evaluate import evaluate
     from slovo.suites.rublimp import select_pairs
