@@ -80,6 +80,7 @@ def test_suite_metrics_record_the_extra_bpb_of_slovo_eval_data_and_the_suite_acc
     assert during["eval/other/bpb"] == pytest.approx(json.loads(capsys.readouterr().out)["eval/bpb"], rel=1e-6)
     assert during["eval/rublimp_pairs"] == 4  # 2 of each phenomenon during training
     assert final["eval/rublimp_pairs"] == 9  # the whole suite at the end (eval.suite_final_pairs=0)
+    assert 9 / 4 * 0.5 < extras.final_cost_ratio() < 9 / 4  # extra set the same at both, suite 9 pairs against 4
     assert 0 <= during["eval/rublimp_acc"] <= 1 and during["eval/rublimp_acc_se"] > 0
     assert during == suite_metrics(model, extras, tok, cfg, token_byte_lengths(tok), "cpu") | {
         "eval/rublimp_runtime": during["eval/rublimp_runtime"]

@@ -45,6 +45,19 @@ class EvalExtras:
     suites: dict = field(default_factory=dict)  # suite name -> (MinimalPairs, EncodedPairs of the subset)
     final_pairs: int = 0  # pairs per phenomenon at the final eval; 0 = the whole suite
 
+    def final_cost_ratio(self) -> float:
+        """About how many times an eval's extra work the final eval's is (its larger suite subset), for sizing
+        the evals during training (`evaluate.in_training_windows(..., final_other_seconds=)`)."""
+        from slovo.suites.rublimp import select_pairs
+
+        every = float(sum(w.shape[0] * (w.shape[1] - 1) for w in self.extra.values()))  # tokens, as below
+        final = every
+        for suite, subset in self.suites.values():
+            tokens = sum(len(t) + 1 for t in subset.good + subset.bad) / max(len(subset.indices), 1)
+            every += tokens * len(subset.indices)
+            final += tokens * len(select_pairs(suite, self.final_pairs))
+        return final / every if every else 1.0
+
 
 def prepare_eval_extras(cfg, tokenizer) -> EvalExtras:
     """Read and tokenise `cfg.eval.extra` and load and encode `cfg.eval.suites` (SlovoError, one line, on bad input)."""
