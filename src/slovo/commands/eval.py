@@ -182,7 +182,7 @@ def suite_summary(result: dict, show: int = 3) -> str:
     lines.append(f"  by level ({result['criteria'][primary]}):")
     for level, fig in result["levels"].items():
         lines.append(
-            f"    {level:<14} {_pct(fig[primary])}   shorter-sentence baseline {100 * fig['shorter_chars']['acc']:.1f}%"
+            f"    {level:<14} {_pct(fig[primary])}   shorter in tokens {100 * fig['shorter_tokens']['acc']:.1f}%"
         )
     ranked = sorted(result["phenomena"].items(), key=lambda kv: -kv[1][primary]["acc"])
     for title, chosen in (("best", ranked[:show]), ("worst", ranked[::-1][:show])):
@@ -190,7 +190,7 @@ def suite_summary(result: dict, show: int = 3) -> str:
         for name, fig in chosen:
             lines.append(
                 f"    {name:<34} {_pct(fig[primary])}   mean/token {100 * fig['mean']['acc']:.1f}%   "
-                f"shorter {100 * fig['shorter_chars']['acc']:.1f}%"
+                f"shorter in tokens {100 * fig['shorter_tokens']['acc']:.1f}%"
             )
     if result.get("windowed_sentences"):
         lines.append(f"  {result['windowed_sentences']} sentences were longer than the context and scored in windows")
