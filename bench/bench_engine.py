@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -196,8 +195,10 @@ def spawn(side: str, args) -> dict:
 
 
 def spread(values: list[float], spec: str = ",.0f") -> str:
-    """median (min-max)"""
-    return f"{statistics.median(values):{spec}} ({min(values):{spec}}-{max(values):{spec}})"
+    """median (min-max), through slovo.stats"""
+    from slovo.stats import spread as stats_spread
+
+    return stats_spread(values).text(spec)
 
 
 def main() -> None:
@@ -255,6 +256,7 @@ def main() -> None:
 
     import torch
 
+    from slovo import stats
     from slovo.utils import atomic_write_json, code_version
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -272,7 +274,7 @@ def main() -> None:
             "slovo_set": args.slovo_set,
             "dataset": str(Path(args.data).resolve()),
             "rounds": rounds,
-            "median_ratio": statistics.median(r["ratio"] for r in rounds),
+            "median_ratio": stats.spread([r["ratio"] for r in rounds]).median,
             "machine": {
                 "platform": platform.platform(),
                 "cpus": os.cpu_count(),

@@ -26,7 +26,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,7 +126,10 @@ def run_measured(cmd: list[str]) -> tuple[float, int, str]:
 
 
 def spread(values: list[float], fmt: str) -> str:
-    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+    """median (min-max), through slovo.stats"""
+    from slovo.stats import spread as stats_spread
+
+    return stats_spread(values).text(fmt)
 
 
 def main() -> None:

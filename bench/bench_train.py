@@ -32,7 +32,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -44,7 +43,7 @@ DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "ruslit.jsonl.gz"
 DEFAULT_DATASET = REPO / "data" / "ruslit-8k"
 DEFAULT_RUNS = REPO / "runs" / "bench"
 VOCAB_SIZE = 8192
-PRESET = "tiny"
+DEFAULT_PRESET = "tiny"  # --preset: base and small for bench/gpu_check.py on a GPU
 
 # The HF Trainer settings the user trained with; only the warmup length was left unstated.
 HF_BATCH, HF_ACCUM, HF_LR = 6, 6, 5e-4
@@ -78,13 +77,13 @@ def ensure_dataset(args) -> Path:
     return out
 
 
-def eval_set(data: Path):
-    """slovo's full eval set for the tiny preset on this dataset, and the byte length of every token id."""
+def eval_set(data: Path, preset: str = DEFAULT_PRESET):
+    """slovo's full eval set for the preset on this dataset, and the byte length of every token id."""
     from slovo.config import load_config
     from slovo.data import load_dataset, load_tokenizer, token_byte_lengths
     from slovo.evaluate import eval_windows
 
-    cfg = load_config(preset=PRESET)
+    cfg = load_config(preset=preset)
     ds = load_dataset(data)
     windows = eval_windows(ds.val, cfg.model.seq_len, cfg.eval.tokens)
     return windows, token_byte_lengths(load_tokenizer(ds.tokenizer_path))
@@ -126,7 +125,7 @@ def run_slovo(args, data: Path) -> dict:
     }
     if args.threads:
         overrides["train.num_threads"] = args.threads
-    cfg = load_config(preset=PRESET, overrides=overrides)
+    cfg = load_config(preset=args.preset, overrides=overrides)
     run_dir = Path(args.runs_dir) / f"bench-slovo-{args.stamp}-seed{args.seed}"
     clock = StepClock()
     summary = train(cfg, run_dir, callbacks=[clock], quiet=True)
@@ -189,7 +188,7 @@ def run_hf(args, data: Path) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_warning()
-    cfg = load_config(preset=PRESET)
+    cfg = load_config(preset=args.preset)
     ds = load_dataset(data)
     seq_len = cfg.model.seq_len
 
@@ -264,9 +263,10 @@ def run_hf(args, data: Path) -> dict:
         def forward(self, idx):
             return self.inner(input_ids=idx).logits, None
 
-    windows, token_bytes = eval_set(data)
+    windows, token_bytes = eval_set(data, args.preset)
+    device = str(next(model.parameters()).device)  # where Trainer left it: the GPU on a CUDA machine
     metrics = evaluate(
-        LogitsOnly(model), windows, token_bytes, cfg.eval.batch_size or cfg.train.per_device_train_batch_size, "cpu"
+        LogitsOnly(model), windows, token_bytes, cfg.eval.batch_size or cfg.train.per_device_train_batch_size, device
     )
     tokens = stopper.steps * HF_BATCH * HF_ACCUM * seq_len
     return {
@@ -316,6 +316,8 @@ def spawn(side: str, seed: int, args, data: Path) -> dict:
         str(args.runs_dir),
         "--stamp",
         args.stamp,
+        "--preset",
+        args.preset,
         "--threads",
         str(args.threads),
         "--eval-points",
@@ -346,12 +348,15 @@ def time_to_reach(curve: list[list[float]], target: float) -> float | None:
 
 
 def median_spread(values: list[float], spec: str) -> str:
-    if not values:
-        return "-"
-    return f"{statistics.median(values):{spec}} ({min(values):{spec}}-{max(values):{spec}})"
+    """'median (min-max)' through slovo.stats, '-' for no values."""
+    from slovo.stats import spread
+
+    return spread(values).text(spec) if values else "-"
 
 
 def report(runs: list[dict], seconds: float) -> dict:
+    from slovo.stats import paired, spread, verdict
+
     print(
         f"\n{'side':6} {'seed':>5} {'train s':>8} {'outside s':>9} {'s/step':>7} {'steps':>6} {'tokens/s':>9} "
         f"{'stop check':>11} {'eval bpb':>9}"
@@ -372,8 +377,9 @@ def report(runs: list[dict], seconds: float) -> dict:
     summary: dict = {}
     for side, rs in sides.items():
         if rs:
+            bpbs = spread([r["eval_bpb"] for r in rs])
+            summary[side] = {"bpb_median": bpbs.median, "bpb_min": bpbs.min, "bpb_max": bpbs.max}
             bpbs = [r["eval_bpb"] for r in rs]
-            summary[side] = {"bpb_median": statistics.median(bpbs), "bpb_min": min(bpbs), "bpb_max": max(bpbs)}
             print(
                 f"{side:6} eval bpb median (min-max) {median_spread(bpbs, '.4f')} over {len(rs)} seeds; tokens/s "
                 f"{median_spread([r['tokens_per_second'] for r in rs], ',.0f')}"
@@ -390,6 +396,13 @@ def report(runs: list[dict], seconds: float) -> dict:
         )
         windows = {r["eval_windows"] for r in runs}
         print(f"both scored on the same {windows.pop() if len(windows) == 1 else windows} eval windows")
+        # the same seeds on both sides (init and data order are each tool's own, so the pairing is by repeat)
+        by_seed = {s: {r["seed"]: r["eval_bpb"] for r in rs} for s, rs in sides.items()}
+        seeds = sorted(set(by_seed["slovo"]) & set(by_seed["hf"]))
+        if len(seeds) >= 2:
+            result = paired([by_seed["slovo"][k] for k in seeds], [by_seed["hf"][k] for k in seeds])
+            summary["verdict"] = verdict("slovo", "HF", result)
+            print(f"verdict: {summary['verdict']}")
     return summary
 
 
@@ -409,6 +422,7 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=("slovo", "hf"), help="run one side only (quick checks)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for both (0 = torch's default)")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help="slovo's preset; HF's GPT-2 takes its shape")
     parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="folder for the runs' outputs")
     parser.add_argument("--hf-warmup-steps", type=int, default=10, help="HF linear warmup steps (default 10)")
     parser.add_argument("--hf-logging-steps", type=int, default=25, help="HF Trainer's logging_steps")
@@ -453,7 +467,7 @@ def main() -> None:
             "benchmark": "train",
             "time_s": args.seconds,
             "dataset": str(Path(data).resolve()),
-            "preset": PRESET,
+            "preset": args.preset,
             "machine": {
                 "platform": platform.platform(),
                 "cpus": os.cpu_count(),

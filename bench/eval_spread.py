@@ -75,6 +75,7 @@ def main() -> None:
 
     from slovo.data import load_dataset
     from slovo.device import pick_device
+    from slovo.stats import ratio_se
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -118,6 +119,10 @@ def main() -> None:
             "shifted_std": float(np.std(per_set[0], ddof=1)),
             "shifted_range": [float(per_set[0].min()), float(per_set[0].max())],
             "bootstrap_std": float(np.std(boot, ddof=1)),
+            # what each eval records as eval/bpb_se: the ratio estimator's standard error over its own windows
+            # (slovo.stats.ratio_se); it should agree with the two empirical spreads
+            "ratio_se": float(np.median([ratio_se(figures[0][0][k], figures[0][1][k]) for k in range(args.offsets)]))
+            / math.log(2),
         }
         if args.other:
             diff = per_set[0] - per_set[1]
@@ -126,13 +131,13 @@ def main() -> None:
 
     print(
         f"\n{'windows':>8} {'tokens':>8} {'sets':>5} {'shifted std':>12} {'shifted min-max':>16} "
-        f"{'bootstrap std':>14}" + (f" {'diff mean':>10} {'diff std':>9}" if args.other else "")
+        f"{'bootstrap std':>14} {'ratio se':>9}" + (f" {'diff mean':>10} {'diff std':>9}" if args.other else "")
     )
     for r in rows:
         lo, hi = r["shifted_range"]
         line = (
             f"{r['windows']:>8} {r['tokens']:>8,} {r['sets']:>5} {r['shifted_std']:>12.4f} {lo:>7.4f}-{hi:<8.4f} "
-            f"{r['bootstrap_std']:>14.4f}"
+            f"{r['bootstrap_std']:>14.4f} {r['ratio_se']:>9.4f}"
         )
         if args.other:
             line += f" {r['difference_mean']:>+10.4f} {r['difference_std']:>9.4f}"

@@ -4,8 +4,10 @@
 
 1. the tests that need CUDA (tests/test_cuda.py: compile + exact-ish resume, bf16 autocast, fused AdamW,
    flash attention through SDPA, Muon, generation, export);
-2. a `--time` run of each preset (default: base, then small), each in its own process;
-3. one table: tokens/s, MFU against the card's dense bf16 peak (per device, the card matched by its exact
+2. a `--time` run of each preset (default: base, small, and small at 4x its batch), each in its own process;
+3. bench/bench_train.py for each of --bench-presets (base, small): slovo against HF Trainer + GPT-2 with the
+   user's original settings, same data and eval windows, --bench-time a side, one seed;
+4. one table: tokens/s, MFU against the card's dense bf16 peak (per device, the card matched by its exact
    name in slovo.device.PEAK_BF16_FLOPS), peak GPU memory, compile seconds, eval seconds, final bpb.
 Results also go to OUT/gpu_check.json (and the runs to OUT/runs), written after each stage, so a run cut short
 still leaves what it measured. No peer here: tokens/s and MFU on one card are absolute figures, not ratios.
@@ -105,7 +107,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="data/ruslit-8k")
     ap.add_argument("--time", default="2m", help="training budget of each preset run")
-    ap.add_argument("--presets", default="base,small")
+    # small at 4x its batch: its 16k tokens a step leave an H200 waiting on kernel launches (19.7% MFU)
+    ap.add_argument("--presets", default="base,small,small@train.per_device_train_batch_size=128")
+    ap.add_argument(
+        "--bench-presets",
+        default="base,small",
+        help="presets bench/bench_train.py runs against HF Trainer (original settings), --bench-time each side",
+    )
+    ap.add_argument("--bench-time", default="2m")
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
     ap.add_argument("--skip-tests", action="store_true")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for every preset run")
@@ -174,6 +183,16 @@ def main() -> int:
         fig.update(exit=rc, wall_s=round(secs, 1))
         results["presets"][label] = fig
         print(f"{label}: exit {rc} in {secs:.0f}s: {fig}", flush=True)
+        save()
+
+    for preset in [p for p in args.bench_presets.split(",") if p]:
+        log = out / f"bench-train-{preset}.log"
+        cmd = [sys.executable, "bench/bench_train.py", "--preset", preset, "--time", args.bench_time, "--seeds", "1"]
+        cmd += ["--data", args.data, "--runs-dir", str(out / "bench-runs"), "--eval-points", "4"]
+        rc, secs = run(cmd, timeout=900, log=log)
+        tail = log.read_text().strip().splitlines()[-12:]
+        results.setdefault("bench_train", {})[preset] = {"exit": rc, "seconds": round(secs, 1), "tail": tail}
+        print(f"bench_train {preset}: exit {rc} in {secs:.0f}s", *tail, sep="\n", flush=True)
         save()
 
     print()

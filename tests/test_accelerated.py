@@ -99,6 +99,7 @@ def test_dtype_auto_on_a_cpu_takes_bf16_only_where_measured_faster(monkeypatch):
         return run
 
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(accel, "bf16_matmul_speedup", lambda: 1.0)  # not emulated: the whole model is timed
     assert choose_dtype("auto", "cpu", "fast", measure(2000.0, 1000.0))[0] == "bfloat16"
     dtype, why = choose_dtype("auto", "cpu", "fast", measure(1.0, 1000.0))  # cached: not measured again
     assert dtype == "bfloat16" and "measured earlier" in why and len(calls) == 1
@@ -116,9 +117,10 @@ def test_dtype_auto_on_a_cpu_takes_bf16_only_where_measured_faster(monkeypatch):
 def test_dtype_auto_run_records_what_it_chose_and_trains(tiny_config, tmp_path, monkeypatch):
     import json
 
-    from slovo import device
+    from slovo import accel, device
 
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(accel, "bf16_matmul_speedup", lambda: 1.0)
     cfg = tiny_config(**{"train.dtype": "auto", "budget.max_steps": 3})
     summary = train(cfg, tmp_path / "run", quiet=True)
     info = json.loads((tmp_path / "run" / "run.json").read_text())

@@ -1,6 +1,6 @@
 """The budget clock: progress, the first limit wins, and off-the-clock time in the ledger."""
 
-from slovo.budget import Budget, Clock, exhausted, progress
+from slovo.train.state import Budget, Clock
 
 
 class FakeTime:
@@ -13,17 +13,17 @@ class FakeTime:
 
 def test_progress_is_the_largest_fraction():
     b = Budget(time_s=100, max_steps=1000)
-    assert progress(b, 50, 100, 0) == 0.5
-    assert progress(b, 10, 600, 0) == 0.6
-    assert progress(b, 500, 10, 0) == 1.0
+    assert b.progress(50, 100, 0) == 0.5
+    assert b.progress(10, 600, 0) == 0.6
+    assert b.progress(500, 10, 0) == 1.0
 
 
 def test_first_limit_reached_stops():
     b = Budget(time_s=100, max_steps=10, max_tokens=5000)
-    assert exhausted(b, 99, 9, 4999) is None
-    assert exhausted(b, 100, 0, 0) == "time"
-    assert exhausted(b, 0, 10, 0) == "max_steps"
-    assert exhausted(b, 0, 0, 5000) == "max_tokens"
+    assert b.exhausted(99, 9, 4999) is None
+    assert b.exhausted(100, 0, 0) == "time"
+    assert b.exhausted(0, 10, 0) == "max_steps"
+    assert b.exhausted(0, 0, 5000) == "max_tokens"
 
 
 def test_eval_and_checkpoint_time_stay_off_the_clock():

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from slovo.budget import Clock
 from slovo.evaluate import (
     eval_set_facts,
     eval_windows,
@@ -17,6 +16,7 @@ from slovo.evaluate import (
     subset_indices,
     whole_split_note,
 )
+from slovo.train.state import Clock
 from slovo.utils import read_json, read_jsonl
 from tests.helpers import TickingTime, tiny_train_args
 
@@ -64,6 +64,50 @@ def test_end_of_text_targets_count_in_neither_loss_nor_tokens_nor_bytes():
     assert m["eval/tokens"] == text_targets and m["eval/bytes"] == 2 * text_targets
     assert m["eval/loss"] == pytest.approx(math.log(vocab - 1))
     assert m["eval/bpb"] == pytest.approx(math.log2(vocab - 1) / 2)
+
+
+class RandomBigram(torch.nn.Module):
+    """Fixed random logits per input token: losses that differ from window to window."""
+
+    def __init__(self, vocab):
+        super().__init__()
+        self.table = torch.nn.Embedding(vocab, vocab)
+        torch.nn.init.normal_(self.table.weight, std=2.0, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, idx, targets=None):
+        return self.table(idx), None
+
+
+def test_bpb_standard_error_is_the_ratio_estimators_over_windows_and_sums_across_ranks():
+    from slovo.stats import ratio_se
+
+    vocab, seq = 16, 8
+    tokens = np.random.default_rng(0).integers(0, vocab, 1 + 12 * seq)
+    token_bytes = np.arange(vocab) % 4  # 0-3 bytes: windows hold different byte counts
+    windows = eval_windows(tokens, seq, 10_000)
+    model = RandomBigram(vocab)
+    m = evaluate(model, windows, token_bytes, batch_size=5, device="cpu", per_window=True)
+    expected = ratio_se(m["per_window_nats"], m["per_window_bytes"]) / math.log(2)
+    assert m["eval/bpb_se"] == pytest.approx(expected, rel=1e-6)  # float32 nats summed per batch
+    assert 0 < m["eval/bpb_se"] < m["eval/bpb"]
+
+    # two "ranks", each scoring every other window, summed by `reduce`: the whole set's figures on both
+    halves = [evaluate(model, windows[r::2], token_bytes, batch_size=5, device="cpu") for r in range(2)]
+    captured = []
+
+    def fake_reduce(rank):
+        def reduce(values):
+            captured.append(values)
+            return values if len(captured) < 2 else [a + b for a, b in zip(*captured)]
+
+        return reduce
+
+    evaluate(model, windows[0::2], token_bytes, batch_size=5, device="cpu", reduce=fake_reduce(0))
+    both = evaluate(model, windows[1::2], token_bytes, batch_size=5, device="cpu", reduce=fake_reduce(1))
+    assert both["eval/windows"] == len(windows)
+    assert both["eval/bpb"] == pytest.approx(m["eval/bpb"])
+    assert both["eval/bpb_se"] == pytest.approx(m["eval/bpb_se"], rel=1e-6)
+    assert halves[0]["eval/bpb_se"] != pytest.approx(m["eval/bpb_se"])  # one rank's share alone would differ
 
 
 def test_eval_windows_reach_from_the_start_to_the_end_of_the_split_evenly_and_without_overlap():
@@ -177,3 +221,31 @@ def test_slovo_eval_spreads_tokens_over_the_text_and_says_when_asked_for_more(sm
     assert out.count("more than the validation split holds") == 1
     assert main(["eval", str(tmp_path / "c"), "--tokens", "64", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["eval/windows"] == 2  # 64 tokens = two 32-token windows
+
+
+def test_slovo_eval_scores_in_the_dtype_the_run_resolved_and_reproduces_its_eval_bpb(tiny_config, tmp_path, capsys):
+    """A run whose train.dtype=auto resolved to bfloat16 (run.json's `dtype`) is scored in bfloat16, not in the
+    float32 that 'auto' means on a CPU without measuring."""
+    import yaml
+
+    from slovo.cli import main
+    from slovo.train import train
+
+    run = tmp_path / "run"
+    summary = train(tiny_config(**{"budget.max_steps": 4, "train.dtype": "bfloat16"}), run, quiet=True)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["train"]["dtype"] = "auto"  # as written by a run whose auto measured bf16 faster
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert read_json(run / "run.json")["dtype"] == "bfloat16"
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["eval/bpb"] == pytest.approx(summary["eval/bpb"], rel=1e-6)
+    assert figures["eval/bpb_se"] > 0
+
+
+def test_a_single_window_has_no_standard_error_rather_than_nan():
+    vocab, seq = 16, 8
+    tokens = np.random.default_rng(0).integers(1, vocab, 1 + seq)
+    m = evaluate(RandomBigram(vocab), eval_windows(tokens, seq, 10_000), np.ones(vocab), 4, "cpu")
+    assert m["eval/windows"] == 1 and m["eval/bpb_se"] is None

@@ -9,12 +9,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import slovo.train as train_mod
-from slovo.budget import Clock
+import slovo.train.loop as train_mod
 from slovo.callbacks import Callback
 from slovo.config import GuardConfig, LrSpikeConfig
-from slovo.guard import DivergenceGuard
 from slovo.train import TrainState, train
+from slovo.train.guard import DivergenceGuard
+from slovo.train.state import Clock
 from slovo.utils import read_jsonl
 
 
@@ -270,9 +270,9 @@ def test_guard_config_values_are_checked():
     assert cfg.debug.lr_spike.at == 0.5 and cfg.debug.lr_spike.factor == 100 and cfg.guard.enabled
 
 
-def test_a_spike_state_namespace_is_enough_for_lr_multiplier():
+def test_a_spike_state_namespace_is_enough_for_before_step():
     guard = DivergenceGuard(GuardConfig(), LrSpikeConfig(at=0.5, factor=10, steps=1), None, None, None, Clock())
     state = SimpleNamespace(lr_scale=0.5, lr_spike_left=-1, progress=0.4, step=3)
-    assert guard.lr_multiplier(state) == 0.5
+    assert guard.before_step(state) == 0.5
     state.progress = 0.5
-    assert guard.lr_multiplier(state) == 5.0 and guard.lr_multiplier(state) == 0.5
+    assert guard.before_step(state) == 5.0 and guard.before_step(state) == 0.5

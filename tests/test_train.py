@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from slovo.budget import Clock
 from slovo.callbacks import Callback
 from slovo.cli import main
 from slovo.train import train
+from slovo.train.state import Clock
 from slovo.utils import read_json, read_jsonl
 from tests.helpers import TINY_SETS, StopAt, TickingTime, tiny_train_args, train_losses
 

@@ -189,7 +189,7 @@ def test_probes_vary_lr_and_batch_on_the_rules_shape_and_drop_the_batch_rather_t
 
     roomy = plan_for(600.0)
     assert (roomy.depths, roomy.widths, roomy.batches) == ([2], [256], [8, 4])  # the rule's best shape only
-    assert roomy.lrs == [0.0075, 0.015, 0.03] and roomy.trials == 6
+    assert roomy.lrs == [0.015, 0.03, 0.0075] and roomy.trials == 6
     # 6 probes would get 25 s each in 120 s: ~100 steps; 3 probes get 47 s, ~180 steps
     tight = plan_for(120.0)
     assert tight.batches == [8] and tight.trials == 3

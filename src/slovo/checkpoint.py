@@ -18,10 +18,9 @@ file is named instead of failing deep inside safetensors; `find_resumable` walks
 the oldest and returns the first good one; `state.pt` is read with `torch.load(weights_only=True)`, which
 refuses pickled objects (unpickling one would run code from the run folder).
 
-The hash is sha256: hashlib's sha256 runs on OpenSSL, which uses the SHA instructions of current x86 and ARM
-CPUs (1.1 GB/s against blake2b's 0.9 GB/s on the development machine, median of 3 over 256 MB), and it is the
-hash `meta.json` and `run.json` already use for the tokenizer. Checkpoints written before the `files` record
-existed are still accepted after a structural check (the safetensors header, the CRCs of state.pt's zip).
+The hash is sha256, the one `meta.json` and `run.json` use for the tokenizer (its speed against blake2b:
+bench/results/checkpoint_hash.md). Checkpoints written before the `files` record existed are still accepted after
+a structural check (the safetensors header, the CRCs of state.pt's zip).
 """
 
 from __future__ import annotations
@@ -82,14 +81,6 @@ def _step_dirs(run_dir: str | Path) -> list[Path]:
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """Checkpoints of a run that have a `checkpoint.json` (not verified: see `verify_checkpoint`), oldest first."""
     return [p for p in _step_dirs(run_dir) if (p / INFO_FILE).exists()]
-
-
-def latest_checkpoint(run_dir: str | Path, *, verified: bool = False) -> Path | None:
-    """The newest checkpoint of a run; with `verified=True` the newest one that passes `verify_checkpoint`."""
-    if verified:
-        return find_resumable(run_dir)[0]
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
 
 
 # ---- saving ---------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ COMMANDS = {
     "generate": "sample text from a run",
     "export": "write a run as a transformers-loadable model folder",
     "sweep": "run a hyperparameter sweep (wandb sweep YAML, Optuna engine)",
+    "compare": "train configs over the same seeds and say whether one is better, by how much, how sure",
     "tune": "find the model size, batch and lr that make the most of a total time on this machine, and train it",
     "runs": "table of the runs in a folder",
     "report": "self-contained HTML report comparing runs",

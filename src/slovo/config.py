@@ -19,21 +19,12 @@ from typing import Any, Literal
 
 import yaml
 
-from slovo.errors import SlovoError
+from slovo.errors import SlovoError, need, one_of
+from slovo.optim import OptimConfig
+from slovo.schedules import ScheduleConfig
 
 PRESETS_DIR = Path(__file__).parent / "configs"
 DEFAULT_PROMPT = "В начале было слово"
-
-
-def need(cond: bool, message: str) -> None:
-    """A value check: raise the one-line SlovoError `message` unless `cond`."""
-    if not cond:
-        raise SlovoError(message)
-
-
-def one_of(key: str, value: str, choices) -> None:
-    """A choice check against a registry (schedules, optimizers, tracker sinks), listing the choices."""
-    need(value in choices, f"{key}: must be one of {', '.join(choices)}; got {value!r}")
 
 
 @dataclass
@@ -85,6 +76,7 @@ class TrainConfig:
     compile: Literal["auto", "true", "false"] = "auto"  # torch.compile; auto: when the budget wins back its time
     num_threads: int = 0  # CPU threads for torch; 0 = leave torch's default
     log_every: int = 10  # optimizer steps between train/loss records in metrics.jsonl
+    log_every_seconds: float = 10.0  # ... or training seconds, whichever comes first (slow machines); 0 = steps only
 
     def __post_init__(self):
         need(
@@ -97,84 +89,7 @@ class TrainConfig:
         )
         need(self.num_threads >= 0, f"train.num_threads: must be 0 or more, got {self.num_threads}")
         need(self.log_every > 0, f"train.log_every: must be positive, got {self.log_every}")
-
-
-@dataclass
-class OptimConfig:
-    """The optimizer (`slovo/optim.py` registers them by name) and its settings."""
-
-    name: str = "adamw"  # one of slovo.optim.OPTIMIZERS: adamw, muon
-    lr: float = 1e-3  # peak learning rate (with muon: of the AdamW part, i.e. embeddings, output head, norms)
-    weight_decay: float = 0.1  # applied to matrices only, never to norms
-    decay_embeddings: bool = False  # also decay the embedding table
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
-    fused: Literal["auto", "true", "false"] = "auto"  # AdamW's fused kernel; auto = on CUDA only
-    # muon: orthogonalised momentum for the 2-D weights inside the blocks (the rest uses AdamW above)
-    muon_lr: float = 0.02  # peak lr of the hidden matrices (before torch's per-shape adjustment)
-    muon_momentum: float = 0.95  # Nesterov momentum
-    muon_ns_steps: int = 5  # Newton-Schulz iterations that orthogonalise the update
-    muon_weight_decay: float = 0.0  # decoupled weight decay of the matrices (lr x wd per step)
-    muon_adjust_lr: Literal["original", "match_rms_adamw"] = "original"  # torch.optim.Muon's adjust_lr_fn
-
-    def __post_init__(self):
-        from slovo.optim import OPTIMIZERS
-
-        one_of("optim.name", self.name, OPTIMIZERS)
-        need(self.lr > 0, f"optim.lr: must be positive, got {self.lr}")
-        need(self.weight_decay >= 0, f"optim.weight_decay: must be 0 or more, got {self.weight_decay}")
-        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1 and optim.beta2 must be in [0, 1)")
-        need(self.eps > 0, f"optim.eps: must be positive, got {self.eps}")
-        need(self.grad_clip >= 0, f"optim.grad_clip: must be 0 (off) or positive, got {self.grad_clip}")
-        need(self.muon_lr > 0, f"optim.muon_lr: must be positive, got {self.muon_lr}")
-        need(0 <= self.muon_momentum < 1, f"optim.muon_momentum: must be in [0, 1), got {self.muon_momentum}")
-        need(1 <= self.muon_ns_steps <= 20, f"optim.muon_ns_steps: must be 1 to 20, got {self.muon_ns_steps}")
-        need(self.muon_weight_decay >= 0, f"optim.muon_weight_decay: must be 0 or more, got {self.muon_weight_decay}")
-
-
-@dataclass
-class ScheduleConfig:
-    """Learning-rate schedule: warmup, then a shape, keyed on progress in [0, 1].
-
-    Progress is training time / time budget when a time budget is set (so a cooldown ends at the
-    deadline whatever the throughput), else steps / max_steps or tokens / max_tokens.
-    """
-
-    name: str = "wsd"  # one of slovo.schedules.SHAPES: constant, step_drop, triangular, cosine, wsd
-    warmup: float = 0.02  # below 1: a fraction of progress; 1 or more: a number of optimizer steps
-    min_lr_ratio: float = 0.0  # floor as a fraction of the peak lr (cosine, wsd, triangular's low point)
-    # step_drop: multiply the lr by drop_factor at each listed step and/or progress point
-    drop_steps: list[int] = field(default_factory=list)  # optimizer steps at which to drop
-    drop_at: list[float] = field(default_factory=list)  # progress points at which to drop
-    drop_factor: float = 0.1  # lr multiplier applied at every drop
-    # triangular: lr goes min -> peak -> min once per cycle
-    cycle: float = 0.2  # cycle length; below 1: a fraction of progress, else optimizer steps
-    # wsd: warmup - stable - decay
-    decay_fraction: float = 0.2  # last fraction of progress spent decaying
-    decay_shape: str = "linear"  # one of slovo.schedules.DECAY_SHAPES: linear, 1-sqrt, cosine
-
-    def __post_init__(self):
-        from slovo.schedules import DECAY_SHAPES, SHAPES
-
-        one_of("schedule.name", self.name, SHAPES)
-        one_of("schedule.decay_shape", self.decay_shape, DECAY_SHAPES)
-        need(self.warmup >= 0, f"schedule.warmup: must be 0 or more, got {self.warmup}")
-        need(0 <= self.min_lr_ratio <= 1, f"schedule.min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
-        need(self.drop_factor > 0, f"schedule.drop_factor: must be positive, got {self.drop_factor}")
-        need(
-            all(0 < p < 1 for p in self.drop_at),
-            f"schedule.drop_at: progress points must be in (0, 1), got {self.drop_at}",
-        )
-        need(all(x > 0 for x in self.drop_steps), f"schedule.drop_steps: steps must be positive, got {self.drop_steps}")
-        need(self.cycle > 0, f"schedule.cycle: must be positive, got {self.cycle}")
-        need(0 < self.decay_fraction <= 1, f"schedule.decay_fraction: must be in (0, 1], got {self.decay_fraction}")
-        if self.name == "step_drop":
-            need(
-                bool(self.drop_steps or self.drop_at),
-                "schedule.name=step_drop needs schedule.drop_steps or schedule.drop_at",
-            )
+        need(self.log_every_seconds >= 0, f"train.log_every_seconds: must be 0 or more, got {self.log_every_seconds}")
 
 
 @dataclass
@@ -261,7 +176,7 @@ class CheckpointConfig:
 @dataclass
 class GuardConfig:
     """The divergence guard: on a non-finite loss or grad norm, or a loss spike, go back to the last good state
-    (an in-memory snapshot), lower the peak lr, skip the batches that broke it and go on (`slovo/guard.py`)."""
+    (an in-memory snapshot), lower the peak lr, skip the batches that broke it and go on (`slovo/train/guard.py`)."""
 
     enabled: bool = True  # false: a divergence ends the run `failed` at once (a spike too)
     lr_factor: float = 0.5  # each rollback multiplies the peak lr (every optimizer group's) by this
@@ -321,12 +236,34 @@ class SampleConfig:
     enabled: bool = True
 
     def __post_init__(self):
-        need(self.max_new_tokens > 0, f"sample.max_new_tokens: must be positive, got {self.max_new_tokens}")
-        need(self.temperature >= 0, f"sample.temperature: must be 0 or more, got {self.temperature}")
-        need(0 < self.top_p <= 1, f"sample.top_p: must be in (0, 1], got {self.top_p}")
-        need(self.top_k >= 0, f"sample.top_k: must be 0 (off) or more, got {self.top_k}")
-        need(self.repetition_penalty > 0, f"sample.repetition_penalty: must be positive, got {self.repetition_penalty}")
-        need(self.num_samples > 0, f"sample.num_samples: must be positive, got {self.num_samples}")
+        check_sampling(
+            self.temperature,
+            self.top_k,
+            self.top_p,
+            self.repetition_penalty,
+            self.max_new_tokens,
+            self.num_samples,
+            prefix="sample.",
+        )
+
+
+def check_sampling(
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    max_new_tokens: int = 64,
+    num_samples: int = 1,
+    prefix: str = "",
+) -> None:
+    """The bounds of the sampling settings, for the `sample` section and `slovo generate` alike: a SlovoError
+    naming the first one out of range (`prefix` + its name)."""
+    need(temperature >= 0, f"{prefix}temperature: must be 0 (greedy) or more, got {temperature}")
+    need(top_k >= 0, f"{prefix}top_k: must be 0 (off) or more, got {top_k}")
+    need(0 < top_p <= 1, f"{prefix}top_p: must be in (0, 1], got {top_p}")
+    need(repetition_penalty > 0, f"{prefix}repetition_penalty: must be positive (1 = off), got {repetition_penalty}")
+    need(max_new_tokens > 0, f"{prefix}max_new_tokens: must be positive, got {max_new_tokens}")
+    need(num_samples > 0, f"{prefix}num_samples: must be positive, got {num_samples}")
 
 
 @dataclass

@@ -55,14 +55,20 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return dtype
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (AMX tiles or AVX-512 BF16), where bf16 autocast
-    can beat float32. Without them oneDNN emulates bf16 and it is many times slower."""
+def cpu_bf16_instructions() -> list[str]:
+    """The bf16 matrix instructions this CPU has, of AMX tiles and AVX-512 BF16 (as torch's cpuinfo reports
+    them: the hardware, whatever ATEN_CPU_CAPABILITY allows)."""
     import torch
 
     cpu = getattr(torch, "cpu", None)
-    checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-    return any(check() for check in checks if check is not None)
+    checks = {"amx": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported"}
+    return [name for name, check in checks.items() if getattr(cpu, check, lambda: False)()]
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX tiles or AVX-512 BF16), where bf16 can beat
+    float32. Without them oneDNN emulates bf16 and it is many times slower."""
+    return bool(cpu_bf16_instructions())
 
 
 def autocast_for(dtype: str, device: str):
@@ -86,6 +92,14 @@ def peak_flops(device: str) -> float | None:
     if not device.startswith("cuda"):
         return None
     return PEAK_BF16_FLOPS.get(device_name(device))
+
+
+def set_threads(n: int) -> None:
+    """Use `n` CPU threads for torch (train.num_threads, generate --threads); 0 leaves torch's default."""
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
 
 
 def enable_fast_matmul(device: str) -> None:

@@ -16,3 +16,14 @@ def first_line(e: BaseException) -> str:
     """The first line of an exception's message (or its type's name when it has none), for one-line reports."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def need(cond: bool, message: str) -> None:
+    """A value check: raise the one-line SlovoError `message` unless `cond`."""
+    if not cond:
+        raise SlovoError(message)
+
+
+def one_of(key: str, value: str, choices) -> None:
+    """A choice check against a registry (schedules, optimizers, tracker sinks), listing the choices."""
+    need(value in choices, f"{key}: must be one of {', '.join(choices)}; got {value!r}")

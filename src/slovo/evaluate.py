@@ -12,6 +12,8 @@ Special tokens are left out: a position whose target is a special token (`<|endo
     loss          = the same nats / the number of text tokens (`eval/tokens`)
 
 Unlike loss, bits per byte does not depend on the tokenizer, so runs with different vocabularies compare.
+`eval/bpb_se` is its standard error over the windows scored (windows as independent units, the ratio
+estimator's delta method, `slovo.stats.ratio_se`): how much another sample of text could move it, not another seed.
 
 Evals during training may score a fixed subset of the windows (`subset_indices`, sized by
 `in_training_windows` so that eval time stays near `eval.max_fraction` of training time); the final eval
@@ -26,6 +28,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from slovo.stats import ratio_se_from_sums
 
 
 def eval_windows(tokens: np.ndarray, seq_len: int, max_tokens: int) -> np.ndarray:
@@ -111,6 +115,9 @@ def evaluate(
     model.eval()
     start = time.perf_counter()
     total_nats, total_tokens, total_bytes = 0.0, 0, 0
+    # per-window sums of squares for the standard error of bpb (slovo.stats.ratio_se_from_sums); they add up
+    # across ranks like the totals
+    sum_nn = sum_nb = sum_bb = 0.0
     window_nats: list[np.ndarray] = []
     window_bytes: list[np.ndarray] = []
     byte_table = torch.as_tensor(token_bytes, dtype=torch.int64)
@@ -129,19 +136,28 @@ def evaluate(
         total_nats += float(nats.sum())
         total_tokens += int(text.sum())
         total_bytes += int(target_bytes.sum())
+        n_w, b_w = nats.double(), target_bytes.sum(dim=1).double()
+        sum_nn += float((n_w * n_w).sum())
+        sum_nb += float((n_w * b_w).sum())
+        sum_bb += float((b_w * b_w).sum())
         if per_window:
-            window_nats.append(nats.double().numpy())
+            window_nats.append(n_w.numpy())
             window_bytes.append(target_bytes.sum(dim=1).numpy())
     model.train(was_training)
     n_windows = len(windows)
     if reduce is not None:
-        total_nats, total_tokens, total_bytes, n_windows = reduce([total_nats, total_tokens, total_bytes, n_windows])
+        summed = reduce([total_nats, total_tokens, total_bytes, n_windows, sum_nn, sum_nb, sum_bb])
+        total_nats, total_tokens, total_bytes, n_windows, sum_nn, sum_nb, sum_bb = summed
         total_tokens, total_bytes, n_windows = int(total_tokens), int(total_bytes), int(n_windows)
     loss = total_nats / max(total_tokens, 1)
     metrics = {
         "eval/loss": loss,
         "eval/perplexity": math.exp(min(loss, 50.0)),
         "eval/bpb": total_nats / math.log(2) / max(total_bytes, 1),
+        # standard error of eval/bpb over the windows scored (eval-sample noise, not seed noise); None for 1 window
+        "eval/bpb_se": _finite_or_none(
+            ratio_se_from_sums(total_nats, total_bytes, sum_nn, sum_nb, sum_bb, n_windows) / math.log(2)
+        ),
         "eval/tokens": total_tokens,
         "eval/bytes": total_bytes,
         "eval/windows": n_windows,
@@ -151,6 +167,10 @@ def evaluate(
         metrics["per_window_nats"] = np.concatenate(window_nats) if window_nats else np.zeros(0)
         metrics["per_window_bytes"] = np.concatenate(window_bytes) if window_bytes else np.zeros(0, dtype=np.int64)
     return metrics
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None  # JSON has no NaN: records and summaries stay strict JSON
 
 
 def eval_set_facts(split: np.ndarray, seq_len: int, max_tokens: int, eot_id: int | None) -> dict:

@@ -79,3 +79,21 @@ def budget_text(budget: dict) -> str:
     if budget.get("max_tokens"):
         parts.append(f"{human_count(budget['max_tokens'])} tok")
     return " | ".join(parts) or "-"
+
+
+def format_bpb(bpb: float | None, se: float | None = None, digits: int = 4) -> str:
+    """bits per byte with its eval standard error when known: '1.2345 ± 0.0081' ('-' when missing)."""
+    if isinstance(se, (int, float)) and not isinstance(se, bool) and math.isfinite(se):
+        return format_float(bpb, digits, std=se)
+    return format_float(bpb, digits)
+
+
+def format_lr(nominal: Any, lr_scale: Any) -> str:
+    """A run's lr as it trained: the nominal lr times the divergence guard's `lr_scale` after rollbacks,
+    '0.0005 (0.002 x 1/4)', so a probe that diverged and trained at lr/4 is not shown as trained at lr."""
+    if not isinstance(nominal, (int, float)) or isinstance(nominal, bool):
+        return format_value(nominal) if nominal is not None else "-"
+    if not isinstance(lr_scale, (int, float)) or isinstance(lr_scale, bool) or lr_scale == 1:
+        return format_value(nominal)
+    fraction = f"1/{1 / lr_scale:g}" if 0 < lr_scale < 1 else f"{lr_scale:g}"
+    return f"{format_value(nominal * lr_scale)} ({format_value(nominal)} x {fraction})"

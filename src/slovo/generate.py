@@ -22,34 +22,12 @@ from dataclasses import dataclass
 
 import torch
 
+from slovo.config import check_sampling
 from slovo.data.tokenizer import EOT_TOKEN, eot_id_of  # noqa: F401  (EOT_TOKEN is re-exported for export.py)
 from slovo.errors import SlovoError
 
 # ---------------------------------------------------------------------------------------------
 # token ids -> token ids
-
-
-def check_sampling(
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    repetition_penalty: float = 1.0,
-    max_new_tokens: int = 64,
-    num_samples: int = 1,
-) -> None:
-    """Raise SlovoError naming the first sampling option whose value is out of range."""
-    if temperature < 0:
-        raise SlovoError(f"temperature: must be 0 (greedy) or more, got {temperature}")
-    if top_k < 0:
-        raise SlovoError(f"top_k: must be 0 (off) or more, got {top_k}")
-    if not 0 < top_p <= 1:
-        raise SlovoError(f"top_p: must be in (0, 1], got {top_p}")
-    if repetition_penalty <= 0:
-        raise SlovoError(f"repetition_penalty: must be positive (1 = off), got {repetition_penalty}")
-    if max_new_tokens < 0:
-        raise SlovoError(f"max_new_tokens: must be 0 or more, got {max_new_tokens}")
-    if num_samples < 1:
-        raise SlovoError(f"num_samples: must be 1 or more, got {num_samples}")
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:

@@ -7,18 +7,55 @@ its own peak learning rate in `group["initial_lr"]`. The schedule is then a mult
 different peaks per group (Muon for matrices, AdamW for embeddings) needs no change to the loop.
 
 Adding an optimizer: write `build_x(model, cfg, device) -> torch.optim.Optimizer`, decorate it with
-`@register_optimizer("x")`, add its settings to `OptimConfig` with a comment, and a test.
+`@register_optimizer("x")`, add its settings to `OptimConfig` (below) with a comment, and a test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from slovo.errors import need, one_of
 
 if TYPE_CHECKING:
     import torch
 
-    from slovo.config import OptimConfig
+
+@dataclass
+class OptimConfig:
+    """The optimizer (registered by name below) and its settings."""
+
+    name: str = "adamw"  # one of OPTIMIZERS: adamw, muon
+    lr: float = 1e-3  # peak learning rate (with muon: of the AdamW part, i.e. embeddings, output head, norms)
+    weight_decay: float = 0.1  # applied to matrices only, never to norms
+    decay_embeddings: bool = False  # also decay the embedding table
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
+    fused: Literal["auto", "true", "false"] = "auto"  # AdamW's fused kernel; auto = on CUDA only
+    # muon: orthogonalised momentum for the 2-D weights inside the blocks (the rest uses AdamW above)
+    muon_lr: float = 0.02  # peak lr of the hidden matrices (before torch's per-shape adjustment)
+    muon_momentum: float = 0.95  # Nesterov momentum
+    muon_ns_steps: int = 5  # Newton-Schulz iterations that orthogonalise the update
+    muon_weight_decay: float = 0.0  # decoupled weight decay of the matrices (lr x wd per step)
+    muon_adjust_lr: Literal["original", "match_rms_adamw"] = "original"  # torch.optim.Muon's adjust_lr_fn
+    # the Newton-Schulz iteration's dtype; auto: bf16 on CUDA, on a CPU whichever measured faster (slovo/accel.py)
+    muon_ns_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+
+    def __post_init__(self):
+        one_of("optim.name", self.name, OPTIMIZERS)
+        need(self.lr > 0, f"optim.lr: must be positive, got {self.lr}")
+        need(self.weight_decay >= 0, f"optim.weight_decay: must be 0 or more, got {self.weight_decay}")
+        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1 and optim.beta2 must be in [0, 1)")
+        need(self.eps > 0, f"optim.eps: must be positive, got {self.eps}")
+        need(self.grad_clip >= 0, f"optim.grad_clip: must be 0 (off) or positive, got {self.grad_clip}")
+        need(self.muon_lr > 0, f"optim.muon_lr: must be positive, got {self.muon_lr}")
+        need(0 <= self.muon_momentum < 1, f"optim.muon_momentum: must be in [0, 1), got {self.muon_momentum}")
+        need(1 <= self.muon_ns_steps <= 20, f"optim.muon_ns_steps: must be 1 to 20, got {self.muon_ns_steps}")
+        need(self.muon_weight_decay >= 0, f"optim.muon_weight_decay: must be 0 or more, got {self.muon_weight_decay}")
+
 
 OptimizerBuilder = Callable[["torch.nn.Module", "OptimConfig", str], "torch.optim.Optimizer"]
 OPTIMIZERS: dict[str, OptimizerBuilder] = {}
@@ -115,10 +152,15 @@ def hidden_matrices(model: torch.nn.Module) -> tuple[list, list]:
 
 @register_optimizer("muon")
 def build_muon(model: torch.nn.Module, cfg: OptimConfig, device: str) -> OptimizerGroup:
-    """Muon (momentum orthogonalised by Newton-Schulz; torch.optim.Muon) for the hidden matrices at
-    `optim.muon_lr`, AdamW at `optim.lr` for embeddings, the output head and norms, as in modded-nanogpt and
-    nanochat. Muon's lr is per-shape adjusted by torch (`optim.muon_adjust_lr`)."""
+    """Muon (slovo/muon.py: torch.optim.Muon's algorithm with a choice of Newton-Schulz dtype) for the hidden
+    matrices at `optim.muon_lr`, AdamW at `optim.lr` for embeddings, the output head and norms, as in
+    modded-nanogpt and nanochat. Muon's lr is per-shape adjusted as torch does (`optim.muon_adjust_lr`).
+    `optim.muon_ns_dtype=auto` arrives here resolved by training's measurement; unresolved it is bf16 on CUDA
+    and float32 elsewhere."""
     import torch
+
+    from slovo.device import resolve_dtype
+    from slovo.muon import Muon
 
     matrices, rest = hidden_matrices(model)
     embed = model.embed_tokens.weight
@@ -131,7 +173,7 @@ def build_muon(model: torch.nn.Module, cfg: OptimConfig, device: str) -> Optimiz
         eps=cfg.eps,
         fused=_fused(cfg, device),
     )
-    muon = torch.optim.Muon(
+    muon = Muon(
         matrices,
         lr=cfg.muon_lr,
         weight_decay=cfg.muon_weight_decay,
@@ -139,5 +181,6 @@ def build_muon(model: torch.nn.Module, cfg: OptimConfig, device: str) -> Optimiz
         nesterov=True,
         ns_steps=cfg.muon_ns_steps,
         adjust_lr_fn=cfg.muon_adjust_lr,
+        ns_dtype=getattr(torch, resolve_dtype(cfg.muon_ns_dtype, device)),
     )
     return OptimizerGroup(muon=muon, adamw=adamw)

@@ -10,10 +10,50 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:  # config imports this module's registries; the schedules need its type only
-    from slovo.config import ScheduleConfig
+from slovo.errors import need, one_of
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule: warmup, then a shape, keyed on progress in [0, 1].
+
+    Progress is training time / time budget when a time budget is set (so a cooldown ends at the
+    deadline whatever the throughput), else steps / max_steps or tokens / max_tokens.
+    """
+
+    name: str = "wsd"  # one of slovo.schedules.SHAPES: constant, step_drop, triangular, cosine, wsd
+    warmup: float = 0.02  # below 1: a fraction of progress; 1 or more: a number of optimizer steps
+    min_lr_ratio: float = 0.0  # floor as a fraction of the peak lr (cosine, wsd, triangular's low point)
+    # step_drop: multiply the lr by drop_factor at each listed step and/or progress point
+    drop_steps: list[int] = field(default_factory=list)  # optimizer steps at which to drop
+    drop_at: list[float] = field(default_factory=list)  # progress points at which to drop
+    drop_factor: float = 0.1  # lr multiplier applied at every drop
+    # triangular: lr goes min -> peak -> min once per cycle
+    cycle: float = 0.2  # cycle length; below 1: a fraction of progress, else optimizer steps
+    # wsd: warmup - stable - decay
+    decay_fraction: float = 0.2  # last fraction of progress spent decaying
+    decay_shape: str = "linear"  # one of slovo.schedules.DECAY_SHAPES: linear, 1-sqrt, cosine
+
+    def __post_init__(self):
+        one_of("schedule.name", self.name, SHAPES)
+        one_of("schedule.decay_shape", self.decay_shape, DECAY_SHAPES)
+        need(self.warmup >= 0, f"schedule.warmup: must be 0 or more, got {self.warmup}")
+        need(0 <= self.min_lr_ratio <= 1, f"schedule.min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
+        need(self.drop_factor > 0, f"schedule.drop_factor: must be positive, got {self.drop_factor}")
+        need(
+            all(0 < p < 1 for p in self.drop_at),
+            f"schedule.drop_at: progress points must be in (0, 1), got {self.drop_at}",
+        )
+        need(all(x > 0 for x in self.drop_steps), f"schedule.drop_steps: steps must be positive, got {self.drop_steps}")
+        need(self.cycle > 0, f"schedule.cycle: must be positive, got {self.cycle}")
+        need(0 < self.decay_fraction <= 1, f"schedule.decay_fraction: must be in (0, 1], got {self.decay_fraction}")
+        if self.name == "step_drop":
+            need(
+                bool(self.drop_steps or self.drop_at),
+                "schedule.name=step_drop needs schedule.drop_steps or schedule.drop_at",
+            )
 
 
 def warmup_factor(cfg: ScheduleConfig, progress: float, step: int) -> float:

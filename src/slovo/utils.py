@@ -153,15 +153,6 @@ def process_alive(pid: int, host: str | None = None) -> bool:
     return True
 
 
-def fsync_file(path: str | Path) -> None:
-    """Flush a written file's data to the disk, so that a power loss cannot leave it short or zero-filled."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def fsync_dir(path: str | Path) -> None:
     """Flush a folder's entries (files created, renamed or removed in it) to the disk. A no-op where folders
     cannot be opened (Windows)."""

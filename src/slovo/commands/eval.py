@@ -48,6 +48,7 @@ def run(args) -> int:
     from slovo.device import pick_device
     from slovo.evaluate import eval_windows, evaluate, whole_split_note
     from slovo.extra_evals import source_windows
+    from slovo.format import format_bpb
 
     if args.suite is not None or args.pairs:
         return _run_suite(args)
@@ -87,7 +88,7 @@ def run(args) -> int:
         token_byte_lengths(tokenizer),
         args.batch_size or cfg.train.per_device_train_batch_size,
         device,
-        autocast_for(cfg.train.dtype, device),
+        autocast_for(run_dtype(args.run, cfg.train.dtype), device),
     )
     if args.json:
         print(json.dumps({"data": what, **metrics}, ensure_ascii=False))
@@ -98,9 +99,21 @@ def run(args) -> int:
         )
         print(
             f"  loss {metrics['eval/loss']:.4f}   perplexity {metrics['eval/perplexity']:.2f}   "
-            f"bits/byte {metrics['eval/bpb']:.4f}"
+            f"bits/byte {format_bpb(metrics['eval/bpb'], metrics.get('eval/bpb_se'))}"
         )
     return 0
+
+
+def run_dtype(run: str, setting: str) -> str:
+    """The precision the run evaluated in: run.json's `dtype` (what `train.dtype` resolved to, e.g. auto ->
+    bfloat16 where a CPU measured it faster), else the config's setting. Scoring in another precision would not
+    reproduce the run's own eval bpb."""
+    from slovo.checkpoint import resolve_checkpoint
+    from slovo.utils import read_json_dict
+
+    run_dir, _ = resolve_checkpoint(run)
+    chosen = read_json_dict(run_dir / "run.json").get("dtype")
+    return chosen if isinstance(chosen, str) and chosen else setting
 
 
 def _tok_sha(run: str) -> str | None:

@@ -68,11 +68,12 @@ def run(args) -> int:
     import random
     import time
 
-    import torch
-
     from slovo.checkpoint import load_for_inference
-    from slovo.device import pick_device
-    from slovo.generate import check_sampling, encode_prompt, generate_text
+    from slovo.config import check_sampling
+    from slovo.device import pick_device, set_threads
+    from slovo.generate import encode_prompt, generate_text
+    from slovo.terminal import undertrained_note
+    from slovo.utils import read_json_dict
 
     if args.prompts_file:
         prompts = read_prompts(args.prompts_file)
@@ -80,9 +81,11 @@ def run(args) -> int:
         prompts = [DEFAULT_PROMPT if args.prompt is None else args.prompt]
     if args.threads < 0:
         raise SlovoError(f"--threads: must be 0 (torch's default) or more, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     model, cfg, tokenizer = load_for_inference(args.run_dir, device=pick_device(args.device))
+    note = undertrained_note(read_json_dict(Path(args.run_dir) / "summary.json"), args.run_dir)
+    if note:
+        print(note, file=sys.stderr)
     s = cfg.sample
     sampling = dict(
         greedy=args.greedy,

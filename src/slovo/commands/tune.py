@@ -32,6 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="measure the shapes' speed and print the plan (candidates, probe and final budgets); "
         "train nothing, write nothing",
     )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="train.seed of every probe and the final run (default: the base's); repeats of a tune with other "
+        "seeds measure how much of its result is luck",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar, tables or summary")
 
 
@@ -47,5 +54,6 @@ def run(args) -> int:
         probe_fraction=args.probe_fraction,
         dry_run=args.dry_run,
         quiet=args.quiet,
+        seed=args.seed,
     )
     return 0 if result.get("dry_run") or result.get("status") in ("finished", "interrupted") else 1

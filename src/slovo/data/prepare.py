@@ -107,33 +107,13 @@ class ProgressUI:
         self.enabled = self.console.is_terminal if enabled is None else enabled
 
     @contextlib.contextmanager
-    def task(self, description: str, total: float | None, unit_bytes: bool = True):
-        """A progress bar; yields `update(completed)`."""
-        if not self.enabled:
-            yield lambda completed: None
-            return
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+    def task(self, description: str, total: float | None):
+        """A progress bar over `total` bytes; yields `update(completed)`."""
+        from slovo.terminal import ProgressBar
 
-        amount = DownloadColumn() if unit_bytes else MofNCompleteColumn()
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            amount,
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-        ) as progress:
-            tid = progress.add_task(description, total=total)
-            yield lambda completed: progress.update(tid, completed=completed)
-            progress.update(tid, completed=total if total is not None else progress.tasks[0].completed)
+        with ProgressBar(self.console, description, total, self.enabled, in_bytes=True) as bar:
+            yield bar.update
+            bar.complete()
 
 
 # ---------------------------------------------------------------------------------------------------

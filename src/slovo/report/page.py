@@ -16,10 +16,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from slovo.format import budget_text, format_duration, format_float, human_count, short_number
+from slovo.format import (
+    budget_text,
+    format_bpb,
+    format_duration,
+    format_float,
+    format_lr,
+    human_count,
+    short_number,
+)
 from slovo.report.plots import LOSS_PLOTS, OPTIM_PLOTS, palette, plot_importances, plot_metric
 from slovo.runs import RunInfo
 from slovo.runs.suites import format_accuracy, saved_suite_result, suite_accuracy
+from slovo.stats import within_noise
 from slovo.sweep.results import SweepFolder
 
 _e = html.escape
@@ -39,23 +48,37 @@ def _status(status: str) -> str:
     return f'<span class="status {_e(status)}">{_e(status)}</span>'
 
 
+def _within_noise_of(run: RunInfo, best: RunInfo | None) -> bool:
+    """The run's final bpb is within the 95% band of its and the best run's eval standard errors."""
+    if best is None or run is best or None in (run.eval_bpb, run.eval_bpb_se, best.eval_bpb, best.eval_bpb_se):
+        return False
+    return within_noise(run.eval_bpb, run.eval_bpb_se, best.eval_bpb, best.eval_bpb_se)
+
+
 def runs_section(runs: list[RunInfo], colors: list[str]) -> str:
-    best = min((r.eval_bpb for r in runs if r.eval_bpb is not None), default=None)
+    scored = [r for r in runs if r.eval_bpb is not None]
+    best_run = min(scored, key=lambda r: r.eval_bpb) if scored else None
+    best = best_run.eval_bpb if best_run is not None else None
     head = (
-        "<tr><th>run</th><th>status</th><th>preset</th><th>budget</th><th>steps</th><th>tokens</th>"
-        "<th>train time</th><th>eval loss</th><th>eval bpb</th><th>best loss</th><th>best bpb</th>"
-        "<th>tokens/s</th><th>params</th><th>folder</th></tr>"
+        "<tr><th>run</th><th>status</th><th>preset</th><th>budget</th><th>lr</th><th>steps</th><th>tokens</th>"
+        "<th>train time</th><th>eval loss</th><th>eval bpb ± se</th><th>vs best</th><th>best loss</th>"
+        "<th>best bpb</th><th>tokens/s</th><th>params</th><th>folder</th></tr>"
     )
     rows = []
     for i, r in enumerate(runs):
+        tied = _within_noise_of(r, best_run)
         cls = ' class="best"' if best is not None and r.eval_bpb == best and len(runs) > 1 else ""
+        cls = ' class="tied"' if tied else cls
+        mark = "best" if cls == ' class="best"' else ("within noise" if tied else "")
         params = r.summary.get("params") or r.run_json.get("params")
         nums = [
+            format_lr(r.lr_nominal, r.lr_scale),
             human_count(r.steps),
             human_count(r.tokens),
             format_duration(r.train_runtime),
             format_float(r.eval_loss),
-            format_float(r.eval_bpb),
+            format_bpb(r.eval_bpb, r.eval_bpb_se),
+            mark,
             format_float(r.best_loss),
             format_float(r.best_bpb),
             human_count(r.tokens_per_second),
@@ -71,8 +94,10 @@ def runs_section(runs: list[RunInfo], colors: list[str]) -> str:
     notes = "".join(f'<p class="note">{_e(r.label)} failed: {_e(str(err))}</p>' for r, err in errors)
     return (
         f'<section id="runs"><h2>Runs</h2><div class="scroll"><table>{head}{"".join(rows)}</table></div>'
-        f'{notes}<p class="note">best final eval bpb in bold. bpb (bits per byte) compares runs with '
-        f"different tokenizers; loss does not.</p></section>"
+        f'{notes}<p class="note">best final eval bpb in bold; "within noise": the difference from the best is '
+        f"under 1.96 x the two runs' eval standard errors combined (eval-sample noise only; seed noise needs "
+        f"repeats: slovo compare). lr: the peak lr trained at, after the divergence guard's cuts. bpb (bits per "
+        f"byte) compares runs with different tokenizers; loss does not.</p></section>"
     )
 
 

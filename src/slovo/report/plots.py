@@ -11,10 +11,11 @@ import math
 import re
 
 from slovo.runs import RunInfo
+from slovo.runs.folders import split_evals
 
 MAX_POINTS = 1500  # per line; longer series are thinned evenly so a page of many long runs stays small
 
-# (metric, x key, title, y label); the x key is train_time or tokens
+# (metric, x key, title, y label); the x key is train_runtime (seconds on the budget clock) or tokens
 LOSS_PLOTS = [
     ("train/loss", "train_runtime", "train loss", "loss"),
     ("train/loss", "tokens", "train loss", "loss"),
@@ -106,13 +107,25 @@ def plot_metric(
     from matplotlib.figure import Figure
     from matplotlib.ticker import EngFormatter, FuncFormatter
 
-    data = [(i, *_series(run.metrics, metric, x_key)) for i, run in enumerate(runs)]
-    data = [d for d in data if d[1]]
+    # eval curves: the evals during training (one subset of windows) are the line; the final full eval, over other
+    # text, is a separate point with its 95% interval, so the line does not jump at the end for no training reason
+    finals: dict[int, tuple[float, float, float | None]] = {}
+    data = []
+    for i, run in enumerate(runs):
+        records = run.metrics
+        if metric.startswith("eval/"):
+            records, full = split_evals(run.metrics, metric)
+            fx, fy = _series([full] if full else [], metric, x_key)
+            if fx:
+                se = full.get("eval/bpb_se") if metric == "eval/bpb" else None
+                finals[i] = (fx[0], fy[0], float(se) if isinstance(se, (int, float)) else None)
+        data.append((i, *_series(records, metric, x_key)))
+    data = [d for d in data if d[1] or d[0] in finals]
     if not data:
         return None
     scale, xlabel = 1.0, "tokens"
     if x_key == "train_runtime":
-        scale, xlabel = _time_axis(max(max(xs) for _, xs, _ in data))
+        scale, xlabel = _time_axis(max([x for _, xs, _ in data for x in xs] + [f[0] for f in finals.values()]))
     with matplotlib.rc_context({**_svg_style(fig_no), "font.family": ["DejaVu Sans", "sans-serif"]}):
         fig = Figure(figsize=(5.6, 3.2), dpi=100)
         ax = fig.subplots()
@@ -135,6 +148,21 @@ def plot_metric(
                     markersize=3,
                 )
             line.set_gid(f"run{i}-f{fig_no}-line")
+            if i in finals:
+                fx, fy, se = finals[i]
+                mark = ax.errorbar(
+                    [fx / scale],
+                    [fy],
+                    yerr=[1.96 * se] if se else None,
+                    color=colors[i],
+                    marker="*",
+                    markersize=8,
+                    linestyle="none",
+                    capsize=3,
+                )
+                mark[0].set_gid(f"run{i}-f{fig_no}-full")
+        if finals:
+            ax.plot([], [], color="gray", marker="*", linestyle="none", label="full final eval (± 95%)")
         if metric in CLIP_EARLY:
             _fit_later_part(ax, [ys for _, _, ys in data])
         if metric == "train/learning_rate":

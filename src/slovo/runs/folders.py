@@ -70,6 +70,21 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def split_evals(records: list[dict], key: str) -> tuple[list[dict], dict | None]:
+    """Evals during training and the final full eval, told apart: (the records of the evals that scored the
+    subset of windows, the last full eval's record or None when every eval scored the same windows).
+
+    Joined in one curve the last point would jump for no training reason: the full set scores other text than
+    the subset (bug 11). `eval/windows` in each record says which set it scored."""
+    evals = [r for r in records if r.get(key) is not None]
+    windows = [r.get("eval/windows") for r in evals]
+    full = max((w for w in windows if isinstance(w, (int, float))), default=None)
+    if full is None or all(w == full for w in windows):
+        return evals, None
+    subset = [r for r in evals if r.get("eval/windows") != full]
+    return subset, next(r for r in reversed(evals) if r.get("eval/windows") == full)
+
+
 @dataclass
 class RunInfo:
     """One run folder, read lazily: the summary at once, config/metrics/samples when asked for."""
@@ -105,11 +120,11 @@ class RunInfo:
 
     @cached_property
     def metrics(self) -> list[dict]:
-        return _current_names(read_jsonl(self.path / "metrics.jsonl"))
+        return read_jsonl(self.path / "metrics.jsonl")
 
     @cached_property
     def samples(self) -> list[dict]:
-        return _current_names(read_jsonl(self.path / "samples.jsonl"))
+        return read_jsonl(self.path / "samples.jsonl")
 
     def _last(self, key: str) -> float | None:
         """The summary's figure, or the newest metrics.jsonl value while the summary has none yet."""
@@ -155,6 +170,30 @@ class RunInfo:
     @property
     def eval_bpb(self) -> float | None:
         return self._last("eval/bpb")
+
+    @property
+    def eval_bpb_se(self) -> float | None:
+        """The standard error of eval_bpb over its eval windows (runs written before it was recorded: None)."""
+        return self._last("eval/bpb_se")
+
+    @property
+    def lr_nominal(self) -> float | None:
+        """The config's peak lr: optim.muon_lr for Muon runs (the hidden matrices', the one tune varies), else
+        optim.lr."""
+        optim = self.config.get("optim") or {}
+        return _number(optim.get("muon_lr") if optim.get("name") == "muon" else optim.get("lr"))
+
+    @property
+    def lr_scale(self) -> float | None:
+        """What the divergence guard's rollbacks did to the peak lr (summary.json's `lr_scale`; 1 without)."""
+        return _number(self.summary.get("lr_scale"))
+
+    @property
+    def lr(self) -> float | None:
+        """The peak lr the run trained at last: nominal x lr_scale."""
+        if self.lr_nominal is None:
+            return None
+        return self.lr_nominal * (self.lr_scale if self.lr_scale is not None else 1.0)
 
     def _best(self, summary_key: str, metric: str) -> float | None:
         """The summary's best value, else the lowest in metrics.jsonl (a run still going, or killed)."""
@@ -215,6 +254,10 @@ class RunInfo:
             "train_runtime": self.train_runtime,
             "eval_loss": self.eval_loss,
             "eval_bpb": self.eval_bpb,
+            "eval_bpb_se": self.eval_bpb_se,
+            "lr": self.lr,
+            "lr_nominal": self.lr_nominal,
+            "lr_scale": self.lr_scale,
             "best_loss": self.best_loss,
             "best_bpb": self.best_bpb,
             "tokens_per_second": self.tokens_per_second,
@@ -258,11 +301,3 @@ def load_run(path: str | Path, now: float | None = None) -> RunInfo:
 
 def load_runs(root: str | Path, now: float | None = None) -> list[RunInfo]:
     return [load_run(p, now) for p in find_runs(root)]
-
-
-def _current_names(records: list[dict]) -> list[dict]:
-    """Records of runs written before slovo 0.2 called the training clock `train_time`: read it as `train_runtime`."""
-    for r in records:
-        if "train_time" in r and "train_runtime" not in r:
-            r["train_runtime"] = r.pop("train_time")
-    return records

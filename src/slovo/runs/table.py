@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slovo.errors import SlovoError
-from slovo.format import format_duration, format_float, human_count
+from slovo.format import format_bpb, format_duration, format_float, format_lr, human_count
 from slovo.runs.folders import RunInfo
 from slovo.runs.suites import format_accuracy, suite_accuracy
 
@@ -21,6 +21,7 @@ COLUMNS: dict[str, tuple[str, str, Callable[[Any], str], bool]] = {
     "steps": ("steps", "steps", human_count, True),
     "tokens": ("tokens", "tokens", human_count, True),
     "time": ("time", "train_runtime", format_duration, True),
+    "lr": ("lr", "lr", format_float, True),  # as trained: nominal x the guard's lr_scale (see _cells)
     "loss": ("eval loss", "eval_loss", format_float, True),
     "bpb": ("eval bpb", "eval_bpb", format_float, True),
     "best_loss": ("best loss", "best_loss", format_float, True),
@@ -105,12 +106,32 @@ STATUS_STYLE = {
 
 
 # Columns in the order they are given up when the terminal is too narrow for all of them.
-_DROP_FIRST = ["started", "best_loss", "budget", "preset", "sweep", "tok_s", "best_bpb", "time", "tokens", "rublimp"]
+_DROP_FIRST = [
+    "started",
+    "best_loss",
+    "budget",
+    "preset",
+    "sweep",
+    "tok_s",
+    "best_bpb",
+    "lr",
+    "time",
+    "tokens",
+    "rublimp",
+]
+
+
+def _cell(row: dict, column: str) -> str:
+    if column == "bpb":  # with its eval standard error where the run recorded one
+        return format_bpb(row["eval_bpb"], row.get("eval_bpb_se"))
+    if column == "lr":  # a rollback's cut shows: '0.0005 (0.002 x 1/4)'
+        return format_lr(row["lr_nominal"], row["lr_scale"])
+    return COLUMNS[column][2](row[COLUMNS[column][1]])
 
 
 def _cells(run: RunInfo, columns: list[str]) -> list[str]:
     row = table_row(run)
-    return [COLUMNS[c][2](row[COLUMNS[c][1]]) for c in columns]
+    return [_cell(row, c) for c in columns]
 
 
 def runs_table(runs: list[RunInfo], title: str | None = None, width: int | None = None):

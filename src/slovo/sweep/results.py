@@ -5,6 +5,11 @@ writes and reads those files.
 Rows are configurations: a configuration trained with several seeds is one row whose figures are the
 mean and standard deviation over its finished seeds. Figures come from each trial's own run folder
 (`summary.json`), so the leaderboard agrees with `slovo runs` and `slovo report` on the same folders.
+
+Each row says whether it can be told from the best (`vs_best`, slovo.stats): with seeds, by a paired t-test on
+the seeds both share; with single runs, by the eval standard errors (`eval/bpb_se`): a difference under
+1.96 x their combined se is eval noise. That floor leaves out seed noise, which only seeds measure, so a
+single-run leaderboard's marks are a lower bound on what is noise.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from slovo.format import format_float, format_value
+from slovo import stats
+from slovo.format import format_float, format_lr, format_value
 from slovo.sweep.spec import SweepSpec, config_key
 from slovo.sweep.study import superseded
 from slovo.utils import atomic_write_json, atomic_write_text, read_json_dict
@@ -55,7 +61,7 @@ def trial_rows(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
             "key": config_key({k: t.params[k] for k in sorted(t.params)}),
             "error": t.user_attrs.get("error"),
         }
-        for fig in (*_FIGURES, spec.metric, "train_runtime"):
+        for fig in (*_FIGURES, spec.metric, "train_runtime", "eval/bpb_se", "lr_scale"):
             value = summary.get(fig, t.user_attrs.get(fig))
             row[fig] = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
         rows.append(row)
@@ -98,16 +104,57 @@ def leaderboard(runs: list[dict], spec: SweepSpec) -> list[dict]:
         for fig in dict.fromkeys((*_FIGURES, spec.metric, "train_runtime")):
             mean, std = _mean_std([r[fig] for r in counted if r[fig] is not None])
             row[fig], row[f"{fig}_std"] = mean, std
+        ses = [r["eval/bpb_se"] for r in counted if r["eval/bpb_se"] is not None]
+        row["eval/bpb_se"] = statistics.fmean(ses) if ses else None
+        # the divergence guard's lr cut: the lowest over the seeds (None: every seed trained at the nominal lr)
+        scales = [r["lr_scale"] for r in counted if r["lr_scale"] is not None and r["lr_scale"] != 1]
+        row["lr_scale"] = min(scales) if scales else None
+        row["_seed_values"] = {r["seed_index"]: r[spec.metric] for r in finished if r[spec.metric] is not None}
         row["_tier"] = 0 if finished else (1 if counted else 2)
         rows.append(row)
     sign = 1.0 if spec.goal == "minimize" else -1.0
     rows.sort(
         key=lambda r: (r["_tier"], sign * r[spec.metric] if r[spec.metric] is not None else math.inf, min(r["trials"]))
     )
+    mark_noise(rows, spec)
     for i, r in enumerate(rows, 1):
         r["rank"] = i
-        del r["_tier"]
+        del r["_tier"], r["_seed_values"]
     return rows
+
+
+def mark_noise(rows: list[dict], spec: SweepSpec) -> None:
+    """Set each row's `vs_best`: "best", "within noise" (cannot be told from the best) or "" (worse, or unknown),
+    and `noise` (what decided it: "seeds" or "eval se")."""
+    finished = [r for r in rows if r["_tier"] == 0 and r["_seed_values"]]
+    for r in rows:
+        r["vs_best"], r["noise"] = "", None
+    if not finished:
+        return
+    if any(len(r["_seed_values"]) >= 2 for r in finished):
+        groups = {str(i): r["_seed_values"] for i, r in enumerate(finished)}
+        best, tied = stats.indistinguishable_from_best(groups, minimize=spec.goal == "minimize")
+        for i, r in enumerate(finished):
+            r["vs_best"] = "best" if str(i) == best else ("within noise" if str(i) in tied else "")
+            r["noise"] = "seeds"
+        return
+    best = finished[0]  # sorted best first
+    best["vs_best"] = "best"
+    if spec.metric != "eval/bpb" or best["eval/bpb_se"] is None:
+        return
+    for r in finished:
+        r["noise"] = "eval se"
+        if r is not best and r["eval/bpb_se"] is not None:
+            within = stats.within_noise(r["eval/bpb"], r["eval/bpb_se"], best["eval/bpb"], best["eval/bpb_se"])
+            r["vs_best"] = "within noise" if within else ""
+
+
+def _param_text(row: dict, name: str) -> str:
+    """A parameter's value as shown; an lr the divergence guard cut shows as what the run trained at."""
+    value = row["params"].get(name, "")
+    if name.split(".")[-1] in ("lr", "muon_lr") and row.get("lr_scale") is not None:
+        return format_lr(value, row["lr_scale"])
+    return format_value(value)
 
 
 def _columns(spec: SweepSpec) -> list[str]:
@@ -120,7 +167,7 @@ def to_csv(rows: list[dict], spec: SweepSpec) -> str:
     header = ["rank", *[p.name for p in spec.params]]
     for f in figures:
         header += [f, f"{f}_std"]
-    header += ["seeds", "status", "train_runtime", "runs"]
+    header += ["eval/bpb_se", "vs_best", "lr_scale", "seeds", "status", "train_runtime", "runs"]
     w = csv.writer(out, lineterminator="\n")
     w.writerow(header)
     for r in rows:
@@ -128,25 +175,46 @@ def to_csv(rows: list[dict], spec: SweepSpec) -> str:
         for f in figures:
             line += ["" if r[f] is None else f"{r[f]:.6g}", "" if r[f"{f}_std"] is None else f"{r[f'{f}_std']:.6g}"]
         runtime = "" if r["train_runtime"] is None else f"{r['train_runtime']:.1f}"
-        line += [r["seeds"], r["status"], runtime, " ".join(r["runs"])]
+        se = "" if r["eval/bpb_se"] is None else f"{r['eval/bpb_se']:.6g}"
+        scale = "" if r["lr_scale"] is None else f"{r['lr_scale']:.6g}"
+        line += [se, r["vs_best"], scale, r["seeds"], r["status"], runtime, " ".join(r["runs"])]
         w.writerow(line)
     return out.getvalue()
 
 
 def to_markdown(rows: list[dict], spec: SweepSpec) -> str:
     figures = _columns(spec)
-    header = ["#", *[p.name for p in spec.params], *figures, "status", "runs"]
+    header = ["#", *[p.name for p in spec.params], *figures, "eval se", "vs best", "status", "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [
             str(r["rank"]),
-            *[format_value(r["params"].get(p.name, "")) for p in spec.params],
+            *[_param_text(r, p.name) for p in spec.params],
             *[format_float(r[f], std=r[f"{f}_std"]) for f in figures],
+            format_float(r["eval/bpb_se"]),
+            r["vs_best"],
             r["status"],
             " ".join(r["runs"]),
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return f"# sweep {spec.name}\n\nmetric: {spec.metric} ({spec.goal})\n\n" + "\n".join(lines) + "\n"
+    return (
+        f"# sweep {spec.name}\n\nmetric: {spec.metric} ({spec.goal}); figures are mean ± sd over seeds\n\n"
+        + "\n".join(lines)
+        + f"\n\n{noise_note(rows)}\n"
+    )
+
+
+def noise_note(rows: list[dict]) -> str:
+    """One line on what `vs best` rests on."""
+    basis = next((r["noise"] for r in rows if r.get("noise")), None)
+    if basis == "seeds":
+        return "vs best: within noise = a paired t-test over the seeds both share finds no difference (p >= 0.05)"
+    if basis == "eval se":
+        return (
+            "vs best: within noise = the difference is under 1.96 x the eval standard errors combined; single "
+            "runs carry seed noise too, which only seeds measure (slovo compare)"
+        )
+    return "vs best: no noise estimate (no seeds, no eval standard error)"
 
 
 def importances(study) -> dict[str, float]:
@@ -182,6 +250,11 @@ def best_config_yaml(row: dict, spec: SweepSpec) -> str:
         f"# {', '.join(f'{k}={format_value(v)}' for k, v in row['params'].items())}\n"
         f"# train it: slovo train --config best.yaml\n"
     )
+    if row.get("lr_scale") is not None:
+        header += (
+            f"# the divergence guard cut the lr of a run of this configuration to x{row['lr_scale']:g} "
+            f"(the lrs below are nominal): {', '.join(_param_text(row, p.name) for p in spec.params)}\n"
+        )
     return header + yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
 
 
@@ -212,13 +285,17 @@ def print_leaderboard(results: dict, spec: SweepSpec, sweep_dir: Path, limit: in
         table.add_column(p.name)
     for f in figures:
         table.add_column(f, justify="right")
+    table.add_column("eval se", justify="right")
+    table.add_column("vs best")
     table.add_column("status")
     table.add_column("runs")
     for r in rows[:limit]:
         table.add_row(
             str(r["rank"]),
-            *[format_value(r["params"].get(p.name, "")) for p in spec.params],
+            *[_param_text(r, p.name) for p in spec.params],
             *[format_float(r[f], std=r[f"{f}_std"]) for f in figures],
+            format_float(r["eval/bpb_se"]),
+            r["vs_best"],
             r["status"],
             " ".join(r["runs"]),
         )
@@ -226,6 +303,7 @@ def print_leaderboard(results: dict, spec: SweepSpec, sweep_dir: Path, limit: in
     console.print(table)
     if len(rows) > limit:
         console.print(f"... {len(rows) - limit} more rows in {sweep_dir / 'leaderboard.md'}")
+    console.print(noise_note(rows), highlight=False)
     if results["best"] is not None:
         b = results["best"]
         console.print(

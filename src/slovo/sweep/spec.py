@@ -12,7 +12,9 @@ A sweep file is what wandb users already write:
     run_cap: 20
 
 plus slovo's own keys: `preset` (or `config`, a YAML file), `data` (the dataset folder), `budget`
-(per-run, `60s` or a mapping of budget.* keys) and `seeds` (runs per configuration). Parameter names are
+(per-run, `60s` or a mapping of budget.* keys), `seeds` (runs per configuration) and `variants` (named
+configurations, each a mapping of dotted keys and optionally its own `preset` or `config`: a categorical
+parameter `variant` runs each one, which is how `slovo compare` runs as a sweep). Parameter names are
 dotted config keys (`optim.lr`); wandb's nested `parameters:` blocks are flattened to them. Every key,
 every listed value and both ends of every range are built into a real `Config` here, so a typo or an
 impossible value fails before the first run rather than an hour into the sweep.
@@ -51,11 +53,13 @@ _TOP_KEYS = {
     "data",
     "budget",
     "seeds",
+    "variants",
 }
 _PARAM_KEYS = {"value", "values", "distribution", "min", "max", "q", "parameters"}
 # wandb distribution name -> what it becomes here; the rest (normal, inv_log_uniform, ...) are refused.
 DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform", "log_uniform_values")
 GRID_LIMIT = 4096  # grids up to this many points are checked point by point before the sweep starts
+VARIANT = "variant"  # the parameter that picks one of the sweep's `variants`
 
 
 @dataclass
@@ -135,6 +139,8 @@ class SweepSpec:
     eval_every: int = 10
     grid_size: int = 0  # configurations in the grid (grid method only)
     raw: dict = field(default_factory=dict)
+    # name -> {"preset" | "config": ..., "overrides": {dotted: value}}; the parameter `variant` picks one
+    variants: dict[str, dict] = field(default_factory=dict)
 
     def param(self, name: str) -> ParamSpec:
         return next(p for p in self.params if p.name == name)
@@ -143,7 +149,10 @@ class SweepSpec:
         """Dotted overrides for one run: fixed values, the trial's parameters, data and seed."""
         out = dict(self.fixed)
         for name, stored in params.items():
-            out[name] = self.param(name).decode(stored)
+            if name == VARIANT:
+                out.update(self.variants[self.param(name).decode(stored)]["overrides"])
+            else:
+                out[name] = self.param(name).decode(stored)
         out["data.path"] = self.data
         if self.seeds > 1 or seed_index:
             out["train.seed"] = self.base_seed + seed_index
@@ -152,8 +161,13 @@ class SweepSpec:
     def build_config(self, params: dict[str, Any], seed_index: int = 0, extra: dict[str, Any] | None = None):
         """The full run config of one trial (raises SlovoError naming the sweep file on a bad value)."""
         overrides = {**self.overrides(params, seed_index), **(extra or {})}
+        preset, config_file = self.preset, self.config_file
+        if VARIANT in params:
+            variant = self.variants[self.param(VARIANT).decode(params[VARIANT])]
+            if variant.get("preset") or variant.get("config"):  # its own base replaces the sweep's
+                preset, config_file = variant.get("preset"), variant.get("config")
         try:
-            cfg = slovo_config.load_config(preset=self.preset, config_file=self.config_file, overrides=overrides)
+            cfg = slovo_config.load_config(preset=preset, config_file=config_file, overrides=overrides)
             slovo_config.require_budget(cfg)
         except SlovoError as e:
             shown = ", ".join(f"{k}={format_value(v)}" for k, v in params.items())
@@ -162,7 +176,8 @@ class SweepSpec:
 
     def fingerprint(self) -> str:
         """Hash of what decides the runs; a rerun with a different search space is a different sweep."""
-        keep = {k: self.raw.get(k) for k in ("method", "metric", "parameters", "preset", "config", "budget", "seeds")}
+        keys = ("method", "metric", "parameters", "preset", "config", "budget", "seeds", "variants")
+        keep = {k: self.raw.get(k) for k in keys}
         text = json.dumps(keep, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -339,7 +354,10 @@ def load_sweep(path: str | Path, data: str | None = None, name: str | None = Non
     fixed = _budget_overrides(raw.get("budget"), f"{where}: budget")
     params: list[ParamSpec] = []
     known = set(slovo_config.known_keys())
-    flat = _flatten(raw.get("parameters"), "", f"{where}: parameters")
+    variants = _parse_variants(raw.get("variants"), path.parent, known, f"{where}: variants")
+    if variants:
+        params.append(ParamSpec(VARIANT, "categorical", values=list(variants)))
+    flat = _flatten(raw.get("parameters"), "", f"{where}: parameters") if raw.get("parameters") or not variants else {}
     for dotted, spec in flat.items():
         pwhere = f"{where}: parameters.{dotted}"
         if dotted not in known:
@@ -380,8 +398,9 @@ def load_sweep(path: str | Path, data: str | None = None, name: str | None = Non
         early_terminate=None,
         target=target,
         raw=raw,
+        variants=variants,
     )
-    base = spec.build_config({})
+    base = spec.build_config({VARIANT: next(iter(variants))} if variants else {})
     spec.base_seed, spec.eval_every = base.train.seed, base.eval.every
     spec.budget_s = slovo_config.budget_seconds(base)
     b = base.budget
@@ -391,6 +410,30 @@ def load_sweep(path: str | Path, data: str | None = None, name: str | None = Non
     spec.early_terminate = _parse_early_terminate(raw.get("early_terminate"), base.eval.every, where)
     _check_values(spec)
     return spec
+
+
+def _parse_variants(raw: Any, base: Path, known: set[str], where: str) -> dict[str, dict]:
+    """`variants: {NAME: {preset: tiny, optim.lr: 0.002}, ...}` -> {NAME: {"preset", "config", "overrides"}}."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or len(raw) < 2:
+        raise SlovoError(f"{where}: expected a mapping of two or more names to config overrides")
+    out: dict[str, dict] = {}
+    for name, body in raw.items():
+        body = body or {}
+        if not isinstance(body, dict):
+            raise SlovoError(f"{where}.{name}: expected a mapping of dotted config keys to values")
+        if body.get("preset") and body.get("config"):
+            raise SlovoError(f"{where}.{name}: give either preset or config, not both")
+        overrides = {k: v for k, v in body.items() if k not in ("preset", "config")}
+        for key in overrides:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "keys are dotted config keys like optim.lr"
+                raise SlovoError(f"{where}.{name}.{key}: unknown config key ({hint})")
+        config = _resolve(str(body["config"]), base) if body.get("config") else None
+        out[str(name)] = {"preset": body.get("preset"), "config": config, "overrides": overrides}
+    return out
 
 
 def _parse_early_terminate(et: Any, eval_every: int, where: str) -> dict | None:

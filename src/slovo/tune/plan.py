@@ -32,7 +32,11 @@ from dataclasses import asdict, dataclass, field
 LAW_E, LAW_A, LAW_B, LAW_ALPHA, LAW_BETA = 1.82, 482.01, 2085.43, 0.3478, 0.3658
 REPEAT_DECAY = 15.4  # Muennighoff et al. 2023, R*: how fast repeated epochs lose their worth
 LR_HORIZON_EXPONENT = 0.3  # Bjorck et al. 2024: the best lr scales as (training tokens)^-0.3
-LR_FACTORS = (0.5, 1.0, 2.0)  # probed lrs, as multiples of the base preset's
+# probed lrs, as multiples of the base preset's, in the order they run: the prior's lr first, then above, then
+# below. The probe sweep's deadline cuts the last probe that would not finish; in ascending order that was always
+# the largest lr (bug 7). Now it is a step away from the prior, and the lower one, which horizon_lr's carry to
+# the longer final run moves towards anyway.
+LR_FACTORS = (1.0, 2.0, 0.5)
 # With Muon the probes vary the hidden matrices' lr (optim.muon_lr): they hold nearly all the parameters that
 # train, and the tiny recipe sweep found the result far more sensitive to it than to the AdamW part's lr.
 WIDTH_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)  # widths measured, as multiples of the base preset's
@@ -193,40 +197,41 @@ def _with_shape(cfg, n_layer: int, n_embd: int, batch: int | None = None, dtype:
     return from_dict(d)
 
 
-def measure_speed(cfg, device: str, seconds: float, compile_model: bool = False, warm_up: bool = True) -> dict:
-    """Tokens/s of full optimizer steps (forward, backward, AdamW) at `cfg`'s shape and batch on random tokens:
-    a warm-up step (the compile, when compiling; the first measurement of a process), then timed steps for
-    about `seconds`, at least one (two without a warm-up). The fastest step is the speed: on a shared machine
-    a neighbour's job only ever slows a step down."""
-    from contextlib import nullcontext
+class _OneBatch:
+    """A loader that serves the same batch every step: a step's speed does not depend on the text."""
 
+    def __init__(self, x, y):
+        self.x, self.y, self.device = x, y, x.device
+
+    def next_batch(self):
+        return self.x, self.y
+
+
+def measure_speed(cfg, device: str, seconds: float, compile_model: bool = False, warm_up: bool = True) -> dict:
+    """Tokens/s of full optimizer steps (`slovo.train.train_step`: forward, backward, clip, step) at `cfg`'s shape
+    and batch on random tokens: a warm-up step (the compile, when compiling; the first measurement of a process),
+    then timed steps for about `seconds`, at least one (two without a warm-up). The fastest step is the speed: on a
+    shared machine a neighbour's job only ever slows a step down."""
     import torch
 
     from slovo.device import autocast_for
+    from slovo.distributed import Dist
     from slovo.model import GPT
     from slovo.optim import make_optimizer
-
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+    from slovo.train import Clock, train_step
 
     batch, seq_len = cfg.train.per_device_train_batch_size, cfg.model.seq_len
     gen = torch.Generator().manual_seed(0)  # its own generator: nobody's RNG stream moves
     tokens = torch.randint(0, cfg.model.vocab_size, (batch, seq_len + 1), generator=gen).to(device)
-    x, y = tokens[:, :-1], tokens[:, 1:]
+    loader = _OneBatch(tokens[:, :-1], tokens[:, 1:])
     model = GPT(cfg.model).to(device)
     optimizer = make_optimizer(model, cfg.optim, device)
     stepper = torch.compile(model) if compile_model else model
-    autocast = autocast_for(cfg.train.dtype, device)
+    autocast, dist, clock = autocast_for(cfg.train.dtype, device), Dist(), Clock()
 
     def step() -> float:
         start = time.perf_counter()
-        with autocast or nullcontext():
-            _, loss = stepper(x, y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync()
+        train_step(stepper, optimizer, loader, 1, cfg.optim.grad_clip, autocast, None, dist, clock)  # syncs
         return time.perf_counter() - start
 
     try:

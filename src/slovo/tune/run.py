@@ -23,10 +23,11 @@ from pathlib import Path
 
 import yaml
 
-from slovo.budget import Clock
 from slovo.callbacks import Callback
 from slovo.errors import SlovoError
-from slovo.format import format_duration, format_value, human_count
+from slovo.format import format_bpb, format_duration, format_lr, format_value, human_count
+from slovo.terminal import ProgressBar
+from slovo.train.state import Clock
 from slovo.tune.plan import HYPERBAND, PROBE_EVALS, Plan, horizon_lr, make_plan, probe_eval_tokens
 from slovo.utils import atomic_write_json, atomic_write_text, read_json_dict
 
@@ -66,21 +67,9 @@ class TuneClock:
         self.path, self.total_s, self.console = folder / "clock.json", total_s, console
         self.before = float(read_json_dict(self.path).get("spent_s", 0.0))
         self.start = time.monotonic()
-        self.info = ""
+        self.info = ""  # what runs now (the probe, the final run, its step and loss), beside the time on the bar
         self._stop = threading.Event()
-        self._progress = self._task = None
-        if show_bar:
-            from rich.progress import BarColumn, Progress, TextColumn
-
-            self._progress = Progress(
-                TextColumn("[bold blue]tune"),
-                BarColumn(),
-                TextColumn("{task.fields[clock]}"),
-                TextColumn("{task.fields[info]}"),
-                console=console,
-                transient=False,
-            )
-            self._task = self._progress.add_task("tune", total=total_s, clock="", info="")
+        self._bar = ProgressBar(console, "[bold blue]tune", total_s, show_bar)
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
     def spent(self) -> float:
@@ -97,20 +86,14 @@ class TuneClock:
     def _beat(self) -> None:
         last = 0.0
         while not self._stop.wait(0.25):
-            if self._progress is not None:
-                self._progress.update(
-                    self._task,
-                    completed=min(self.spent(), self.total_s),
-                    info=self.info,
-                    clock=f"{format_duration(self.spent())} / {format_duration(self.total_s)}",
-                )
+            clock = f"{format_duration(self.spent())} / {format_duration(self.total_s)}"
+            self._bar.update(min(self.spent(), self.total_s), f"{clock}  {self.info}")
             if time.monotonic() - last >= HEARTBEAT_S:
                 self._write()
                 last = time.monotonic()
 
     def __enter__(self):
-        if self._progress is not None:
-            self._progress.start()
+        self._bar.__enter__()
         self._write()
         self._thread.start()
         return self
@@ -119,9 +102,8 @@ class TuneClock:
         self._stop.set()
         self._thread.join()
         self._write()
-        if self._progress is not None:
-            self._progress.update(self._task, completed=min(self.spent(), self.total_s))
-            self._progress.stop()
+        self._bar.update(min(self.spent(), self.total_s))
+        self._bar.__exit__(*exc)
 
 
 class _Show(Callback):
@@ -149,14 +131,16 @@ class _Show(Callback):
 
 def base_config(base: str, data: str):
     """The base preset (a name) or config (a YAML path), on `data`, with the dataset's vocabulary."""
-    from slovo.config import load_config
-
     is_file = base.endswith((".yaml", ".yml")) or Path(base).is_file()
     overrides = {"data.path": str(Path(data).resolve())}
-    cfg = (
-        load_config(config_file=base, overrides=overrides) if is_file else load_config(preset=base, overrides=overrides)
-    )
-    return cfg, is_file
+    return _load_base(base, is_file, overrides), is_file
+
+
+def _load_base(base: str, is_file: bool, overrides: dict):
+    """The base config file or preset with `overrides`."""
+    from slovo.config import load_config
+
+    return load_config(preset=None if is_file else base, config_file=base if is_file else None, overrides=overrides)
 
 
 def check_inputs(cfg, ds, total_s: float, total_text: str, probe_fraction: float) -> None:
@@ -200,6 +184,7 @@ def probe_sweep_yaml(plan: Plan, base: str, is_file: bool, cfg) -> str:
         "tracking.report": False,
         "checkpoint.every_seconds": 0,
         "train.compile": "false",
+        "train.seed": cfg.train.seed,
     }
     params = {
         "model.n_layer": {"values": plan.depths},
@@ -244,8 +229,9 @@ def run_probes(folder: Path, plan: Plan, clock: TuneClock, quiet: bool) -> dict:
     )
 
 
-def choose(plan: Plan, results: dict, final_s: float) -> tuple[dict, list[str]]:
-    """The final run's shape, batch and lr from the probes' winner (lr carried to the final horizon)."""
+def choose(plan: Plan, results: dict | None, final_s: float) -> tuple[dict, list[str], dict]:
+    """The final run's shape, batch and lr from the chosen probe (lr carried to the final horizon), why, and the
+    decision (`decide`: which probe, how sure; its `winner` is the chosen probe's folder)."""
     best = results.get("best") if results else None
     if best is None:  # no probe finished (too little time, or all failed): the rule's shape at the base lr
         shape = min((s for s in plan.shapes if s.speed), key=lambda s: s.predicted_loss)
@@ -262,32 +248,82 @@ def choose(plan: Plan, results: dict, final_s: float) -> tuple[dict, list[str]]:
                     f"base lr {format_value(plan.base_lr)} and batch {plan.base_batch}"
                 )
             ],
+            {"basis": "none", "sure": False, "winner": None, "note": "no probe to compare: the rule alone"},
         )
-    p = best["params"]
+    pick, decision = decide(plan, results)
+    p = pick["params"]
     shape = plan.shape(p["model.n_layer"], p["model.n_embd"])
     speed = shape.speed if shape and shape.speed else 1.0
     probe_tokens, final_tokens = speed / plan.compile_speedup * plan.trial_s, speed * final_s  # probes run eager
-    lr = float(f"{horizon_lr(p[plan.lr_key], probe_tokens, final_tokens):.3g}")
+    trained_lr = p[plan.lr_key] * (pick.get("lr_scale") or 1.0)  # what it trained at after any guard rollback
+    lr = float(f"{horizon_lr(trained_lr, probe_tokens, final_tokens):.3g}")
+    shown_lr = format_lr(p[plan.lr_key], pick.get("lr_scale"))
     winner = (
-        f"probe winner {' '.join(best['runs'])}: {p['model.n_layer']}x{p['model.n_embd']}, batch "
-        f"{p['train.per_device_train_batch_size']}, {plan.lr_key} {format_value(p[plan.lr_key])}, "
-        f"eval/bpb {best['eval/bpb']:.4f}"
+        f"probe {'winner' if pick is best else 'chosen'} {' '.join(pick['runs'])}: {p['model.n_layer']}x"
+        f"{p['model.n_embd']}, batch {p['train.per_device_train_batch_size']}, {plan.lr_key} {shown_lr}, "
+        f"eval/bpb {format_bpb(pick['eval/bpb'], pick.get('eval/bpb_se'))}"
     )
     horizon = (
-        f"{plan.lr_key} {format_value(p[plan.lr_key])} x ({human_count(final_tokens)} final / "
+        f"{plan.lr_key} {format_value(trained_lr)} x ({human_count(final_tokens)} final / "
         f"{human_count(probe_tokens)} probe tokens)^-0.3 = {format_value(lr)} (the best lr falls with the "
         f"training horizon)"
     )
-    why = [winner, horizon]
-    return {**p, plan.lr_key: lr}, why
+    why = [winner, decision["note"], horizon]
+    return {**p, plan.lr_key: lr}, why, decision
 
 
-def winner_dir(results: dict | None) -> str | None:
-    """The winning probe's run folder (its first seed's), which the final run continues."""
-    best = (results or {}).get("best")
-    if not best or not best.get("runs"):
-        return None
-    return str(Path(results["sweep_dir"]) / "trials" / best["runs"][0])
+def _prior_distance(plan: Plan, row: dict) -> float:
+    """How far a probe is from what the rule would train without probes (the base lr and batch): log2 steps of
+    lr, and one for another batch."""
+    p = row["params"]
+    lr = p[plan.lr_key] * (row.get("lr_scale") or 1.0)
+    far = abs(math.log2(lr / plan.base_lr)) if plan.base_lr > 0 and lr > 0 else 0.0
+    return far + (p.get("train.per_device_train_batch_size") != plan.base_batch)
+
+
+def decide(plan: Plan, results: dict) -> tuple[dict, dict]:
+    """The probe the final run continues, and how sure the choice is.
+
+    The leaderboard marks the probes that cannot be told from the best (slovo.stats: paired seeds, else the
+    eval standard errors). Among those the rule decides, not the noise: the one nearest the prior (the base lr
+    and batch) is taken, since picking the lowest of tied scores picks whichever probe drew the luckiest noise."""
+    rows = [r for r in results["rows"] if r["seeds"] > 0]
+    best = results["best"]
+    tied = [r for r in rows if r.get("vs_best") in ("best", "within noise")] or [best]
+    pick = min(tied, key=lambda r: (_prior_distance(plan, r), r["rank"]))
+    basis = best.get("noise") or "none"
+    others = [r for r in rows if r is not best]
+    runner_up = others[0] if others else None
+    margin = runner_up["eval/bpb"] - best["eval/bpb"] if runner_up else None
+    if len(tied) > 1:
+        names = ", ".join(" ".join(r["runs"]) for r in tied)
+        note = (
+            f"not sure: {len(tied)} probes are within noise of the best ({names}; by {basis}); the rule decides: "
+            f"{' '.join(pick['runs'])}, the one nearest the base {plan.lr_key} {format_value(plan.base_lr)} and "
+            f"batch {plan.base_batch}"
+        )
+    elif basis == "none":
+        note = "how sure: unknown (the probes recorded no eval standard error and ran one seed each)"
+    elif runner_up is None:
+        note = "how sure: one probe finished; nothing to compare it with"
+    else:
+        note = (
+            f"sure beyond eval noise: the best probe leads the next by {margin:.4f} bpb, more than the noise "
+            f"({basis}); seed noise is not measured by single probes"
+            if basis == "eval se"
+            else f"sure: the best probe leads the next by {margin:.4f} bpb, a difference the seeds find (p < 0.05)"
+        )
+    decision = {
+        "winner": str(Path(results["sweep_dir"]) / "trials" / pick["runs"][0]) if pick.get("runs") else None,
+        "basis": basis,
+        "sure": len(tied) == 1 and basis != "none",
+        "within_noise": [" ".join(r["runs"]) for r in tied],
+        "chosen": " ".join(pick["runs"]),
+        "best": " ".join(best["runs"]),
+        "margin_bpb": margin,
+        "note": note,
+    }
+    return pick, decision
 
 
 def continuation_start(run_dir: Path) -> tuple[Path, float] | None:
@@ -304,6 +340,26 @@ def continuation_start(run_dir: Path) -> tuple[Path, float] | None:
         return ckpt, WallClock.spent_in(load_state(ckpt / STATE_FILE)["clock"])
     except (SlovoError, KeyError):
         return None
+
+
+def resumed_budget_s(final_dir: Path, left_s: float, run_cfg) -> float | None:
+    """The budget a resumed final run gets so that it still ends at tune's deadline: its checkpoint's seconds plus
+    the time tune has left, when that is less than its config's.
+
+    Without it a killed and rerun tune overran its total (bug 8): the final run went on from its checkpoint to
+    its whole budget, while the seconds between that checkpoint and the kill, and the restart, were already
+    spent on tune's clock. None: keep the config's budget (no checkpoint to read, or nothing was lost)."""
+    from slovo.checkpoint import STATE_FILE, checkpoint_to_resume, load_state
+    from slovo.config import budget_seconds
+
+    try:
+        ckpt, _ = checkpoint_to_resume(final_dir)
+        spent = WallClock.spent_in(load_state(ckpt / STATE_FILE)["clock"])
+    except (SlovoError, KeyError, OSError):
+        return None
+    budget = spent + max(left_s, 0.0)
+    configured = budget_seconds(run_cfg)
+    return budget if configured is None or budget < configured else None
 
 
 def stage_continuation(final_dir: Path, probe_dir: Path, ckpt: Path, run_cfg) -> None:
@@ -339,18 +395,24 @@ def run_tune(
     dry_run: bool = False,
     quiet: bool = False,
     console=None,
+    seed: int | None = None,
 ) -> dict:
-    """Probe, choose, train the winner until the total time is spent; returns tune.json's figures."""
+    """Probe, choose, train the winner until the total time is spent; returns tune.json's figures.
+
+    `seed`: train.seed of every probe and the final run (default: the base's), so repeated tunes (bench_tune)
+    can draw other inits and data orders."""
     from rich.console import Console
 
     from slovo.config import parse_duration
     from slovo.data import load_dataset
-    from slovo.device import pick_device
+    from slovo.device import pick_device, set_threads
 
     started = time.monotonic()  # the tune's clock starts here: measuring the shapes is on it
     console = console or Console(highlight=False, quiet=quiet)
     total_s = parse_duration(total, "--time")
     cfg, is_file = base_config(base, data)
+    if seed is not None:
+        cfg.train.seed = seed
     ds = load_dataset(cfg.data.path)
     cfg.model.vocab_size = cfg.model.vocab_size or ds.vocab_size
     check_inputs(cfg, ds, total_s, str(total), probe_fraction)
@@ -360,6 +422,7 @@ def run_tune(
         "total_s": total_s,
         "base": str(Path(base).resolve()) if is_file else base,
         "probe_fraction": probe_fraction,
+        **({"seed": seed} if seed is not None else {}),  # absent by default: tunes from before --seed continue
     }
     saved = read_json_dict(folder / "plan.json")
     if saved and saved.get("args") != args:
@@ -367,10 +430,7 @@ def run_tune(
             f"{folder}: holds a tune with other arguments ({_args_text(saved.get('args') or {})}); "
             f"give another --name, or delete the folder"
         )
-    if cfg.train.num_threads:
-        import torch
-
-        torch.set_num_threads(cfg.train.num_threads)
+    set_threads(cfg.train.num_threads)
     device = pick_device(cfg.train.device)
     if saved:
         plan = Plan.from_dict(saved["plan"])
@@ -398,9 +458,17 @@ def run_tune(
         chosen = read_json_dict(folder / "tune.json")
         if "choice" not in chosen:  # the probes are not done: run (or continue) the probe sweep
             results = run_probes(folder, plan, clock, quiet) if plan.trials else None
-            choice, why = choose(plan, results, total_s - clock.spent())
-            chosen = {"probe_s": round(clock.spent(), 2), "choice": choice, "why": why, "winner": winner_dir(results)}
+            choice, why, decision = choose(plan, results, total_s - clock.spent())
+            chosen = {
+                "probe_s": round(clock.spent(), 2),
+                "choice": choice,
+                "why": why,
+                "winner": decision.pop("winner"),
+                "decision": decision,
+            }
             atomic_write_json(folder / "tune.json", chosen)
+            # plan.json says what was decided too: the plan, then the choice and how sure it is
+            atomic_write_json(folder / "plan.json", {**read_json_dict(folder / "plan.json"), "decision": decision})
         summary = _final_run(folder, final_dir, cfg, is_file, base, chosen, clock, console)
         spent = clock.spent()
     return _finish(folder, final_dir, plan, summary, chosen, spent, console, quiet)
@@ -422,6 +490,9 @@ def _final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, cho
         resume = False
     if resume:
         run_cfg = load_config(config_file=final_dir / "config.yaml")
+        budget_s = resumed_budget_s(final_dir, clock.left(), run_cfg)
+        if budget_s is not None:
+            run_cfg = load_config(config_file=final_dir / "config.yaml", overrides={"budget.time": f"{budget_s:.1f}s"})
         console.print(f"final run: resuming {final_dir}")
     else:
         if final_dir.exists():  # killed before its first checkpoint: start it again, for the time left now
@@ -431,14 +502,11 @@ def _final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, cho
         overrides = {
             **chosen["choice"],
             "data.path": cfg.data.path,
+            "train.seed": cfg.train.seed,
             "budget.time": f"{final_s:.1f}s",
             "checkpoint.every_seconds": every,
         }
-        choice_cfg = (
-            load_config(config_file=base, overrides=overrides)
-            if is_file
-            else load_config(preset=base, overrides=overrides)
-        )
+        choice_cfg = _load_base(base, is_file, overrides)
         # the winner's probe trained this very shape and batch: the final run goes on from where its lr began to
         # decay rather than from scratch, so that stretch of the probe phase is not lost
         winner = Path(chosen["winner"]) if chosen.get("winner") else None

@@ -1,34 +1,6 @@
-"""The divergence guard: a run that blows up goes back to its last good state and goes on with a lower lr.
-
-After every step the loop asks `check` whether the step diverged:
-  - a non-finite loss;
-  - a non-finite grad norm, except under fp16's GradScaler: there an overflow is a step the scaler skips while it
-    lowers its scale, which is how fp16 training works, not a divergence (a non-finite loss still is one);
-  - a loss spike: the loss above `guard.spike_factor` x the median of the last `guard.spike_window` losses (from
-    the 5th step on). The median, not the mean, so one earlier outlier does not raise the bar; early in a run the
-    loss falls, so the median of the past lies above the present and warmup never looks like a spike.
-The loop passes the loss and the non-finite flag the ranks agreed on (`Dist.agree_step`), and the loss history is
-made of agreed losses, so under torchrun every rank takes the same decision at the same step.
-
-On a divergence (`rollback`) the guard restores the older of its two in-memory snapshots (weights, optimizer and
-GradScaler state, RNG; the step and token counts and the loss history of that moment), multiplies the peak lr by
-`guard.lr_factor` for the rest of the run, and leaves the data loader where it is, so the batches of the
-discarded steps are skipped. The training clock is not rewound: the seconds spent on the discarded steps stay
-spent. After `guard.max_rollbacks` rollbacks the next divergence fails the run. `TrainState` carries the lr
-scale, the rollback count, the loss history and the state of the debug lr spike, so all survive a resume.
-
-Snapshots: every `guard.snapshot_every` steps (default 5), after a step that passed the check, a copy of the
-model's and the optimizer's state on their own device (a clone of every tensor); by step, which every rank
-agrees on. Two are kept and a rollback takes the older, 6 to 10 steps back: a step's loss measures the weights
-*before* that step's update, and damage can take a few more steps to grow into a spike (an lr spike that began
-at step 12 showed at step 14 on ruslit-8k), so the newest snapshot may already hold it. Why not fewer steps
-apart: a 60 s CPU run on a busy machine snapshotted every step restored a state two steps old that was already
-damaged. Why not more: every snapshot interval is steps a rollback throws away. The copies cost memory (two of
-weights + optimizer state: with AdamW 6x the weights) and time, kept off the budget clock in the ledger's `guard`
-entry like a checkpoint's, so they cost wall time but never training. On the development CPU (2 cores) a
-snapshot of the tiny preset (4.5M parameters, AdamW, vocabulary 8192) took a median 7.6 ms against 333 ms per
-step (5 of each), so every 5 steps adds ~0.5% of wall time; with the machine overloaded by other jobs, 0.44 s
-against 5.5 s. On a GPU it is a device-to-device copy.
+"""The divergence guard: a run that blows up goes back to an in-memory snapshot of a few steps ago and goes on
+with a lower lr, instead of failing or training on from damaged weights (why the snapshots are spaced as they
+are, and what they cost: bench/results/guard_snapshots.md).
 """
 
 from __future__ import annotations
@@ -43,11 +15,15 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from slovo.budget import Clock
     from slovo.config import GuardConfig, LrSpikeConfig
+    from slovo.train.state import Clock, TrainState
 
 
 SPIKE_MIN_HISTORY = 5  # losses seen before the spike check starts (a short run's window may never fill)
+
+
+class Diverged(Exception):
+    """The run diverged for good (the guard gave up, or the eval loss is not finite): it fails with this line."""
 
 
 @dataclass
@@ -75,29 +51,50 @@ def set_rng_state(state: dict) -> None:
 
 
 class DivergenceGuard:
-    """Detects a diverging step and rolls the run back to a snapshot (see the module doc)."""
+    """Detects a diverging step and rolls the run back to a snapshot.
+
+    Divergence (`check`): a non-finite loss; a non-finite grad norm, except under fp16's GradScaler, where an
+    overflow is a step the scaler skips while it lowers its scale; a loss above `guard.spike_factor` x the median of
+    the last `guard.spike_window` losses (from the 5th step on; the median, so one earlier outlier does not raise the
+    bar, and warmup's falling loss never looks like a spike). The loop passes the loss and the non-finite flag the
+    ranks agreed on, so every rank decides the same at the same step.
+
+    Rollback: the older of two snapshots (every `guard.snapshot_every` healthy steps: weights, optimizer, scaler,
+    RNG, step, tokens, loss history) is restored, the peak lr is multiplied by `guard.lr_factor` for the rest of the
+    run, and the loader is not rewound, so the discarded steps' batches are skipped. Their seconds stay spent on the
+    clock. After `guard.max_rollbacks` rollbacks the next divergence fails the run. What must survive a resume (lr
+    scale, rollback count, loss history, the debug lr spike) lives in `TrainState`.
+    """
 
     def __init__(
-        self, cfg: GuardConfig, lr_spike: LrSpikeConfig, model: torch.nn.Module, optimizer, scaler, clock: Clock
+        self,
+        cfg: GuardConfig,
+        lr_spike: LrSpikeConfig,
+        model: torch.nn.Module,
+        optimizer,
+        scaler,
+        clock: Clock,
+        say: Callable[[str], None] | None = None,
     ):
         self.cfg, self.lr_spike = cfg, lr_spike
         self.model, self.optimizer, self.scaler, self.clock = model, optimizer, scaler, clock
+        self.say = say or (lambda line: None)
         self.snapshots: list[Snapshot] = []
 
     # ---- the lr ---------------------------------------------------------------------------------------------
 
-    def lr_multiplier(self, state, say: Callable[[str], None] | None = None) -> float:
-        """What multiplies the schedule's lr this step: the scale left by rollbacks, times the debug lr spike while
-        it lasts (`debug.lr_spike`: fires once, when progress first reaches `at`, for `steps` steps)."""
+    def before_step(self, state: TrainState) -> float:
+        """Start or count down the debug lr spike (`debug.lr_spike`: fires once, when progress first reaches `at`,
+        for `steps` steps) and return what multiplies the schedule's lr this step: the scale rollbacks left, times
+        the spike while it lasts."""
         multiplier = state.lr_scale
         spike = self.lr_spike
         if state.lr_spike_left < 0 and spike.at is not None and state.progress >= spike.at:
             state.lr_spike_left = spike.steps
-            if say:
-                say(
-                    f"[yellow]debug.lr_spike: the lr x {spike.factor:g} for {spike.steps} steps "
-                    f"from step {state.step + 1}[/]"
-                )
+            self.say(
+                f"[yellow]debug.lr_spike: the lr x {spike.factor:g} for {spike.steps} steps "
+                f"from step {state.step + 1}[/]"
+            )
         if state.lr_spike_left > 0:
             state.lr_spike_left -= 1
             multiplier *= spike.factor
@@ -107,7 +104,7 @@ class DivergenceGuard:
 
     def check(self, state, loss: float, nonfinite: bool, grad_norm: float) -> str | None:
         """Why this step diverged, or None. `loss` and `nonfinite` are the values the ranks agreed on; `nonfinite`
-        is already false for a grad-norm overflow under a GradScaler (see the module doc)."""
+        is already false for a grad-norm overflow under a GradScaler."""
         if not math.isfinite(loss):
             return f"loss became {loss}"
         if nonfinite:
@@ -123,7 +120,7 @@ class DivergenceGuard:
         return None
 
     def accept(self, state, loss: float) -> None:
-        """A healthy step: its loss joins the history, and a snapshot is taken when one is due (module doc)."""
+        """A healthy step: its loss joins the history, and a snapshot is taken when one is due."""
         state.recent_losses = (state.recent_losses + [loss])[-self.cfg.spike_window :]
         if not self.cfg.enabled:
             return
@@ -133,7 +130,8 @@ class DivergenceGuard:
     # ---- snapshots and rollback -----------------------------------------------------------------------------------
 
     def snapshot(self, state) -> None:
-        """Copy what a rollback restores; keeps the newest two."""
+        """Copy what a rollback restores; keeps the newest two (the newest may already hold damage that has not
+        shown in the loss yet, so a rollback takes the older)."""
         if not self.cfg.enabled:
             return
         with self.clock.measure("guard"):

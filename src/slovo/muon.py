@@ -1,0 +1,84 @@
+"""Muon: momentum orthogonalised by a Newton-Schulz iteration, for the 2-D weights inside the blocks.
+
+The same algorithm as `torch.optim.Muon` (Keller Jordan's quintic iteration, Nesterov momentum, decoupled
+weight decay, torch's per-shape lr adjustment), with one thing torch fixes and slovo must choose: the dtype the
+iteration runs in. torch always runs it in bfloat16, which is fast on GPUs and on CPUs with bf16 matrix
+instructions, and several times slower than float32 on a CPU without them (bench/results/muon_ns_cpu.md).
+`ns_dtype` picks it; `slovo.accel.choose_muon_ns_dtype` measures which is faster on the machine.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# the quintic's coefficients and the norm floor, as torch.optim.Muon (from Keller Jordan's Muon post)
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+NS_EPS = 1e-7
+
+
+def orthogonalise(update: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor:
+    """Newton-Schulz: something close to U V^T of `update` = U S V^T, computed in `dtype`."""
+    a, b, c = NS_COEFFICIENTS
+    x = update.to(dtype)
+    tall = update.size(0) > update.size(1)
+    if tall:  # iterate on the wide orientation: the Gram matrix is the smaller one
+        x = x.T
+    x = x / x.norm().clamp(min=NS_EPS)  # spectral norm at most 1
+    for _ in range(steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if tall else x
+
+
+def adjusted_lr(lr: float, adjust_lr_fn: str, shape: torch.Size) -> float:
+    """torch.optim.Muon's per-shape lr: 'original' scales by sqrt(max(1, rows/cols)), 'match_rms_adamw' by
+    0.2 sqrt(max(rows, cols))."""
+    rows, cols = shape[:2]
+    if adjust_lr_fn == "match_rms_adamw":
+        return lr * 0.2 * math.sqrt(max(rows, cols))
+    return lr * math.sqrt(max(1, rows / cols))
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon over 2-D parameters; `ns_dtype` is the Newton-Schulz iteration's dtype (torch's is bfloat16)."""
+
+    def __init__(
+        self,
+        params,
+        lr: float = 0.02,
+        weight_decay: float = 0.0,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+        adjust_lr_fn: str = "original",
+        ns_dtype: torch.dtype = torch.bfloat16,
+    ):
+        defaults = dict(
+            lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
+            adjust_lr_fn=adjust_lr_fn,
+        )  # fmt: skip
+        super().__init__(params, defaults)
+        self.ns_dtype = ns_dtype  # not in the groups: a machine's choice, not part of the saved state
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.ndim != 2:
+                    raise ValueError(f"Muon takes 2-D parameters only, got one of shape {tuple(p.shape)}")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - momentum)
+                update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
+                update = orthogonalise(update, group["ns_steps"], self.ns_dtype)
+                p.mul_(1 - lr * group["weight_decay"])
+                p.add_(update, alpha=-adjusted_lr(lr, group["adjust_lr_fn"], p.shape))
