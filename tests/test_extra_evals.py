@@ -85,3 +85,33 @@ def test_suite_metrics_record_the_extra_bpb_of_slovo_eval_data_and_the_suite_acc
     assert during == suite_metrics(model, extras, tok, cfg, token_byte_lengths(tok), "cpu") | {
         "eval/rublimp_runtime": during["eval/rublimp_runtime"]
     }  # the same subset, the same figures, every eval
+
+
+def test_a_run_with_suites_and_extra_sets_records_them_at_every_eval_within_the_eval_share(
+    small_dataset, tmp_path, capsys
+):
+    from slovo.utils import read_jsonl
+    from tests.helpers import tiny_train_args
+
+    text = tmp_path / "other.txt"
+    text.write_text("\n\n".join(TEXTS * 4), encoding="utf-8")
+    suite_dir = write_suite(tmp_path / "rublimp")
+    sets = [f"--set=eval.suites=[rublimp:{suite_dir}]", f"--set=eval.extra.other={text}", "--set=eval.suite_pairs=2"]
+    assert main(tiny_train_args(small_dataset, tmp_path, "r", "--max-steps", "4", *sets)) == 0
+    evals = [r for r in read_jsonl(tmp_path / "r" / "metrics.jsonl") if "eval/loss" in r]
+    assert len(evals) >= 2 and all("eval/other/bpb" in r and "eval/rublimp_acc" in r for r in evals)
+    assert [r["eval/rublimp_pairs"] for r in evals][:-1] == [4] * (len(evals) - 1)  # 2 per phenomenon
+    assert evals[-1]["eval/rublimp_pairs"] == 9  # the final eval: min(100, all) per phenomenon
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["eval/rublimp_acc"] == evals[-1]["eval/rublimp_acc"] and "eval/rublimp_acc_se" in summary
+    assert summary["eval/other/bpb"] == evals[-1]["eval/other/bpb"]
+
+
+def test_an_unreadable_extra_set_stops_training_before_it_starts_with_one_line(small_dataset, tmp_path, capsys):
+    from tests.helpers import tiny_train_args
+
+    args = tiny_train_args(small_dataset, tmp_path, "bad", "--max-steps", "2", f"--set=eval.extra.x={tmp_path}/no.txt")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "eval.extra.x" in err and "\n" not in err
+    assert not any((tmp_path / "bad").iterdir())  # stopped before any of the run folder was written
