@@ -156,6 +156,16 @@ def test_in_training_subset_keeps_all_evals_within_the_fraction_when_it_can(wind
     assert in_training_windows(n_windows, window_s, train_s, evals, 0.0) == n_windows  # 0: every eval is full
 
 
+def test_suites_and_extra_sets_time_comes_off_the_windows_share_so_all_evals_stay_within_the_fraction():
+    n_windows, window_s, train_s, evals, fraction = 256, 0.01, 300.0, 9, 0.1
+    alone = in_training_windows(n_windows, window_s, train_s, evals, fraction, multiple=8)
+    other_s, final_other_s = 1.0, 6.0  # a 900-pair suite subset each eval, the whole suite at the end
+    n = in_training_windows(n_windows, window_s, train_s, evals, fraction, 8, other_s, final_other_s)
+    assert n < alone
+    total_eval_s = (evals * n + n_windows) * window_s + evals * other_s + final_other_s
+    assert total_eval_s <= fraction * train_s
+
+
 def test_eval_set_facts_count_windows_and_text_tokens():
     tokens = np.arange(1 + 4 * 8) % 16
     facts = eval_set_facts(tokens, 8, 10_000, eot_id=0)

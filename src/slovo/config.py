@@ -126,8 +126,35 @@ class EvalConfig:
     # windows each eval during training scores, fixed: runs (a sweep's trials) compared on their in-training evals
     # score the same subset whatever their speed; 0 = sized from the measured speed by max_fraction as above
     subset_windows: int = 0
+    # minimal-pair suites scored at every eval (slovo.suites.SUITES: rublimp, rublimp:FOLDER), recorded as
+    # eval/<suite>_acc (total log-prob criterion, mean over phenomena) and eval/<suite>_acc_se
+    suites: list[str] = field(default_factory=list)
+    # pairs per phenomenon the evals during training score: a fixed stratified subset, the same for every run
+    # (20 x 45 RuBLiMP phenomena = 900 pairs, about 36k tokens)
+    suite_pairs: int = 20
+    # pairs per phenomenon the final eval scores; 0 = the whole suite (45,000 pairs, 1.8M tokens: minutes of a CPU,
+    # more than a 5-minute run's eval share). 100 = 4,500 pairs, a 95% interval of about +-1.4 points
+    suite_final_pairs: int = 100
+    # more eval sets {NAME: SOURCE}: any text source `slovo prepare` reads, tokenised with the run's tokenizer,
+    # eval.tokens of it scored at every eval as eval/NAME/bpb and eval/NAME/loss
+    extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
+        from slovo.suites import split_suite_spec
+
+        for i, spec in enumerate(self.suites):
+            split_suite_spec(spec, where=f"eval.suites[{i}]")
+        need(self.suite_pairs > 0, f"eval.suite_pairs: must be positive, got {self.suite_pairs}")
+        need(
+            self.suite_final_pairs >= 0,
+            f"eval.suite_final_pairs: must be 0 (all) or more, got {self.suite_final_pairs}",
+        )
+        for name, source in self.extra.items():
+            need(
+                re.fullmatch(r"[A-Za-z0-9_.-]+", name) is not None,
+                f"eval.extra: name {name!r} must be letters, digits, '_', '-' or '.' (it becomes eval/NAME/bpb)",
+            )
+            need(bool(source.strip()), f"eval.extra.{name}: needs a text source (a file, folder or hf:// name)")
         need(self.every >= 0, f"eval.every: must be 0 or more, got {self.every}")
         need(self.every_seconds >= 0, f"eval.every_seconds: must be 0 or more, got {self.every_seconds}")
         need(self.tokens > 0, f"eval.tokens: must be positive, got {self.tokens}")
@@ -345,6 +372,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is list:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"a mapping of names to {_type_name(typing.get_args(tp)[1])}"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}.get(
         tp, str(tp)
     )
@@ -380,6 +409,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise SlovoError(f"{key}: expected {_type_name(tp)}, got {value!r}")
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise SlovoError(f"{key}: expected {_type_name(tp)}, e.g. {{wiki: /data/wiki.jsonl}}; got {value!r}")
+        return {_coerce(k, key_tp, key): _coerce(v, value_tp, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             raise SlovoError(f"{key}: expected true or false, got {value!r}")
@@ -486,6 +522,12 @@ def apply_overrides(data: dict, overrides: dict[str, Any] | list[str]) -> dict:
                 if dataclasses.is_dataclass(tp):
                     raise SlovoError(f"{dotted}: is a section; set one of its keys, e.g. {dotted}.<key>=...")
                 node[part] = value
+            elif typing.get_origin(tp) is dict and i == len(parts) - 2:  # eval.extra.wiki=PATH: one entry
+                entries = node.setdefault(part, {})
+                if not isinstance(entries, dict):
+                    raise SlovoError(f"{'.'.join(parts[: i + 1])}: expected a mapping")
+                node[part] = {**entries, parts[-1]: value}
+                break
             else:
                 if not dataclasses.is_dataclass(tp):
                     raise SlovoError(f"{'.'.join(parts[: i + 1])}: is a value, not a section")

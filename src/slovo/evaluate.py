@@ -66,18 +66,28 @@ def subset_indices(n_windows: int, n_subset: int) -> np.ndarray:
 
 
 def in_training_windows(
-    n_windows: int, window_seconds: float, train_seconds: float, evals: int, max_fraction: float, multiple: int = 1
+    n_windows: int,
+    window_seconds: float,
+    train_seconds: float,
+    evals: int,
+    max_fraction: float,
+    multiple: int = 1,
+    other_seconds: float = 0.0,
+    final_other_seconds: float = 0.0,
 ) -> int:
     """How many windows each eval during training may score so that all evals, including a final one over all
     `n_windows`, take about `max_fraction` of `train_seconds`.
 
     `window_seconds`: measured seconds to score one window; `evals`: evals during training (the final one
     excluded); `multiple`: whole batches (at least one), a power of two of them, so that runs on similar
-    machines mostly land on the same subset. `max_fraction` 0 means every eval is full.
+    machines mostly land on the same subset. `max_fraction` 0 means every eval is full. `other_seconds`: what
+    each eval spends besides the windows (eval.suites, eval.extra: `extra_evals.suite_metrics`, measured at the
+    first eval), `final_other_seconds` the same for the final eval (the whole suite); both come off the share.
     """
     if max_fraction <= 0 or evals <= 0 or window_seconds <= 0:
         return n_windows
-    allowed = max_fraction * train_seconds - n_windows * window_seconds  # what the final full eval leaves
+    # what the final full eval and everything besides the windows leave
+    allowed = max_fraction * train_seconds - n_windows * window_seconds - final_other_seconds - evals * other_seconds
     batches = int(max(allowed, 0.0) / evals / window_seconds) // multiple
     if batches * multiple >= n_windows:
         return n_windows

@@ -1,4 +1,5 @@
-"""`slovo eval RUN`: loss, perplexity and bits per byte of a run's model on a dataset or a text source."""
+"""`slovo eval RUN`: loss, perplexity and bits per byte of a run's model on a dataset or a text source;
+`slovo eval RUN --suite rublimp[:DIR]`: grammar accuracy on minimal pairs (`slovo.suites`), saved in RUN/evals/."""
 
 from __future__ import annotations
 
@@ -27,20 +28,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument(
+        "--suite",
+        metavar="NAME[:DIR]",
+        help="score a minimal-pair suite instead: rublimp (the shared copy, $SLOVO_RUBLIMP_DIR, else the HF hub), "
+        "rublimp:DIR (a folder of its CSV files) or rublimp:hub; saved as RUN/evals/NAME.json",
+    )
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="with --suite: score a fixed stratified subset of this many pairs per phenomenon (default: all)",
+    )
 
 
 def run(args) -> int:
-    import numpy as np
-
     from slovo.checkpoint import load_for_inference
-    from slovo.data import load_dataset, token_byte_lengths, tokenize_source
+    from slovo.data import load_dataset, token_byte_lengths
     from slovo.device import pick_device
     from slovo.evaluate import eval_windows, evaluate, whole_split_note
+    from slovo.extra_evals import source_windows
     from slovo.format import format_bpb
 
+    if args.suite is not None or args.pairs:
+        return _run_suite(args)
     device = pick_device(args.device)
     model, cfg, tokenizer = load_for_inference(args.run, device)
     source = args.data or cfg.data.path
+    max_tokens = args.tokens or cfg.eval.tokens
+    if args.tokens is not None and args.tokens <= 0:
+        raise SlovoError(f"--tokens: must be positive, got {args.tokens}")
     if Path(source).is_dir() and (Path(source) / "meta.json").exists():
         ds = load_dataset(source)
         if ds.meta.get("tokenizer", {}).get("sha256") and _tok_sha(args.run) not in (
@@ -51,19 +68,16 @@ def run(args) -> int:
                 f"{source}: prepared with a different tokenizer than the run; pass the text source instead"
             )
         tokens = ds.val if args.split == "val" else ds.train
+        n_tokens = len(tokens)
         what = f"{source} ({args.split})"
-    else:
-        tokens, _ = tokenize_source(source, tokenizer, text_field=args.text_field)
-        tokens = np.asarray(tokens)
+        try:
+            windows = eval_windows(tokens, cfg.model.seq_len, max_tokens)
+        except ValueError as e:
+            raise SlovoError(f"{source}: {e}") from None
+    else:  # the same path as eval.extra's sets during training
+        windows, n_tokens = source_windows(source, tokenizer, cfg.model.seq_len, max_tokens, args.text_field)
         what = source
-    max_tokens = args.tokens or cfg.eval.tokens
-    if args.tokens is not None and args.tokens <= 0:
-        raise SlovoError(f"--tokens: must be positive, got {args.tokens}")
-    try:
-        windows = eval_windows(tokens, cfg.model.seq_len, max_tokens)
-    except ValueError as e:
-        raise SlovoError(f"{source}: {e}") from None
-    note = whole_split_note(len(tokens), cfg.model.seq_len, max_tokens, "--tokens" if args.tokens else "eval.tokens")
+    note = whole_split_note(n_tokens, cfg.model.seq_len, max_tokens, "--tokens" if args.tokens else "eval.tokens")
     if note and not args.json:
         print(note)
     from slovo.device import autocast_for
@@ -109,3 +123,88 @@ def _tok_sha(run: str) -> str | None:
     run_dir, _ = resolve_checkpoint(run)
     tok = run_dir / "tokenizer.json"
     return sha256_file(tok) if tok.exists() else None
+
+
+def _run_suite(args) -> int:
+    """`--suite`: accuracy on a minimal-pair suite under both criteria, beside the no-model baselines."""
+    import datetime as _dt
+    import sys
+
+    from slovo.checkpoint import load_for_inference, resolve_checkpoint
+    from slovo.device import pick_device
+    from slovo.suites import load_suite
+    from slovo.suites.rublimp import select_pairs
+    from slovo.suites.scoring import encode_pairs, score_pairs
+    from slovo.utils import atomic_write_json
+
+    if args.suite is None:
+        raise SlovoError("--pairs: only with --suite NAME (e.g. --suite rublimp --pairs 20)")
+    if args.pairs < 0:
+        raise SlovoError(f"--pairs: must be 0 (all) or more, got {args.pairs}")
+    if args.data:
+        raise SlovoError("--suite and --data: give one of them (a suite is scored on its own sentences)")
+    run_dir, ckpt = resolve_checkpoint(args.run)
+    suite = load_suite(args.suite)  # before the model: a bad suite is one line at once
+    device = pick_device(args.device)
+    model, cfg, tokenizer = load_for_inference(args.run, device)
+    pairs = encode_pairs(suite, tokenizer, select_pairs(suite, args.pairs))
+    batch = args.batch_size or 4 * (cfg.eval.batch_size or cfg.train.per_device_train_batch_size)
+    # float32 whatever train.dtype: the two sentences differ by a word, and bf16 logits would round close pairs
+    result = score_pairs(model, pairs, cfg.model.seq_len, batch, device)
+    result.update(
+        {
+            "run": str(run_dir),
+            "checkpoint": str(ckpt),
+            "pairs_per_phenomenon": args.pairs or None,
+            "device": device,
+            "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": "slovo " + " ".join(sys.argv[1:]),
+        }
+    )
+    out = run_dir / "evals" / f"{suite.name}.json"
+    out.parent.mkdir(exist_ok=True)
+    atomic_write_json(out, result)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(suite_summary(result))
+        print(f"saved {out}")
+    return 0
+
+
+def _pct(figure: dict) -> str:
+    lo, hi = figure["ci"]
+    return f"{100 * figure['acc']:5.1f}%  ({100 * lo:.1f}-{100 * hi:.1f})"
+
+
+def suite_summary(result: dict, show: int = 3) -> str:
+    """The readable table of a suite result: overall accuracy under each criterion with its 95% interval, the
+    no-model baselines, accuracy per level, and the best and worst phenomena under the primary criterion."""
+    primary = result["primary"]
+    overall = result["overall"]
+    lines = [
+        f"{result['suite']} ({result['source']}): {result['pairs']:,} of {result['suite_pairs']:,} pairs, "
+        f"{len(result['phenomena'])} phenomena, scored in {result['seconds']:.1f} s "
+        f"({result['tokens']:,} tokens)",
+        f"  {'criterion':<36} {'accuracy (95% CI)':>22}",
+    ]
+    for key, label in result["criteria"].items():
+        mark = " (primary)" if key == primary else ""
+        lines.append(f"  {label + mark:<36} {_pct(overall[key]):>22}")
+    lines.append("  accuracy: mean over phenomena; chance 50%; ties count as half a pair")
+    lines.append(f"  by level ({result['criteria'][primary]}):")
+    for level, fig in result["levels"].items():
+        lines.append(
+            f"    {level:<14} {_pct(fig[primary])}   shorter in tokens {100 * fig['shorter_tokens']['acc']:.1f}%"
+        )
+    ranked = sorted(result["phenomena"].items(), key=lambda kv: -kv[1][primary]["acc"])
+    for title, chosen in (("best", ranked[:show]), ("worst", ranked[::-1][:show])):
+        lines.append(f"  {title} phenomena:")
+        for name, fig in chosen:
+            lines.append(
+                f"    {name:<34} {_pct(fig[primary])}   mean/token {100 * fig['mean']['acc']:.1f}%   "
+                f"shorter in tokens {100 * fig['shorter_tokens']['acc']:.1f}%"
+            )
+    if result.get("windowed_sentences"):
+        lines.append(f"  {result['windowed_sentences']} sentences were longer than the context and scored in windows")
+    return "\n".join(lines)

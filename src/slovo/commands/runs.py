@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from slovo.errors import SlovoError
     from slovo.runs import filter_runs, load_runs, runs_table, sort_column, sort_runs
+    from slovo.runs.table import table_row
 
     sort_column(args.sort)  # an unknown column fails before any folder is read
     dirs = [Path(d) for d in args.dirs]
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                 runs.append(run)
     runs = sort_runs(filter_runs(runs, args.filter, args.sweep), args.sort, args.reverse)
     if args.json:
-        print(json.dumps([r.row() for r in runs], indent=2, ensure_ascii=False))
+        print(json.dumps([table_row(r) for r in runs], indent=2, ensure_ascii=False))
         return 0
     console = Console()
     where = ", ".join(str(d) for d in dirs)

@@ -27,6 +27,7 @@ from slovo.format import (
 )
 from slovo.report.plots import LOSS_PLOTS, OPTIM_PLOTS, palette, plot_importances, plot_metric
 from slovo.runs import RunInfo
+from slovo.runs.suites import format_accuracy, saved_suite_result, suite_accuracy
 from slovo.stats import within_noise
 from slovo.sweep.results import SweepFolder
 
@@ -196,6 +197,72 @@ def config_section(runs: list[RunInfo], colors: list[str]) -> str:
     return "".join(parts)
 
 
+BASELINE_COLUMNS = ("mean", "shorter_chars", "shorter_tokens")  # beside the primary criterion, in this order
+
+
+def suite_section(runs: list[RunInfo], colors: list[str], fig_no: int) -> str:
+    """RuBLiMP: each run's accuracy with its interval beside the no-model baselines, the curve of the evals during
+    training, and a per-phenomenon table of the runs scored by `slovo eval --suite` ("" when no run has it)."""
+    accs = [suite_accuracy(r) for r in runs]
+    if all(a is None for a in accs):
+        return ""
+    saved = [saved_suite_result(r) for r in runs]
+    head = (
+        "<tr><th>run</th><th>eval bpb</th><th>accuracy (95% CI)</th><th>mean/token</th><th>shorter (chars)</th>"
+        "<th>shorter (tokens)</th><th>pairs</th><th>scored by</th></tr>"
+    )
+    rows = []
+    for i, (r, acc, res) in enumerate(zip(runs, accs, saved)):
+        if acc is None:
+            continue
+        overall = res.get("overall", {})
+        pairs = human_count(res["pairs"]) if res else "subset"
+        nums = [format_float(r.eval_bpb), format_accuracy(acc)]
+        nums += [f"{100 * overall[c]['acc']:.1f}%" if c in overall else "-" for c in BASELINE_COLUMNS]
+        rows.append(
+            f"<tr>{_run_cell(i, r, colors)}"
+            + "".join(f'<td class="num">{_e(n)}</td>' for n in nums)
+            + f'<td class="num">{_e(pairs)}</td><td>{"slovo eval --suite" if res else "evals in training"}</td></tr>'
+        )
+    parts = [
+        '<section id="rublimp"><h2>RuBLiMP grammar accuracy</h2><div class="scroll"><table>',
+        head,
+        "".join(rows),
+        '</table></div><p class="note">share of minimal pairs where the grammatical sentence gets the higher total '
+        "log-probability, mean over phenomena (chance 50%); the no-model baselines pick the shorter sentence.</p>",
+    ]
+    svg = plot_metric(runs, colors, "eval/rublimp_acc", "train_runtime", "RuBLiMP accuracy", "accuracy", fig_no)
+    if svg is not None:
+        parts.append(f'<div class="grid"><figure class="plot" data-metric="eval/rublimp_acc">{svg}</figure></div>')
+    scored = [(i, r, res) for i, (r, res) in enumerate(zip(runs, saved)) if res.get("phenomena")]
+    if scored:
+        names = list(dict.fromkeys(n for _, _, res in scored for n in res["phenomena"]))
+        cols = "".join(_run_cell(i, r, colors).replace("<td", "<th").replace("</td>", "</th>") for i, r, _ in scored)
+        body = []
+        for name in names:
+            info = next(res["phenomena"][name] for _, _, res in scored if name in res["phenomena"])
+            cells = "".join(
+                f'<td class="num">{_e(format_accuracy(_phenomenon_acc(res, name)))}</td>' for _, _, res in scored
+            )
+            body.append(
+                f"<tr><td>{_e(name)}</td><td>{_e(str(info.get('level', '')))}</td>"
+                f"<td>{_e(str(info.get('group', '')))}</td>{cells}</tr>"
+            )
+        parts.append(
+            f'<h3>Per phenomenon</h3><div class="scroll"><table><tr><th>phenomenon</th><th>level</th><th>group</th>'
+            f"{cols}</tr>{''.join(body)}</table></div>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _phenomenon_acc(result: dict, name: str):
+    from slovo.runs.suites import Accuracy
+
+    fig = (result["phenomena"].get(name) or {}).get(result.get("primary", "sum"))
+    return Accuracy(fig["acc"], fig["ci"]) if isinstance(fig, dict) else None
+
+
 def _sample_html(sample: dict) -> str:
     return (
         f'<div class="sample"><span class="prompt">{_e(str(sample.get("prompt", "")))}</span>'
@@ -299,6 +366,9 @@ def build_report(runs: list[RunInfo], sweeps: list[SweepFolder] | None = None, t
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     nav = ['<a href="#runs">runs</a>'] + [f'<a href="#sweep-{_e(s.name)}">sweep {_e(s.name)}</a>' for s in sweeps]
     nav += ['<a href="#curves">curves</a>', '<a href="#config">config</a>', '<a href="#samples">samples</a>']
+    suites = suite_section(runs, colors, 900) if runs else ""  # fig 900: apart from the curves' numbers
+    if suites:
+        nav.insert(1, '<a href="#rublimp">rublimp</a>')
     body = [
         f'<header><h1>{_e(title)}</h1><p class="meta">{len(runs)} run{"s" if len(runs) != 1 else ""}'
         f" · generated {_e(now)} · slovo {_e(__version__)}</p><nav>{''.join(nav)}</nav></header>"
@@ -306,6 +376,7 @@ def build_report(runs: list[RunInfo], sweeps: list[SweepFolder] | None = None, t
     fig_no = 0
     if runs:
         body.append(runs_section(runs, colors))
+        body.append(suites)
     for sweep in sweeps:
         body.append(sweep_section(sweep, fig_no))
         fig_no += 1

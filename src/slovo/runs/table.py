@@ -10,6 +10,7 @@ from typing import Any
 from slovo.errors import SlovoError
 from slovo.format import format_bpb, format_duration, format_float, format_lr, human_count
 from slovo.runs.folders import RunInfo
+from slovo.runs.suites import format_accuracy, suite_accuracy
 
 # column key -> (header, row key, formatter, right-aligned)
 COLUMNS: dict[str, tuple[str, str, Callable[[Any], str], bool]] = {
@@ -25,6 +26,7 @@ COLUMNS: dict[str, tuple[str, str, Callable[[Any], str], bool]] = {
     "bpb": ("eval bpb", "eval_bpb", format_float, True),
     "best_loss": ("best loss", "best_loss", format_float, True),
     "best_bpb": ("best bpb", "best_bpb", format_float, True),
+    "rublimp": ("rublimp", "rublimp", format_accuracy, True),  # shown when a run has it (runs/suites.py)
     "tok_s": ("tok/s", "tokens_per_second", human_count, True),
     "status": ("status", "status", str, False),
     "started": ("started", "started", lambda v: (v or "-")[:19].replace("T", " "), False),
@@ -43,7 +45,15 @@ _ALIASES = {
     "run": "name",
     "global_step": "steps",
     "step": "steps",
+    "rublimp_acc": "rublimp",
+    "eval/rublimp_acc": "rublimp",
 }
+
+
+def table_row(run: RunInfo) -> dict[str, Any]:
+    """`run.row()` and the suite accuracy (RuBLiMP, with its 95% interval, when the run has one)."""
+    acc = suite_accuracy(run)
+    return {**run.row(), "rublimp": acc, "rublimp_ci": list(acc.ci) if acc is not None else None}
 
 
 def sort_column(name: str) -> str:
@@ -59,7 +69,7 @@ def sort_runs(runs: list[RunInfo], column: str = "started", reverse: bool = Fals
     if column.startswith("-"):
         reverse = not reverse
     key = COLUMNS[sort_column(column)][1]
-    rows = [(run, run.row()[key]) for run in runs]
+    rows = [(run, table_row(run)[key]) for run in runs]
     have = [r for r in rows if r[1] not in (None, "", "-") and not (isinstance(r[1], float) and math.isnan(r[1]))]
     missing = [r for r in rows if r not in have]
     have.sort(
@@ -96,7 +106,19 @@ STATUS_STYLE = {
 
 
 # Columns in the order they are given up when the terminal is too narrow for all of them.
-_DROP_FIRST = ["started", "best_loss", "budget", "preset", "sweep", "tok_s", "best_bpb", "lr", "time", "tokens"]
+_DROP_FIRST = [
+    "started",
+    "best_loss",
+    "budget",
+    "preset",
+    "sweep",
+    "tok_s",
+    "best_bpb",
+    "lr",
+    "time",
+    "tokens",
+    "rublimp",
+]
 
 
 def _cell(row: dict, column: str) -> str:
@@ -108,7 +130,7 @@ def _cell(row: dict, column: str) -> str:
 
 
 def _cells(run: RunInfo, columns: list[str]) -> list[str]:
-    row = run.row()
+    row = table_row(run)
     return [_cell(row, c) for c in columns]
 
 
@@ -118,7 +140,13 @@ def runs_table(runs: list[RunInfo], title: str | None = None, width: int | None 
     from rich.markup import escape
     from rich.table import Table
 
-    columns = [c for c in COLUMNS if c != "sweep" or any(r.sweep for r in runs)]
+    rows = {id(r): table_row(r) for r in runs}
+    columns = [
+        c
+        for c in COLUMNS
+        if (c != "sweep" or any(r.sweep for r in runs))
+        and (c != "rublimp" or any(rows[id(r)]["rublimp"] is not None for r in runs))
+    ]
     texts = [_cells(r, columns) for r in runs]
     widths = {c: max([len(COLUMNS[c][0])] + [len(t[i]) for t in texts]) for i, c in enumerate(columns)}
     if width:

@@ -9,6 +9,7 @@ import numpy as np
 
 from slovo.callbacks import Control
 from slovo.evaluate import evaluate, in_training_windows, probe_window_seconds, subset_indices
+from slovo.extra_evals import prepare_eval_extras, suite_metrics
 from slovo.generate import sample_texts
 from slovo.run_folder import RunFolder
 from slovo.terminal import TrainDisplay
@@ -28,11 +29,16 @@ class Evaluator:
     evals during training score the same evenly spread subset every time (ledger `eval`), sized at the first of
     them from its measured speed so all of them take about `eval.max_fraction` of training time."""
 
-    def __init__(self, run: Run, clock: Clock, folder: RunFolder, display: TrainDisplay, callbacks):
+    def __init__(self, run: Run, clock: Clock, folder: RunFolder, display: TrainDisplay, callbacks, extras=None):
         self.run, self.clock, self.folder, self.display, self.callbacks = run, clock, folder, display, callbacks
         self.note = run.eval_note  # said once, at the first eval
         self.subset: np.ndarray | None = None  # window indices evals during training score, fixed at the first
         self.batch = run.cfg.eval.batch_size or run.cfg.train.per_device_train_batch_size
+        # eval.extra and eval.suites (`extras`: read by the caller before the run folder is written, so a bad one
+        # is one line then); extra_s: what scoring them takes at an eval during training, measured at the first,
+        # booked against eval.max_fraction
+        self.extras = extras if extras is not None else prepare_eval_extras(run.cfg, run.tokenizer)
+        self.extra_s: float | None = None
 
     def next_point(self, state: TrainState) -> int:
         """The eval point (`state.next_eval`) after the ones the run's progress has passed; with eval.every."""
@@ -67,6 +73,7 @@ class Evaluator:
             self.display.say(f"  eval: {self.note}")
             self.note = None
         with self.clock.measure("final_eval" if final else "eval"):
+            extra = self._score_extras(final)  # first: the subset's size needs its time
             if not final and self.subset is None:
                 self.subset = subset_indices(len(run.windows), self._subset_size(state))
                 self._say_subset()
@@ -74,7 +81,9 @@ class Evaluator:
         if not math.isfinite(metrics["eval/loss"]):
             raise Diverged(f"eval loss became {metrics['eval/loss']} at step {state.step} (try a lower optim.lr)")
         self._keep(state, metrics)
-        full = self.folder.record(state, {k: metrics[k] for k in RECORD_KEYS})
+        state.last_eval.update({k: v for k, v in extra.items() if k.endswith(("_acc", "_acc_se", "/bpb"))})
+        metrics.update(extra)
+        full = self.folder.record(state, {k: metrics[k] for k in RECORD_KEYS} | extra)
         self.display.eval_line(state, self.clock, metrics)
         if run.cfg.sample.enabled:
             with self.clock.measure("sample"):  # rank 0 samples; the others wait here, not on their budget clock
@@ -92,6 +101,19 @@ class Evaluator:
         mine = windows[dist.rank :: dist.world]
         return evaluate(run.eval_model, mine, run.token_bytes, self.batch, run.device, run.autocast, reduce=reduce)
 
+    def _score_extras(self, final: bool) -> dict:
+        """eval.extra's bpb and eval.suites' accuracy (`extra_evals.suite_metrics`); every rank scores the same."""
+        if not (self.extras.extra or self.extras.suites):
+            return {}
+        run, start = self.run, self.clock.now()
+        # the plain model: a compiled one would recompile for every sentence length the suites bring
+        extra = suite_metrics(
+            run.model, self.extras, run.tokenizer, run.cfg, run.token_bytes, run.device, run.autocast, final
+        )
+        if not final and self.extra_s is None:
+            self.extra_s = self.clock.now() - start
+        return extra
+
     def _subset_size(self, state: TrainState) -> int:
         """Windows each eval during training scores: a resumed run keeps the size it started with; else
         eval.subset_windows when set; else sized from this eval's measured speed and the number of evals to come."""
@@ -107,8 +129,17 @@ class Evaluator:
         )
         total = state.train_time / state.progress if state.progress > 0 else 0.0  # the run's training time
         evals = int(total // cfg.every_seconds) if cfg.every_seconds else cfg.every - 1
+        other_s = self.extra_s or 0.0
+        final_other_s = other_s * self.extras.final_cost_ratio()
         return in_training_windows(
-            len(run.windows), per_window, total, evals, cfg.max_fraction, self.batch * dist.world
+            len(run.windows),
+            per_window,
+            total,
+            evals,
+            cfg.max_fraction,
+            self.batch * dist.world,
+            other_s,
+            final_other_s,
         )
 
     def _say_subset(self) -> None:

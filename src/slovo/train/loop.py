@@ -23,6 +23,7 @@ from slovo.callbacks import Control, StopOnSigint
 from slovo.checkpoint import clean_staging
 from slovo.config import Config, require_budget
 from slovo.distributed import Agreed, Dist
+from slovo.extra_evals import prepare_eval_extras
 from slovo.run_folder import RunFolder, now_iso
 from slovo.runlock import RunLock
 from slovo.schedules import lr_factor
@@ -115,6 +116,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
     budget = Budget.from_config(cfg)
     display = TrainDisplay(quiet=quiet or not dist.is_main)
     run = build_run(cfg, dist, budget)
+    extras = prepare_eval_extras(cfg, run.tokenizer)  # eval.extra, eval.suites: a bad one stops us here, one line
     state, control = TrainState(), Control()
     checkpointer = Checkpointer(run, run_dir, clock, display.say)
     if resume:
@@ -134,7 +136,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, callbacks, clock: Clock, qu
         display,
         guard,
         TrainMetrics(run, folder, clock, state),
-        Evaluator(run, clock, folder, display, tuple(callbacks)),
+        Evaluator(run, clock, folder, display, tuple(callbacks), extras),
         checkpointer,
         tuple(callbacks),
     )
