@@ -148,7 +148,7 @@ def test_unreachable_hub_is_one_line_that_says_to_pass_a_local_path(monkeypatch)
 def test_hub_without_datasets_installed_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` raise ImportError
     (tmp_path / "d").mkdir()
-    with pytest.raises(SlovoError, match=r"pip install 'slovo\[hf\]'"):
+    with pytest.raises(SlovoError, match=r"pip install 'slovo-lm\[hf\]'"):
         read([f"hf:{tmp_path / 'd'}"])
 
 

@@ -345,7 +345,7 @@ def test_missing_driver_names_the_postgres_extra(tmp_path, one_point_sweep, caps
         == 2
     )
     err = capsys.readouterr().err
-    assert "pip install 'slovo[postgres]'" in err and len(err.strip().splitlines()) == 1
+    assert "pip install 'slovo-lm[postgres]'" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bare_postgresql_url_uses_the_installed_psycopg():

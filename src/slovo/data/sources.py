@@ -6,7 +6,7 @@ A SOURCE is one of
     ``.parquet`` (a text column; what the HF hub serves for ``wikimedia/wikipedia``);
   * a folder (every supported file below it, sorted) or a glob (``'data/*.parquet'``);
   * a Hugging Face dataset, ``hf:NAME[:CONFIG[:SPLIT]]`` (e.g. ``hf:wikimedia/wikipedia:20231101.ru``),
-    streamed with `datasets` (the optional extra ``slovo[hf]``). NAME may also be a local folder of
+    streamed with `datasets` (the optional extra ``slovo-lm[hf]``). NAME may also be a local folder of
     parquet/jsonl files, which is how the tests exercise this path without a network.
 
 Documents are read lazily, one at a time, so a corpus larger than memory streams through. Every text
@@ -394,7 +394,7 @@ def _import_datasets():
     try:
         import datasets
     except ImportError:
-        raise SlovoError("hf: sources need the 'datasets' package: pip install 'slovo[hf]'") from None
+        raise SlovoError("hf: sources need the 'datasets' package: pip install 'slovo-lm[hf]'") from None
     return datasets
 
 

@@ -32,7 +32,7 @@ CONNECT_TIMEOUT_S = 10  # a database that does not answer is an error after this
 # while holding the lock): longer than any turn takes, short enough that the sweep goes on without it.
 LOCK_IDLE_TIMEOUT_S = 300
 _POSTGRES_DRIVERS = (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2"))
-_POSTGRES_HINT = "pip install 'slovo[postgres]'"
+_POSTGRES_HINT = "pip install 'slovo-lm[postgres]'"
 
 
 def import_optuna():
