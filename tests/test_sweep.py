@@ -11,6 +11,7 @@ import json
 import math
 import multiprocessing
 import os
+import socket
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -487,6 +488,24 @@ def test_trial_of_a_killed_worker_is_marked_failed_and_retried(tmp_path, data_di
     assert sorted(r["status"] for r in results["rows"]) == ["finished", "finished"]
     assert len(results["runs"]) == 2 and "trial-000" in {r["run"] for r in results["runs"]}
     assert len(list((sweep_dir / "trials").iterdir())) == 2
+
+
+def test_a_running_trial_whose_worker_pid_now_belongs_to_a_later_process_is_lost():
+    from datetime import datetime
+
+    from slovo.sweep.study import _lost_reason
+    from slovo.utils import process_started
+
+    parent = os.getppid()  # alive, and not this process (a worker never judges its own trials lost)
+    worker = f"{socket.gethostname()}:{parent}"
+    now = time.time()
+
+    def trial(started):
+        attrs = {"worker": worker, "heartbeat": now, "worker_started": started}
+        return SimpleNamespace(user_attrs=attrs, datetime_start=datetime.now())
+
+    assert _lost_reason(trial(process_started(parent))) is None
+    assert _lost_reason(trial(process_started(parent) - 3600)) == f"worker {worker} is gone"
 
 
 def test_workers_split_cpu_threads_unless_the_sweep_sets_them(tmp_path, data_dir, monkeypatch):

@@ -18,7 +18,7 @@ import time
 from slovo.errors import SlovoError
 from slovo.sweep.spec import SweepSpec, grid_points
 from slovo.sweep.storage import import_optuna, worker_name
-from slovo.utils import process_alive
+from slovo.utils import process_alive, process_started
 
 HEARTBEAT_S = 30.0  # how often a running trial writes its heartbeat into the study
 HEARTBEAT_LOST_AFTER_S = 300.0  # a trial whose heartbeat is this old is taken as lost (its worker died)
@@ -110,7 +110,8 @@ def _lost_reason(t) -> str | None:
     beat = t.user_attrs.get("heartbeat") or (t.datetime_start.timestamp() if t.datetime_start else time.time())
     host, _, pid = worker.rpartition(":")
     # process_alive can only tell for this host; another machine's worker is judged by its heartbeat
-    if host and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid), host):
+    started = t.user_attrs.get("worker_started")  # tells the worker from a later process given its pid
+    if host and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid), host, started):
         return f"worker {worker} is gone"
     if time.time() - beat > HEARTBEAT_LOST_AFTER_S:
         return f"no heartbeat for {time.time() - beat:.0f}s"
@@ -244,5 +245,6 @@ def next_trial(study, spec: SweepSpec, deadline: float | None):
                 user_attrs={"run_name": f"{base}-seed{i}", "seed_index": i, "config_trial": trial.number},
             )
     trial.set_user_attr("worker", worker_name())
+    trial.set_user_attr("worker_started", process_started())
     trial.set_user_attr("heartbeat", time.time())
     return trial
