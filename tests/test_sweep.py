@@ -243,6 +243,21 @@ def test_grid_sweep_trains_each_configuration_once_and_rerun_skips_finished(tmp_
     assert len(journal_study(sweep_dir, "s").trials) == 4
 
 
+def test_grid_sweep_visits_the_points_in_the_yaml_order(tmp_path, data_dir):
+    # neither axis sorted: the first axis varies slowest, as wandb's grid (Optuna's own grid is shuffled)
+    axes = {"optim.lr": {"values": [3e-3, 1e-3, 2e-3, 5e-4]}, "schedule.name": {"values": ["wsd", "constant"]}}
+    calls: list = []
+    run(write_sweep(tmp_path, data_dir, parameters=axes), tmp_path, calls=calls)
+    sweep_dir = tmp_path / "sweeps" / "s"
+    visited = [
+        (c["run"], c["lr"], load_config(config_file=sweep_dir / "trials" / c["run"] / "config.yaml").schedule.name)
+        for c in calls
+    ]
+    lrs, schedules = [3e-3, 1e-3, 2e-3, 5e-4], ["wsd", "constant"]
+    expected = [(lr, name) for lr in lrs for name in schedules]
+    assert visited == [(f"trial-{i:03d}", *point) for i, point in enumerate(expected)]
+
+
 def test_leaderboard_files_and_best_yaml(tmp_path, data_dir):
     results = run(write_sweep(tmp_path, data_dir), tmp_path)
     sweep_dir = tmp_path / "sweeps" / "s"
@@ -484,7 +499,7 @@ def test_trial_of_a_killed_worker_is_marked_failed_and_retried(tmp_path, data_di
     trials = journal_study(sweep_dir, "s").trials
     assert [t.state.name for t in trials].count("FAIL") == 1
     lost = next(t for t in trials if t.state.name == "FAIL")
-    assert "lost" in lost.user_attrs["error"]
+    assert "lost" in journal_study(sweep_dir, "s").user_attrs[f"lost_trial_{lost.number}"]
     assert sorted(r["status"] for r in results["rows"]) == ["finished", "finished"]
     assert len(results["runs"]) == 2 and "trial-000" in {r["run"] for r in results["runs"]}
     assert len(list((sweep_dir / "trials").iterdir())) == 2
