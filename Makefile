@@ -24,7 +24,8 @@ PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-# The marker records which torch was installed: another TORCH or TORCH_INDEX makes it out of date.
+# The marker records which torch was installed: another TORCH or TORCH_INDEX makes it out of date. The torch wheel
+# comes from TORCH_INDEX, its dependencies from pip's own index.
 # Failures are one line each ($(error)), naming what to change; pip's own output goes to $(VENV)/torch-install.log.
 TORCH_WANTED := $(TORCH) $(TORCH_INDEX)
 ifneq ($(shell cat $(VENV)/.venv-ok 2>/dev/null),$(TORCH_WANTED))
@@ -32,7 +33,7 @@ ifneq ($(shell cat $(VENV)/.venv-ok 2>/dev/null),$(TORCH_WANTED))
 endif
 $(VENV)/.venv-ok: $(BIN)/python
 	$(if $(shell { $(PIP) --force-reinstall --no-deps $(TORCH_INDEX_ARGS) "$(TORCH)" && \
-	  $(PIP) $(TORCH_INDEX_ARGS) "$(TORCH)"; } >$(VENV)/torch-install.log 2>&1 || echo failed),\
+	  $(PIP) "$(TORCH)"; } >$(VENV)/torch-install.log 2>&1 || echo failed),\
 	  $(error TORCH=$(TORCH) with TORCH_INDEX=$(TORCH_INDEX) cannot be installed (pip's output: $(VENV)/torch-install.log)))
 	echo '$(TORCH_WANTED)' > $@
 
