@@ -107,9 +107,9 @@ class OptimConfig:
     lr: float = 1e-3  # peak learning rate (with muon: of the AdamW part, i.e. embeddings, output head, norms)
     weight_decay: float = 0.1  # applied to matrices only, never to norms
     decay_embeddings: bool = False  # also decay the embedding table
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
+    beta1: float = 0.9  # AdamW's first-moment (momentum) decay
+    beta2: float = 0.95  # AdamW's second-moment decay
+    eps: float = 1e-8  # AdamW's denominator term, against division by zero
     grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
     fused: Literal["auto", "true", "false"] = "auto"  # AdamW's fused kernel; auto = on CUDA only
     # muon: orthogonalised momentum for the 2-D weights inside the blocks (the rest uses AdamW above)
@@ -283,15 +283,15 @@ class DebugConfig:
 class SampleConfig:
     """Samples written at every eval: runs are judged by their text as well as by their loss."""
 
-    prompts: list[str] = field(default_factory=lambda: [DEFAULT_PROMPT])
-    max_new_tokens: int = 64
-    temperature: float = 0.8
-    top_k: int = 50
-    top_p: float = 1.0
+    prompts: list[str] = field(default_factory=lambda: [DEFAULT_PROMPT])  # texts each sample continues
+    max_new_tokens: int = 64  # tokens per sample
+    temperature: float = 0.8  # 0 = greedy
+    top_k: int = 50  # sample among the k likeliest tokens; 0 = all
+    top_p: float = 1.0  # nucleus sampling: the likeliest tokens covering this probability; 1 = all
     repetition_penalty: float = 1.0  # >1 makes tokens already in the text less likely
     num_samples: int = 1  # continuations per prompt
     seed: int = 42  # fixed so samples of different evals and runs are comparable
-    enabled: bool = True
+    enabled: bool = True  # false: no samples at evals
 
     def __post_init__(self):
         need(self.max_new_tokens > 0, f"sample.max_new_tokens: must be positive, got {self.max_new_tokens}")
@@ -338,7 +338,7 @@ class DistributedConfig:
 class DataConfig:
     """The dataset folder written by `slovo prepare`."""
 
-    path: str = ""
+    path: str = ""  # the folder (train --data sets it)
 
 
 @dataclass
