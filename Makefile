@@ -2,38 +2,65 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-# The CPU build of torch. On a GPU machine: make demo TORCH=torch  (PyPI's Linux torch is a CUDA build).
-TORCH   ?= torch==2.13.0
-DATA    ?= ../shared/corpora/ruslit.jsonl.gz
-DATASET ?= data/ruslit-8k
+# Which torch, and from where. TORCH_INDEX: cpu (the CPU build, about 200 MB), cu126 / cu128 / cu130 (a CUDA build
+# for that CUDA version), both from download.pytorch.org; or pypi (pip's own index as configured: on Linux PyPI's
+# torch is a CUDA build, several GB with its nvidia wheels). Where that host is unreachable (these machines), pip
+# takes the local wheel its find-links name. Changing either reinstalls torch.
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?= cpu
+TORCH_INDEX_ARGS := $(if $(filter pypi,$(TORCH_INDEX)),,--index-url https://download.pytorch.org/whl/$(TORCH_INDEX))
+# The corpus: the full one beside the checkout where present, else the small public-domain sample in data/sample/.
+SHARED_CORPUS := ../shared/corpora/ruslit.jsonl.gz
+SAMPLE_CORPUS := data/sample/ruslit-sample.jsonl.gz
+DATA    ?= $(if $(wildcard $(SHARED_CORPUS)),$(SHARED_CORPUS),$(SAMPLE_CORPUS))
+DATASET ?= data/$(if $(filter $(SAMPLE_CORPUS),$(DATA)),ruslit-sample,ruslit)-8k
 PRESET  ?= tiny
 TIME    ?= 3m
 RUN     ?= demo
+PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test install install-test chromium postgresql lint format clean
+.PHONY: demo check-data test install install-test chromium postgresql lint format clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-$(VENV)/.venv-ok:
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "slovo needs Python 3.11 or newer")'
+# The marker records which torch was installed: another TORCH or TORCH_INDEX makes it out of date. The torch wheel
+# comes from TORCH_INDEX, its dependencies from pip's own index.
+# Failures are one line each ($(error)), naming what to change; pip's own output goes to $(VENV)/torch-install.log.
+TORCH_WANTED := $(TORCH) $(TORCH_INDEX)
+ifneq ($(shell cat $(VENV)/.venv-ok 2>/dev/null),$(TORCH_WANTED))
+.PHONY: $(VENV)/.venv-ok
+endif
+$(VENV)/.venv-ok: $(BIN)/python
+	$(if $(shell { $(PIP) --force-reinstall --no-deps $(TORCH_INDEX_ARGS) "$(TORCH)" && \
+	  $(PIP) "$(TORCH)"; } >$(VENV)/torch-install.log 2>&1 || echo failed),\
+	  $(error TORCH=$(TORCH) with TORCH_INDEX=$(TORCH_INDEX) cannot be installed (pip's output: $(VENV)/torch-install.log)))
+	echo '$(TORCH_WANTED)' > $@
+
+$(BIN)/python:
+	$(if $(shell $(PYTHON) -c 'import sys; assert sys.hexversion >= 0x30B0000' >/dev/null 2>&1 || echo no),\
+	  $(error PYTHON=$(PYTHON): not found or older than Python 3.11, which slovo needs))
+	$(if $(shell $(PYTHON) -c 'import ensurepip; import venv' >/dev/null 2>&1 || echo no),\
+	  $(error $(PYTHON) -m venv is not available: install it (Debian/Ubuntu: apt-get install python3-venv)))
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	touch $@
 
 $(VENV)/.installed: $(VENV)/.venv-ok pyproject.toml
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	$(PIP) -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.venv-ok pyproject.toml
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(PIP) -e ".[test]"
 	touch $@ $(VENV)/.installed
 
 # prepare the corpus (reused when already prepared), train the preset for TIME, sample from it.
-demo: install
+demo: check-data install
 	$(BIN)/slovo prepare --data $(DATA) --out $(DATASET) --vocab-size 8192
 	$(BIN)/slovo train --data $(DATASET) --preset $(PRESET) --time $(TIME) --name $(RUN) --runs-dir runs --overwrite
 	$(BIN)/slovo generate runs/$(RUN) --num-samples 2
+
+# A DATA that names no file, folder or glob match is one line before anything is installed (hf: specs pass).
+check-data:
+	$(if $(filter hf:%,$(DATA))$(wildcard $(DATA)),,$(error DATA=$(DATA): no such file, folder or glob match))
 
 test: install-test chromium postgresql lint
 	$(BIN)/python -m pytest -q
@@ -66,4 +93,4 @@ postgresql:
 	  echo "could not install postgresql: the cross-machine sweep tests will skip or fail"
 
 clean:
-	rm -rf $(VENV) runs data .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache $(filter-out data/sample,$(wildcard data/*))

@@ -199,6 +199,22 @@ def test_generate_text_streams_exactly_the_final_text_and_cuts_at_a_stop_string(
     assert "".join(pieces) == cut.text
 
 
+def test_streaming_decodes_each_new_token_once_not_the_whole_text_at_every_step(monkeypatch):
+    import slovo.generate as gen
+
+    tok = make_tokenizer()
+    model = make_model(tok.get_vocab_size())
+    decoded: list[int] = []  # how many ids each full decode was given
+    real_decode = gen._decode
+    monkeypatch.setattr(gen, "_decode", lambda t, ids: decoded.append(len(ids)) or real_decode(t, ids))
+    pieces = []
+    sample = generate_text(
+        model, tok, DEFAULT_PROMPT, 60, greedy=True, stop="\x00never", on_text=lambda i, s: pieces.append(s)
+    )[0]
+    assert len(sample.ids) == 60 and "".join(pieces) == sample.text
+    assert sum(decoded) <= 2 * len(sample.ids)  # re-decoding everything each step would be about 60 * 61 / 2 ids
+
+
 def test_prompts_start_with_end_of_text_and_a_long_prompt_is_cut_from_the_left_only_when_asked():
     tok = make_tokenizer()
     long = " ".join(TEXTS * 3)

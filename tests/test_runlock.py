@@ -14,6 +14,7 @@ import pytest
 
 from slovo.errors import SlovoError
 from slovo.runlock import LOCK_FILE, RunLock, lock_holder
+from slovo.utils import process_alive, process_started
 
 HOLDER = textwrap.dedent("""
     import sys, time
@@ -96,6 +97,30 @@ def test_a_live_pid_counts_as_holding_even_without_a_flock(tmp_path):
     assert lock_holder(run) == record
     with pytest.raises(SlovoError, match=f"pid {os.getppid()}"):
         RunLock(run).acquire()
+
+
+def test_a_lock_file_naming_a_pid_reused_by_a_later_process_is_taken_over(tmp_path):
+    # the pid is alive, but its process started an hour after the one that wrote the record: the writer is gone
+    run = tmp_path / "run"
+    run.mkdir()
+    reused = os.getppid()
+    record = {"pid": reused, "host": socket.gethostname(), "started": "earlier"}
+    record["pid_started"] = process_started(reused) - 3600
+    (run / LOCK_FILE).write_text(json.dumps(record))
+    assert lock_holder(run) is None
+    with RunLock(run) as lock:
+        assert lock.took_over["pid"] == reused
+        assert lock_holder(run)["pid_started"] == process_started()  # the new holder's record tells it apart
+
+
+def test_process_alive_tells_a_live_process_from_a_gone_one_and_from_a_reused_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    parent = os.getppid()
+    assert process_alive(parent) and process_alive(parent, started=process_started(parent))
+    assert not process_alive(parent, started=process_started(parent) + 10)
+    assert not process_alive(proc.pid)
+    assert process_alive(proc.pid, host="elsewhere.invalid")  # another machine's pid cannot be checked
 
 
 def test_a_holder_on_another_host_is_not_taken_over_and_the_message_says_what_to_delete(tmp_path):

@@ -145,10 +145,49 @@ def test_unreachable_hub_is_one_line_that_says_to_pass_a_local_path(monkeypatch)
     assert "\n" not in msg and "hf:wikimedia/wikipedia:20231101.ru" in msg and "local path" in msg
 
 
+def test_a_hub_reached_only_through_a_proxy_is_not_reported_offline(monkeypatch):
+    """HF_ENDPOINT's host does not resolve here; only the proxy in HTTP_PROXY reaches it (a machine behind a
+    corporate proxy). The check asks through huggingface_hub, which goes through the proxy, as `datasets` will."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    seen: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self):  # a forward proxy gets the absolute URL; it answers as the hub would
+            seen.append(self.path)
+            body = json.dumps({"id": "user/data", "sha": "0123abcd", "private": False}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")  # .invalid never resolves
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.server_address[1]}")
+    huggingface_hub.close_session()  # its HTTP client reads the proxy settings when it is made
+    try:
+        entry = resolve_source("hf:user/data").describe()[0]
+    finally:
+        proxy.shutdown()
+        huggingface_hub.close_session()
+    assert entry["revision"] == "0123abcd"
+    assert seen and seen[0].startswith("http://hub.invalid/api/datasets/user/data")
+
+
 def test_hub_without_datasets_installed_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` raise ImportError
     (tmp_path / "d").mkdir()
-    with pytest.raises(SlovoError, match=r"pip install 'slovo\[hf\]'"):
+    with pytest.raises(SlovoError, match=r"pip install 'slovo-lm\[hf\]'"):
         read([f"hf:{tmp_path / 'd'}"])
 
 

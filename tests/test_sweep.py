@@ -11,6 +11,7 @@ import json
 import math
 import multiprocessing
 import os
+import socket
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -240,6 +241,21 @@ def test_grid_sweep_trains_each_configuration_once_and_rerun_skips_finished(tmp_
     run(path, tmp_path, calls=again)
     assert again == []
     assert len(journal_study(sweep_dir, "s").trials) == 4
+
+
+def test_grid_sweep_visits_the_points_in_the_yaml_order(tmp_path, data_dir):
+    # neither axis sorted: the first axis varies slowest, as wandb's grid (Optuna's own grid is shuffled)
+    axes = {"optim.lr": {"values": [3e-3, 1e-3, 2e-3, 5e-4]}, "schedule.name": {"values": ["wsd", "constant"]}}
+    calls: list = []
+    run(write_sweep(tmp_path, data_dir, parameters=axes), tmp_path, calls=calls)
+    sweep_dir = tmp_path / "sweeps" / "s"
+    visited = [
+        (c["run"], c["lr"], load_config(config_file=sweep_dir / "trials" / c["run"] / "config.yaml").schedule.name)
+        for c in calls
+    ]
+    lrs, schedules = [3e-3, 1e-3, 2e-3, 5e-4], ["wsd", "constant"]
+    expected = [(lr, name) for lr in lrs for name in schedules]
+    assert visited == [(f"trial-{i:03d}", *point) for i, point in enumerate(expected)]
 
 
 def test_leaderboard_files_and_best_yaml(tmp_path, data_dir):
@@ -483,10 +499,28 @@ def test_trial_of_a_killed_worker_is_marked_failed_and_retried(tmp_path, data_di
     trials = journal_study(sweep_dir, "s").trials
     assert [t.state.name for t in trials].count("FAIL") == 1
     lost = next(t for t in trials if t.state.name == "FAIL")
-    assert "lost" in lost.user_attrs["error"]
+    assert "lost" in journal_study(sweep_dir, "s").user_attrs[f"lost_trial_{lost.number}"]
     assert sorted(r["status"] for r in results["rows"]) == ["finished", "finished"]
     assert len(results["runs"]) == 2 and "trial-000" in {r["run"] for r in results["runs"]}
     assert len(list((sweep_dir / "trials").iterdir())) == 2
+
+
+def test_a_running_trial_whose_worker_pid_now_belongs_to_a_later_process_is_lost():
+    from datetime import datetime
+
+    from slovo.sweep.study import _lost_reason
+    from slovo.utils import process_started
+
+    parent = os.getppid()  # alive, and not this process (a worker never judges its own trials lost)
+    worker = f"{socket.gethostname()}:{parent}"
+    now = time.time()
+
+    def trial(started):
+        attrs = {"worker": worker, "heartbeat": now, "worker_started": started}
+        return SimpleNamespace(user_attrs=attrs, datetime_start=datetime.now())
+
+    assert _lost_reason(trial(process_started(parent))) is None
+    assert _lost_reason(trial(process_started(parent) - 3600)) == f"worker {worker} is gone"
 
 
 def test_workers_split_cpu_threads_unless_the_sweep_sets_them(tmp_path, data_dir, monkeypatch):

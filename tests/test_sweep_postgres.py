@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import optuna
 import pytest
@@ -23,7 +24,7 @@ import yaml
 from slovo.cli import main as cli_main
 from slovo.errors import SlovoError
 from slovo.sweep import run_sweep
-from tests.postgres import PostgresServer
+from tests.postgres import ROLE, PostgresServer
 from tests.test_sweep_train import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,7 +147,7 @@ def test_killed_machine_trial_is_resumed_by_the_other_from_its_checkpoint_within
     study = optuna.load_study(study_name="real", storage=pg.url.replace("postgresql://", "postgresql+psycopg://"))
     trials = study.trials
     lost = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
-    assert len(lost) == 1 and lost[0].user_attrs["error"].startswith("lost: no heartbeat")
+    assert len(lost) == 1 and study.user_attrs[f"lost_trial_{lost[0].number}"].startswith("lost: no heartbeat")
     assert lost[0].user_attrs["run_name"] == victim_dir.name and lost[0].user_attrs["worker"].startswith("machine-a:")
     runs = latest_attempts(trials)
     assert len(runs) == 4  # run_cap, counting the retry as the same run
@@ -234,11 +235,37 @@ def test_a_worker_whose_sweep_folder_is_not_the_studys_is_refused(tmp_path, pg):
     run_sweep(sweep, sweeps_dir=shared, storage=pg.url, train_fn=train, print_table=False)
     assert trained == [shared / "bound" / "trials" / "trial-000"]
     marker = json.loads((shared / "bound" / "study.json").read_text())
-    assert marker["study"] == "bound" and marker["storage"] == pg.url
+    assert marker["study"] == "bound" and unquote(marker["storage"]) == pg.url
     with pytest.raises(SlovoError, match="not the sweep folder of study 'bound'.*shared filesystem"):
         run_sweep(sweep, sweeps_dir=tmp_path / "local", storage=pg.url, train_fn=train, print_table=False)
     assert len(trained) == 1
     assert not (tmp_path / "local" / "bound" / "trials").exists()
+
+
+def test_a_password_in_the_storage_url_is_in_no_file_and_no_message(tmp_path, pg, capsys):
+    """The password, percent-encoded in the URL as it must be (`%40` for @), appears in no file under the sweep
+    folder and in nothing printed: neither on a sweep that runs (the server trusts its socket, so any password
+    is accepted) nor in the one line an unreachable database gets."""
+    password = "hunter2@zx/q"
+    encoded = quote(password, safe="")  # hunter2%40zx%2Fq
+    url = pg.url.replace(f"{ROLE}@", f"{ROLE}:{encoded}@", 1)
+    sweep = _one_point_sweep(tmp_path, "secret")
+
+    def train(cfg, run_dir, resume=False, callbacks=()):
+        Path(run_dir).mkdir(parents=True)
+        return {"status": "finished", "eval/bpb": 1.0}
+
+    sweeps = tmp_path / "sweeps"
+    run_sweep(sweep, sweeps_dir=sweeps, storage=url, train_fn=train, print_table=True)
+    unreachable = url.replace(str(pg.socket_dir), str(tmp_path / "nowhere"))
+    assert cli_main(["sweep", str(sweep), "--storage", unreachable, "--sweeps-dir", str(tmp_path / "other")]) == 2
+    printed = capsys.readouterr()
+    assert "cannot open the database" in printed.err and f"{ROLE}:***@" in printed.err
+    files = [p for p in sweeps.rglob("*") if p.is_file()]
+    assert any(p.name == "study.json" for p in files)
+    for form in (password, encoded, "hunter2"):
+        assert form not in printed.out + printed.err
+        assert not [p for p in files if form.encode() in p.read_bytes()], form
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,7 +372,7 @@ def test_missing_driver_names_the_postgres_extra(tmp_path, one_point_sweep, caps
         == 2
     )
     err = capsys.readouterr().err
-    assert "pip install 'slovo[postgres]'" in err and len(err.strip().splitlines()) == 1
+    assert "pip install 'slovo-lm[postgres]'" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bare_postgresql_url_uses_the_installed_psycopg():

@@ -177,7 +177,7 @@ def test_missing_package_names_the_pip_extra(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     with pytest.raises(SlovoError) as err:
         make_trackers(_cfg(["tensorboard", "wandb"]), tmp_path / "run")
-    assert "pip install 'slovo[wandb]'" in str(err.value) and "\n" not in str(err.value)
+    assert "pip install 'slovo-lm[wandb]'" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "run" / "tensorboard").exists()
 
 
@@ -208,7 +208,7 @@ def _tensorboard_scalars(log_dir: Path, tag: str) -> list[int]:
 
 
 def test_tensorboard_has_as_many_train_loss_points_as_metrics_jsonl(tmp_path):
-    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'slovo[tensorboard]')")
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'slovo-lm[tensorboard]')")
     run = tmp_path / "run"
     with make_trackers(_cfg(["tensorboard"]), run) as t:
         for step in range(1, 41):
@@ -226,7 +226,7 @@ def test_tensorboard_has_as_many_train_loss_points_as_metrics_jsonl(tmp_path):
 
 
 def test_tensorboard_after_resume_matches_metrics_jsonl(tmp_path):
-    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'slovo[tensorboard]')")
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'slovo-lm[tensorboard]')")
     run = tmp_path / "run"
     with make_trackers(_cfg(["tensorboard"]), run) as t:
         for step in range(1, 21):
@@ -241,7 +241,7 @@ def test_tensorboard_after_resume_matches_metrics_jsonl(tmp_path):
 
 @pytest.mark.slow
 def test_wandb_offline_writes_a_run_folder_wandb_recognises(tmp_path, monkeypatch):
-    pytest.importorskip("wandb", reason="wandb is not installed (pip install 'slovo[wandb]')")
+    pytest.importorskip("wandb", reason="wandb is not installed (pip install 'slovo-lm[wandb]')")
     for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(var, str(tmp_path / "wandb-home"))
     monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -284,7 +284,7 @@ print(json.dumps({"where": where, "losses": [r["train/loss"] for r in logs if "t
 
 @pytest.mark.slow
 def test_trackio_logs_into_its_local_project(tmp_path):
-    pytest.importorskip("trackio", reason="trackio is not installed (pip install 'slovo[trackio]')")
+    pytest.importorskip("trackio", reason="trackio is not installed (pip install 'slovo-lm[trackio]')")
     # trackio reads its folder from the environment when imported, so it runs in a child process.
     env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio"), "PYTHONPATH": str(SRC)}
     out = subprocess.run(

@@ -26,11 +26,13 @@ COMMANDS = {
     "tune": "find the model size, batch and lr that make the most of a total time on this machine, and train it",
     "runs": "table of the runs in a folder",
     "report": "self-contained HTML report comparing runs",
+    "config": "list the config keys with their defaults and what they mean",
 }
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (plus where to look), like every other slovo error."""
+    """argparse, but a usage error is one line (plus where to look: the subcommand's own help), like every other
+    slovo error."""
 
     def error(self, message: str):
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
@@ -48,12 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
+    parser.commands = sub.choices  # name -> its parser, whose error() points at `slovo NAME --help`
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would leave these to the top-level parser, whose message points at `slovo --help`
+        parser.commands.get(getattr(args, "command", None), parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -229,15 +229,15 @@ class DebugConfig:
 class SampleConfig:
     """Samples written at every eval: runs are judged by their text as well as by their loss."""
 
-    prompts: list[str] = field(default_factory=lambda: [DEFAULT_PROMPT])
-    max_new_tokens: int = 64
-    temperature: float = 0.8
-    top_k: int = 50
-    top_p: float = 1.0
+    prompts: list[str] = field(default_factory=lambda: [DEFAULT_PROMPT])  # texts each sample continues
+    max_new_tokens: int = 64  # tokens per sample
+    temperature: float = 0.8  # 0 = greedy
+    top_k: int = 50  # sample among the k likeliest tokens; 0 = all
+    top_p: float = 1.0  # nucleus sampling: the likeliest tokens covering this probability; 1 = all
     repetition_penalty: float = 1.0  # >1 makes tokens already in the text less likely
     num_samples: int = 1  # continuations per prompt
     seed: int = 42  # fixed so samples of different evals and runs are comparable
-    enabled: bool = True
+    enabled: bool = True  # false: no samples at evals
 
     def __post_init__(self):
         check_sampling(
@@ -306,7 +306,7 @@ class DistributedConfig:
 class DataConfig:
     """The dataset folder written by `slovo prepare`."""
 
-    path: str = ""
+    path: str = ""  # the folder (train --data sets it)
 
 
 @dataclass

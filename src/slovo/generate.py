@@ -193,6 +193,27 @@ def _decode(tokenizer, ids: list[int]) -> str:
     return tokenizer.decode(ids, skip_special_tokens=True)
 
 
+class _StreamedTexts:
+    """Each sample's text so far, decoded as its ids arrive with tokenizers' DecodeStream: every id is decoded
+    once (not all ids at every step), and a character whose UTF-8 bytes span several ids waits until complete."""
+
+    def __init__(self, tokenizer, num_samples: int):
+        from tokenizers.decoders import DecodeStream
+
+        self.tokenizer = getattr(tokenizer, "backend_tokenizer", tokenizer)  # a transformers fast tokenizer's own
+        self.streams = [DecodeStream(skip_special_tokens=True) for _ in range(num_samples)]
+        self.decoded = [0] * num_samples  # ids fed to each stream
+        self.texts = [""] * num_samples
+
+    def text(self, i: int, ids: list[int]) -> str:
+        for token in ids[self.decoded[i] :]:
+            piece = self.streams[i].step(self.tokenizer, token)
+            if piece:
+                self.texts[i] += piece
+        self.decoded[i] = len(ids)
+        return self.texts[i]
+
+
 def encode_prompt(tokenizer, text: str, context: int, truncate: bool = False) -> tuple[list[int], int]:
     """`<|endoftext|>` + the prompt's ids, and how many ids were cut from the left to fit the context
     (only with `truncate`; otherwise a prompt longer than the context is a SlovoError)."""
@@ -218,9 +239,7 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
 
 
 def _printable(text: str, stops: Sequence[str]) -> str:
-    """The part of a growing text that can be shown now: not a trailing half-decoded UTF-8 character
-    (shown as U+FFFD until its other bytes arrive), nor a tail that may yet become a stop string."""
-    text = text.rstrip("\ufffd")
+    """The part of a growing text that can be shown now: not a tail that may yet become a stop string."""
     hold = 0
     for s in stops:
         for n in range(min(len(s) - 1, len(text)), hold, -1):
@@ -266,15 +285,16 @@ def generate_text(
 
     shown = [0] * num_samples  # characters already passed to on_text, per sample
     finished = [False] * num_samples
+    so_far = _StreamedTexts(tokenizer, num_samples)
 
     def stop_here(i: int, new_ids: list[int]) -> bool:
-        return cut_at_stop(_decode(tokenizer, new_ids), stops)[1]
+        return cut_at_stop(so_far.text(i, new_ids), stops)[1]
 
     def stream(outs: list[list[int]]) -> None:
         for i, new_ids in enumerate(outs):
             if finished[i]:
                 continue
-            text, hit = cut_at_stop(_decode(tokenizer, new_ids), stops)
+            text, hit = cut_at_stop(so_far.text(i, new_ids), stops)
             visible = text if hit else _printable(text, stops)
             if len(visible) > shown[i]:
                 on_text(i, visible[shown[i] :])

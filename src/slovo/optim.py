@@ -30,9 +30,9 @@ class OptimConfig:
     lr: float = 1e-3  # peak learning rate (with muon: of the AdamW part, i.e. embeddings, output head, norms)
     weight_decay: float = 0.1  # applied to matrices only, never to norms
     decay_embeddings: bool = False  # also decay the embedding table
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
+    beta1: float = 0.9  # AdamW's first-moment (momentum) decay
+    beta2: float = 0.95  # AdamW's second-moment decay
+    eps: float = 1e-8  # AdamW's denominator term, against division by zero
     grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
     fused: Literal["auto", "true", "false"] = "auto"  # AdamW's fused kernel; auto = on CUDA only
     # muon: orthogonalised momentum for the 2-D weights inside the blocks (the rest uses AdamW above)

@@ -1,13 +1,15 @@
 """One writer per run folder: `RUN/.lock`.
 
-A process that trains in a run folder holds `RUN/.lock`, a small JSON file {"pid", "host", "started", "boot"}
+A process that trains in a run folder holds `RUN/.lock`, a small JSON file {"pid", "host", "started", "boot",
+"pid_started"}
 created with O_CREAT|O_EXCL and kept open under `fcntl.flock(LOCK_EX)`. The kernel drops a flock when its
 holder exits for any reason (SIGKILL, OOM killer), so the lock of a crashed run frees itself; the file stays
 behind and names the dead holder. Whoever opens the lock file and gets the flock owns the lock; a second writer
 (another `slovo train --resume`, a sweep worker retrying the trial) fails with one line naming the holder.
 
 A lock file whose flock is free is taken over when its holder is gone: on this host, when `process_alive(pid)`
-says so or the machine has rebooted since (`boot` differs). A holder on another host (a run folder on a shared
+says so (a pid reused by a later process is told apart by `pid_started`, its creation time) or the
+machine has rebooted since (`boot` differs). A holder on another host (a run folder on a shared
 filesystem) cannot be checked from here and counts as alive; the message then says which file to delete.
 
 Only one process of a job takes the lock: under torchrun, rank 0 (the rank that writes the folder).
@@ -24,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 from slovo.errors import SlovoError
-from slovo.utils import process_alive
+from slovo.utils import process_alive, process_started
 
 try:
     import fcntl
@@ -90,7 +92,7 @@ def _gone(info: dict) -> bool:
     boot = _boot_id()
     if boot and info.get("boot") and info["boot"] != boot:
         return True  # from before a reboot: the pid may have been reused since
-    return not process_alive(pid, host)
+    return not process_alive(pid, host, info.get("pid_started"))
 
 
 def describe_holder(info: dict) -> str:
@@ -220,6 +222,7 @@ class RunLock:
             "host": socket.gethostname(),
             "started": datetime.now().astimezone().isoformat(timespec="seconds"),
             "boot": _boot_id(),
+            "pid_started": process_started(),
         }
         data = (json.dumps(record) + "\n").encode("utf-8")
         os.ftruncate(fd, 0)

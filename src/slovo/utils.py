@@ -137,20 +137,39 @@ def code_version() -> dict:
     return info
 
 
-def process_alive(pid: int, host: str | None = None) -> bool:
+def process_started(pid: int | None = None) -> float | None:
+    """When process `pid` (default: this one) started, as psutil's create_time; None when it is gone or hidden.
+    Recorded beside a pid, it tells the recorded process from a later one the system gave the same pid."""
+    import psutil
+
+    try:
+        return psutil.Process(os.getpid() if pid is None else pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def process_alive(pid: int, host: str | None = None, started: float | None = None) -> bool:
     """Whether process `pid` may still be running. Only a pid on this host can be checked: a pid named with
-    another host's name is taken as alive (we cannot tell). A process of another user counts as alive."""
+    another host's name is taken as alive (we cannot tell). A process of another user counts as alive.
+    `started` (process_started() when the pid was recorded): a process now under that pid that started at
+    another time reused the pid, and the recorded one is gone. psutil, not os.kill(pid, 0), which on Windows
+    sends the process a Ctrl-C."""
     import socket
+
+    import psutil
 
     if host and host != socket.gethostname():
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not psutil.pid_exists(pid):
         return False
-    except OSError:  # exists but belongs to someone else
+    if started is None:
         return True
-    return True
+    try:
+        return abs(psutil.Process(pid).create_time() - float(started)) < 0.5
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # exists but cannot be inspected (another user's, on some systems)
+        return True
 
 
 def fsync_dir(path: str | Path) -> None:

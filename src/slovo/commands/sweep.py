@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="URL",
         help="Optuna storage URL shared by several machines (postgresql://USER@HOST/DB, "
-        "needs pip install 'slovo[postgres]'; the sweep folder must then be on a "
+        "needs pip install 'slovo-lm[postgres]'; the sweep folder must then be on a "
         "filesystem every machine reaches); default: a journal file in the sweep folder",
     )
     parser.add_argument(

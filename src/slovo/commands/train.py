@@ -107,4 +107,6 @@ def run(args) -> int:
     from slovo.train import train
 
     summary = train(cfg, run_dir, resume=resume, quiet=args.quiet)
-    return 0 if summary["status"] in ("finished", "interrupted", "pruned") else 1
+    if summary["status"] == "interrupted":
+        return 130  # Ctrl-C, after saving: the shell's convention, so `slovo train ... && slovo generate` stops
+    return 0 if summary["status"] in ("finished", "pruned") else 1

@@ -56,4 +56,6 @@ def run(args) -> int:
         quiet=args.quiet,
         seed=args.seed,
     )
-    return 0 if result.get("dry_run") or result.get("status") in ("finished", "interrupted") else 1
+    if result.get("status") == "interrupted":
+        return 130  # Ctrl-C, after saving (as `slovo train`)
+    return 0 if result.get("dry_run") or result.get("status") == "finished" else 1

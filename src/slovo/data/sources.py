@@ -6,7 +6,7 @@ A SOURCE is one of
     ``.parquet`` (a text column; what the HF hub serves for ``wikimedia/wikipedia``);
   * a folder (every supported file below it, sorted) or a glob (``'data/*.parquet'``);
   * a Hugging Face dataset, ``hf:NAME[:CONFIG[:SPLIT]]`` (e.g. ``hf:wikimedia/wikipedia:20231101.ru``),
-    streamed with `datasets` (the optional extra ``slovo[hf]``). NAME may also be a local folder of
+    streamed with `datasets` (the optional extra ``slovo-lm[hf]``). NAME may also be a local folder of
     parquet/jsonl files, which is how the tests exercise this path without a network.
 
 Documents are read lazily, one at a time, so a corpus larger than memory streams through. Every text
@@ -22,13 +22,11 @@ import glob
 import gzip
 import json
 import os
-import socket
 import unicodedata
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 from slovo.errors import SlovoError, first_line
 
@@ -68,8 +66,7 @@ class Source:
             if Path(name).is_dir():  # a local dataset folder: its files stand in for a revision
                 entry["files"] = [_file_entry(p) for p in _files_under(Path(name))]
             else:
-                _check_hub_reachable(self.spec)  # fail fast, before anything else talks to the hub
-                entry["revision"] = _hub_revision(name)
+                entry["revision"] = _check_hub_reachable(self.spec, name)  # fails fast when out of reach
             return [entry]
         return [{"spec": self.spec, **_file_entry(p)} for p in self.files]
 
@@ -394,7 +391,7 @@ def _import_datasets():
     try:
         import datasets
     except ImportError:
-        raise SlovoError("hf: sources need the 'datasets' package: pip install 'slovo[hf]'") from None
+        raise SlovoError("hf: sources need the 'datasets' package: pip install 'slovo-lm[hf]'") from None
     return datasets
 
 
@@ -405,29 +402,24 @@ def _offline_hint(spec: str) -> str:
     )
 
 
-def _check_hub_reachable(spec: str) -> None:
-    """Fail in a second with one clear line when the hub cannot be reached, instead of `datasets`
-    retrying for half a minute and then raising a ConnectionError."""
+def _check_hub_reachable(spec: str, name: str) -> str | None:
+    """The dataset repo's commit on the hub (so a changed dump gives a different fingerprint), asked through
+    huggingface_hub as `datasets` will ask: HTTPS_PROXY and HF_ENDPOINT count. A hub that cannot be reached is
+    one clear line in seconds, instead of `datasets` retrying for half a minute; a server that answers with an
+    error (a private, gated or missing dataset) is reached, and `datasets` then says what is wrong."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or os.environ.get(
         "HF_DATASETS_OFFLINE", "0"
     ).lower() in ("1", "true", "yes"):
-        return  # offline mode: `datasets` may still serve the dataset from its local cache
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = url.port or (443 if url.scheme == "https" else 80)
+        return None  # offline mode: `datasets` may still serve the dataset from its local cache
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
     try:
-        socket.create_connection((url.hostname, port), timeout=5).close()
-    except OSError:
+        return HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None).dataset_info(name, timeout=10).sha
+    except HfHubHTTPError:
+        return None  # the server answered
+    except Exception:  # noqa: BLE001 - connection refused, DNS, proxy, timeout: the hub is out of reach
         raise SlovoError(_offline_hint(spec)) from None
-
-
-def _hub_revision(name: str) -> str | None:
-    """The dataset repo's commit on the hub, so a changed dump gives a different fingerprint."""
-    try:
-        from huggingface_hub import HfApi
-
-        return HfApi().dataset_info(name, timeout=10).sha
-    except Exception:  # offline, private or gone: the spec and the caps still identify the data
-        return None
 
 
 def load_hub_dataset(source: Source):
@@ -436,7 +428,7 @@ def load_hub_dataset(source: Source):
     datasets = _import_datasets()
     local = Path(name).is_dir()
     if not local:
-        _check_hub_reachable(source.spec)
+        _check_hub_reachable(source.spec, name)
     try:
         return datasets.load_dataset(name, config, split=split, streaming=True)
     except Exception as e:  # datasets raises many types (ConnectionError, DatasetNotFoundError, ValueError)

@@ -28,7 +28,7 @@ import yaml
 from slovo import stats
 from slovo.format import format_float, format_lr, format_value
 from slovo.sweep.spec import SweepSpec, config_key
-from slovo.sweep.study import superseded
+from slovo.sweep.study import LOST_ATTR, superseded
 from slovo.utils import atomic_write_json, atomic_write_text, read_json_dict
 
 _STATE_NAMES = {
@@ -59,7 +59,7 @@ def trial_rows(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
             "status": _STATE_NAMES.get(t.state.name, t.state.name),
             "params": {p.name: p.decode(t.params[p.name]) for p in spec.params if p.name in t.params},
             "key": config_key({k: t.params[k] for k in sorted(t.params)}),
-            "error": t.user_attrs.get("error"),
+            "error": t.user_attrs.get("error") or study.user_attrs.get(LOST_ATTR.format(t.number)),
         }
         for fig in (*_FIGURES, spec.metric, "train_runtime", "eval/bpb_se", "lr_scale"):
             value = summary.get(fig, t.user_attrs.get(fig))

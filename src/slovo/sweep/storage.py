@@ -32,7 +32,7 @@ CONNECT_TIMEOUT_S = 10  # a database that does not answer is an error after this
 # while holding the lock): longer than any turn takes, short enough that the sweep goes on without it.
 LOCK_IDLE_TIMEOUT_S = 300
 _POSTGRES_DRIVERS = (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2"))
-_POSTGRES_HINT = "pip install 'slovo[postgres]'"
+_POSTGRES_HINT = "pip install 'slovo-lm[postgres]'"
 
 
 def import_optuna():
@@ -48,14 +48,25 @@ def is_database_url(url: str | None) -> bool:
 
 
 def shown_url(url: str) -> str:
-    """The URL as the user wrote it, with its password masked, for messages and study.json."""
+    """The URL with its password masked, for messages and study.json: SQLAlchemy renders it, so a password in
+    any encoding (`p%40ss`) is masked. A URL it cannot parse is shown as its scheme only."""
     try:
         from sqlalchemy.engine import make_url
 
-        password = make_url(url).password
-    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy can parse: the error that follows says so
-        return url
-    return url.replace(f":{password}@", ":***@", 1) if password else url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy can parse (or no SQLAlchemy): the error says so
+        return url.split("://", 1)[0] + "://..."
+
+
+def _without_password(text: str, url) -> str:
+    """`text` (a driver's error message) with the URL's password masked, in the forms a message could hold."""
+    from urllib.parse import quote
+
+    password = url.password
+    if password:
+        for form in {str(password), quote(str(password), safe="")}:
+            text = text.replace(form, "***")
+    return text
 
 
 def _database_url(url: str):
@@ -67,8 +78,8 @@ def _database_url(url: str):
 
     try:
         parsed = make_url(url)
-    except Exception as e:  # noqa: BLE001 - sqlalchemy.exc.ArgumentError and friends
-        raise SlovoError(f"--storage {url}: not a database URL ({e})") from None
+    except Exception:  # noqa: BLE001 - sqlalchemy.exc.ArgumentError and friends
+        raise SlovoError(f"--storage {shown_url(url)}: not a database URL that SQLAlchemy can parse") from None
     if parsed.drivername in ("postgresql", "postgres"):
         for module, drivername in _POSTGRES_DRIVERS:
             if importlib.util.find_spec(module) is not None:
@@ -98,6 +109,7 @@ def open_storage(url: str | None, sweep_dir: Path | None):
             raise SlovoError(f"--storage {shown_url(url)}: needs the database driver {missing}; {hint}") from None
         except Exception as e:  # noqa: BLE001 - any connection problem is the user's to fix
             reason = " ".join(str(getattr(e, "orig", None) or e).split())  # one line, without SQLAlchemy's links
+            reason = _without_password(reason, parsed)
             raise SlovoError(
                 f"--storage {shown_url(url)}: cannot open the database ({type(e).__name__}: {reason[:300]})"
             ) from None

@@ -16,43 +16,26 @@ import statistics
 import time
 
 from slovo.errors import SlovoError
-from slovo.sweep.spec import SweepSpec, grid_points
+from slovo.sweep.spec import SweepSpec
 from slovo.sweep.storage import import_optuna, worker_name
-from slovo.utils import process_alive
+from slovo.utils import process_alive, process_started
 
 HEARTBEAT_S = 30.0  # how often a running trial writes its heartbeat into the study
 HEARTBEAT_LOST_AFTER_S = 300.0  # a trial whose heartbeat is this old is taken as lost (its worker died)
 POLL_S = 5.0  # how often a worker with nothing to start looks again while trials run elsewhere
 MAX_ATTEMPTS = 3  # a run is tried at most this many times (lost workers, errors on a previous invocation)
-_IDENTITY_ATTRS = ("run_name", "seed_index", "config_trial")  # user attrs a retry keeps
-_RETRY_SYSTEM_ATTRS = ("grid_id", "search_space", "fixed_params")  # system attrs a retry keeps
+_IDENTITY_ATTRS = ("run_name", "seed_index", "config_trial", "grid_index")  # user attrs a retry keeps
+_RETRY_SYSTEM_ATTRS = ("fixed_params",)  # system attrs a retry keeps
+LOST_ATTR = "lost_trial_{}"  # the study's user attr saying why trial N was failed as lost (its worker died)
 
 
 def make_sampler(spec: SweepSpec):
     optuna = import_optuna()
-    if spec.method == "grid":
-        return _ordered_grid_sampler(spec)
-    if spec.method == "random":
+    if spec.method in ("grid", "random"):
+        # a grid's points are enqueued one by one in the YAML's order (next_trial), so its sampler never samples
         return optuna.samplers.RandomSampler()
     # Workers sample independently; a fixed seed would make them all propose the same point.
     return optuna.samplers.TPESampler(n_startup_trials=min(10, max(2, (spec.run_cap or 20) // 4)))
-
-
-def _ordered_grid_sampler(spec: SweepSpec):
-    """Optuna's GridSampler, visiting the points in the YAML's order (as wandb does; Optuna shuffles them)."""
-    from optuna.samplers import GridSampler
-
-    class SweepGridSampler(GridSampler):
-        def after_trial(self, study, trial, state, values) -> None:
-            # GridSampler calls study.stop() here when the grid is done, which only works inside
-            # study.optimize(); slovo's workers use ask/tell and stop on their own when the grid is done.
-            pass
-
-    sampler = SweepGridSampler({p.name: p.grid_values() for p in spec.params}, seed=0)
-    if hasattr(sampler, "_all_grids") and hasattr(sampler, "_param_names"):
-        # GridSampler keys a trial's point as a tuple in sorted-name order; keep that, change the order.
-        sampler._all_grids = [tuple(point[n] for n in sampler._param_names) for point in grid_points(spec)]
-    return sampler
 
 
 def make_pruner(spec: SweepSpec):
@@ -110,7 +93,8 @@ def _lost_reason(t) -> str | None:
     beat = t.user_attrs.get("heartbeat") or (t.datetime_start.timestamp() if t.datetime_start else time.time())
     host, _, pid = worker.rpartition(":")
     # process_alive can only tell for this host; another machine's worker is judged by its heartbeat
-    if host and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid), host):
+    started = t.user_attrs.get("worker_started")  # tells the worker from a later process given its pid
+    if host and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid), host, started):
         return f"worker {worker} is gone"
     if time.time() - beat > HEARTBEAT_LOST_AFTER_S:
         return f"no heartbeat for {time.time() - beat:.0f}s"
@@ -153,13 +137,11 @@ def fail_lost_trials(study) -> None:
         reason = _lost_reason(t)
         if reason is None:
             continue
-        try:
-            study._storage.set_trial_user_attr(t._trial_id, "error", f"lost: {reason}")
-            if not study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # its worker finished it meanwhile, or another worker got here first
-        retried = retry_trial(study, study._storage.get_trial(t._trial_id))
+        frozen = study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        if frozen.state != TrialState.FAIL:
+            continue  # its worker finished it meanwhile
+        study.set_user_attr(LOST_ATTR.format(t.number), f"lost: {reason}")
+        retried = retry_trial(study, frozen)
         print(
             f"[sweep] {t.user_attrs.get('run_name', t.number)}: {reason}; "
             f"{'queued again (resumes from its checkpoint)' if retried else 'not retried (too many attempts)'}"
@@ -211,9 +193,24 @@ def _can_start_new_config(spec: SweepSpec, trials) -> bool:
     if spec.run_cap is not None and len(runs) + spec.seeds > spec.run_cap:
         return False
     if spec.method == "grid":
-        used = {t.system_attrs.get("grid_id") for t in trials}
-        return any(i not in used for i in range(spec.grid_size))
+        return next_grid_index(trials, spec.grid_size) is not None
     return True
+
+
+def _grid_point(spec: SweepSpec, index: int) -> dict:
+    """Point `index` of grid_points(spec) (the last axis varies fastest), without listing the others."""
+    point = {}
+    for p in reversed(spec.params):
+        values = p.grid_values()
+        index, i = divmod(index, len(values))
+        point[p.name] = values[i]
+    return {p.name: point[p.name] for p in spec.params}
+
+
+def next_grid_index(trials, grid_size: int) -> int | None:
+    """The first grid point, in the YAML's order (slovo.sweep.spec.grid_points), that no trial has taken."""
+    used = {t.user_attrs.get("grid_index") for t in trials}
+    return next((i for i in range(grid_size) if i not in used), None)
 
 
 def next_trial(study, spec: SweepSpec, deadline: float | None):
@@ -223,8 +220,12 @@ def next_trial(study, spec: SweepSpec, deadline: float | None):
     if deadline is not None and time.time() + expected_trial_seconds(spec, trials) > deadline:
         return None
     waiting = any(t.state == TrialState.WAITING for t in trials)
-    if not waiting and not _can_start_new_config(spec, trials):
-        return None
+    if not waiting:
+        if not _can_start_new_config(spec, trials):
+            return None
+        if spec.method == "grid":  # the next point in the YAML's order, through Optuna's queue
+            index = next_grid_index(trials, spec.grid_size)
+            study.enqueue_trial(_grid_point(spec, index), user_attrs={"grid_index": index})
     trial = study.ask()
     for p in spec.params:  # a queued trial gets its fixed values back; a new one is sampled
         if p.kind == "categorical":
@@ -241,8 +242,14 @@ def next_trial(study, spec: SweepSpec, deadline: float | None):
         for i in range(1, spec.seeds):
             study.enqueue_trial(
                 dict(trial.params),
-                user_attrs={"run_name": f"{base}-seed{i}", "seed_index": i, "config_trial": trial.number},
+                user_attrs={
+                    "run_name": f"{base}-seed{i}",
+                    "seed_index": i,
+                    "config_trial": trial.number,
+                    **({"grid_index": trial.user_attrs["grid_index"]} if "grid_index" in trial.user_attrs else {}),
+                },
             )
     trial.set_user_attr("worker", worker_name())
+    trial.set_user_attr("worker_started", process_started())
     trial.set_user_attr("heartbeat", time.time())
     return trial

@@ -295,7 +295,9 @@ def check_sink_available(name: str) -> None:
         raise SlovoError(f"tracking.report_to: unknown tracker {name!r}; choose from {', '.join(SINKS)}")
     _, _, package, extra = SINKS[name]
     if importlib.util.find_spec(package) is None:
-        raise SlovoError(f"tracking.report_to: {name} is not installed; install it with: pip install 'slovo[{extra}]'")
+        raise SlovoError(
+            f"tracking.report_to: {name} is not installed; install it with: pip install 'slovo-lm[{extra}]'"
+        )
 
 
 def _run_name(run_dir: Path) -> str:

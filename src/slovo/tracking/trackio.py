@@ -41,9 +41,13 @@ class TrackioSink(WandbStyleSink):
             self.run = trackio.init(**kwargs)
 
     def locations(self) -> dict[str, str]:
-        from trackio.sqlite_storage import SQLiteStorage
+        # trackio has no public call for its run file; where the private one moved, slovo names no location.
+        try:
+            from trackio.sqlite_storage import SQLiteStorage
 
-        return {"trackio": str(SQLiteStorage.get_project_db_path(self.project))}
+            return {"trackio": str(SQLiteStorage.get_project_db_path(self.project))}
+        except (ImportError, AttributeError):
+            return {}
 
     def view_hints(self) -> dict[str, str]:
         return {"trackio": f"trackio show --project {self.project}"}
