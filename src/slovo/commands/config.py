@@ -58,16 +58,24 @@ def section_classes() -> dict[str, str]:
 
 
 def key_comments() -> dict[str, str]:
-    """{'section.field': comment} for every config field that config.py comments: its trailing comment, after
-    the block of comment lines right above it."""
-    import ast
+    """{'section.field': comment} for every config field commented where its section is defined (config.py, and
+    optim.py / schedules.py for the sections kept beside their registries): its trailing comment, after the block
+    of comment lines right above it."""
     import inspect
+
+    from slovo import config, optim, schedules
+
+    out: dict[str, str] = {}
+    for module in (config, optim, schedules):
+        out.update(_module_key_comments(inspect.getsource(module)))
+    return out
+
+
+def _module_key_comments(source: str) -> dict[str, str]:
+    import ast
     import io
     import tokenize
 
-    from slovo import config
-
-    source = inspect.getsource(config)
     comments, own_line = {}, set()  # line -> comment text; lines holding nothing but a comment
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
