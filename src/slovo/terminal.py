@@ -43,8 +43,8 @@ def sparkline(values: list[float], width: int = 40) -> str:
 
 
 # Fewer optimizer steps than this and a small model's samples are punctuation and the commonest short words (the
-# tiny preset: 12 steps gave «слово, в в в,, на а. с,,,,,»); bench/results/tiny_demo_every_cpu.md
-MIN_STEPS_FOR_WORDS = 150
+# tiny preset: 12 steps gave «слово, в в в,, на а. с,,,,,», 61 gave words); bench/results/tiny_demo_every_cpu.md
+MIN_STEPS_FOR_WORDS = 40
 
 
 def undertrained_note(summary: dict, run_dir: str | Path) -> str | None:
