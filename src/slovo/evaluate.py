@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -95,6 +96,16 @@ def in_training_windows(
 
 
 @torch.no_grad()
+def token_nats(model, x, y, autocast=None):
+    """The model's per-position loss in nats (shaped like `y`), its forward under `autocast` when given, the
+    loss in float32: what both bpb evals and minimal-pair suites sum."""
+    with autocast if autocast is not None else nullcontext():
+        logits, _ = model(x)
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="none").reshape(
+        y.shape
+    )
+
+
 def evaluate(
     model: torch.nn.Module,
     windows: np.ndarray,
@@ -124,12 +135,7 @@ def evaluate(
     for i in range(0, len(windows), batch_size):
         chunk = torch.from_numpy(windows[i : i + batch_size])
         x, y = chunk[:, :-1].to(device), chunk[:, 1:].to(device)
-        if autocast is not None:
-            with autocast:
-                logits, _ = model(x)
-        else:
-            logits, _ = model(x)
-        nats = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="none")
+        nats = token_nats(model, x, y, autocast).reshape(-1)
         target_bytes = byte_table[chunk[:, 1:]]
         text = (target_bytes > 0).to(nats.device)  # special targets (0 bytes) are not text
         nats = (nats * text.reshape(-1)).reshape(y.shape).sum(dim=1).cpu()

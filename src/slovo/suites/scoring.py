@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from slovo.evaluate import token_nats
 from slovo.suites.rublimp import MinimalPairs
 
 PRIMARY = "sum"
@@ -129,13 +129,7 @@ def _score_rows(model, rows, totals: np.ndarray, device: str, autocast) -> None:
         scored[i, first - 1 : len(row) - 1] = True  # padding (and a window's context) is not scored
     ids, scored = ids.to(device), scored.to(device)
     x, y = ids[:, :-1], ids[:, 1:]
-    if autocast is not None:
-        with autocast:
-            logits, _ = model(x)
-    else:
-        logits, _ = model(x)
-    nats = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="none")
-    logprob = -(nats.reshape(y.shape) * scored).sum(dim=1).double().cpu().numpy()
+    logprob = -(token_nats(model, x, y, autocast) * scored).sum(dim=1).double().cpu().numpy()
     np.add.at(totals, np.asarray([s for s, _, _ in rows]), logprob)
 
 
