@@ -77,17 +77,26 @@ def shape_key(cfg, device_name: str, dtype: str | None = None) -> str:
     )
 
 
-def _read_cache() -> tuple[dict, str | None]:
-    """(this processor's figures, a one-line notice when the file had figures it cannot use, else None)."""
+def _load_cache_file() -> tuple[dict | None, str | None]:
+    """(the speed cache's contents in this format, or None; why it was not usable, or None when missing or
+    fine). `_read_cache` reports the reason, `remember` replaces an unusable file."""
     path = cache_path()
     if not path.exists():
-        return {}, None
+        return None, None
     try:
         data = read_json(path)
     except (OSError, ValueError) as e:
-        return {}, f"speed cache {path}: unreadable ({type(e).__name__}); ignored, measuring again"
+        return None, f"unreadable ({type(e).__name__})"
     if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or not isinstance(data.get("machines"), dict):
-        return {}, f"speed cache {path}: written by another slovo (no processor recorded); ignored, measuring again"
+        return None, "written by another slovo (no processor recorded)"
+    return data, None
+
+
+def _read_cache() -> tuple[dict, str | None]:
+    """(this processor's figures, a one-line notice when the file had figures it cannot use, else None)."""
+    data, problem = _load_cache_file()
+    if data is None:
+        return {}, f"speed cache {cache_path()}: {problem}; ignored, measuring again" if problem else None
     here = processor_id()
     mine = data["machines"].get(here)
     if isinstance(mine, dict):
@@ -95,7 +104,7 @@ def _read_cache() -> tuple[dict, str | None]:
     others = [k for k in data["machines"] if k != here]
     if not others:
         return {}, None
-    return {}, f"speed cache {path}: figures of another processor or torch ({others[0]}); measuring on {here}"
+    return {}, f"speed cache {cache_path()}: figures of another processor or torch ({others[0]}); measuring on {here}"
 
 
 def cache_notice() -> str | None:
@@ -111,31 +120,25 @@ def measured(key: str) -> dict:
 def remember(key: str, **figures: float) -> None:
     """Keep this run's measured figures for the next decision (best effort: a read-only home is fine). Figures
     of other processors stay; a corrupt or old-format file is replaced."""
-    path = cache_path()
-    try:
-        data = read_json(path) if path.exists() else {}
-    except (OSError, ValueError):
-        data = {}
-    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or not isinstance(data.get("machines"), dict):
-        data = {"format": CACHE_FORMAT, "machines": {}}
+    data = _load_cache_file()[0] or {"format": CACHE_FORMAT, "machines": {}}
     section = data["machines"].setdefault(processor_id(), {})
     section[key] = {**(section.get(key) or {}), **{k: round(v, 6) for k, v in figures.items()}}
     try:
-        atomic_write_json(path, data)
+        atomic_write_json(cache_path(), data)
     except OSError:
         pass
 
 
-def _bf16_if_faster(setting: str, device: str, key: str, measure, what: str, unit: str) -> tuple[str, str]:
-    """(dtype, why) for a bf16-or-float32 setting: explicit values are obeyed; 'auto' is bf16 on CUDA, float32 on
-    a CPU without bf16 matrix instructions and, on one with them, bf16 where `measure()` -> (bf16 rate, float32
-    rate) finds it at least CPU_BF16_MIN_SPEEDUP times faster. A quick matmul check comes first: where bf16 is
+def _bf16_if_faster(name: str, setting: str, device: str, key: str, measure, what: str, unit: str) -> tuple[str, str]:
+    """(dtype, why) for the bf16-or-float32 setting `name`: explicit values are obeyed; 'auto' is bf16 on CUDA,
+    float32 on a CPU without bf16 matrix instructions and, on one with them, bf16 where `measure()` -> (bf16 rate,
+    float32 rate) finds it at least CPU_BF16_MIN_SPEEDUP times faster. A quick matmul check comes first: where bf16 is
     emulated (instructions present but barred, ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA) one bf16 step can take
     minutes, and the answer is float32 anyway. Measurements are kept per shape and processor."""
     from slovo.device import cpu_has_native_bf16, device_type, resolve_dtype
 
     if setting != "auto":
-        return resolve_dtype(setting, device), "as set"
+        return resolve_dtype(setting, device), f"{name}={setting}"
     if device_type(device) != "cpu":
         dtype = resolve_dtype(setting, device)
         return dtype, f"auto: {dtype} on {device_type(device)}"
@@ -180,15 +183,13 @@ def bf16_matmul_speedup(size: int = 512) -> float:
 def choose_dtype(setting: str, device: str, key: str, measure) -> tuple[str, str]:
     """(dtype, why) for train.dtype; `measure()` -> (bf16 autocast tokens/s, float32 tokens/s) of a
     forward+backward. An explicit value is obeyed."""
-    dtype, why = _bf16_if_faster(setting, device, key, measure, "forward+backward", "tokens/s")
-    return dtype, why if setting == "auto" else f"train.dtype={setting}"
+    return _bf16_if_faster("train.dtype", setting, device, key, measure, "forward+backward", "tokens/s")
 
 
 def choose_muon_ns_dtype(setting: str, device: str, key: str, measure) -> tuple[str, str]:
     """(dtype, why) for optim.muon_ns_dtype, the dtype of Muon's Newton-Schulz iteration; `measure()` ->
     (bf16, float32) orthogonalisations of the model's hidden matrices per second."""
-    dtype, why = _bf16_if_faster(setting, device, key, measure, "Newton-Schulz", "matrices/s")
-    return dtype, why if setting == "auto" else f"optim.muon_ns_dtype={setting}"
+    return _bf16_if_faster("optim.muon_ns_dtype", setting, device, key, measure, "Newton-Schulz", "matrices/s")
 
 
 def compile_stand_in(device: str) -> tuple[float, float]:
