@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import slovo.train.loop as train_mod
+import slovo.train.trainer as train_mod
 from slovo.callbacks import Callback
 from slovo.config import GuardConfig, LrSpikeConfig
 from slovo.train import TrainState, train
@@ -27,9 +27,9 @@ def _break_step(monkeypatch, at_calls, loss=math.nan, poison_weights=True):
     real = train_mod.train_step
     calls = {"n": 0}
 
-    def step(model, optimizer, *args, **kwargs):
+    def step(*, model, **kwargs):
         calls["n"] += 1
-        result = real(model, optimizer, *args, **kwargs)
+        result = real(model=model, **kwargs)
         if calls["n"] in at_calls:
             if poison_weights:
                 with torch.no_grad():
@@ -200,23 +200,23 @@ def test_a_spike_is_measured_against_the_median_of_a_full_window():
     guard, _, _ = _guard(spike_factor=2.0, spike_window=6)
     state = TrainState()
     for loss in (5.0, 4.0, 100.0, 4.0):  # one earlier outlier does not raise the bar: the median ignores it
-        assert guard.check(state, 1000.0, False, 1.0) is None  # fewer than 5 losses seen: no spike check yet
+        assert guard.check(1000.0, False, 1.0) is None  # fewer than 5 losses seen: no spike check yet
         guard.accept(state, loss)
     guard.accept(state, 4.0)
-    assert state.recent_losses == [5.0, 4.0, 100.0, 4.0, 4.0]
-    assert guard.check(state, 8.0, False, 1.0) is None  # median 4.0: 8.0 is exactly 2x, not above
-    assert "spiked" in guard.check(state, 8.1, False, 1.0)
-    assert "nan" in guard.check(state, math.nan, False, 1.0)
-    assert "grad norm" in guard.check(state, 4.0, True, math.inf)
+    assert guard.recent_losses == [5.0, 4.0, 100.0, 4.0, 4.0]
+    assert guard.check(8.0, False, 1.0) is None  # median 4.0: 8.0 is exactly 2x, not above
+    assert "spiked" in guard.check(8.1, False, 1.0)
+    assert "nan" in guard.check(math.nan, False, 1.0)
+    assert "grad norm" in guard.check(4.0, True, math.inf)
     guard.accept(state, 4.2)
     guard.accept(state, 4.4)
-    assert state.recent_losses == [4.0, 100.0, 4.0, 4.0, 4.2, 4.4]  # a window, not a growing list
+    assert guard.recent_losses == [4.0, 100.0, 4.0, 4.0, 4.2, 4.4]  # a window, not a growing list
 
 
 def test_spike_factor_0_turns_the_spike_check_off():
     guard, _, _ = _guard(spike_factor=0, spike_window=2)
-    state = TrainState(recent_losses=[1.0, 1.0])
-    assert guard.check(state, 1000.0, False, 1.0) is None
+    guard.recent_losses = [1.0, 1.0]
+    assert guard.check(1000.0, False, 1.0) is None
 
 
 def test_rollback_restores_the_older_snapshot_and_it_can_serve_twice():
@@ -239,12 +239,13 @@ def test_rollback_restores_the_older_snapshot_and_it_can_serve_twice():
     train_one(state)
     assert [s.step for s in guard.snapshots] == [2, 4]  # the newest two
     for _ in range(2):  # the second rollback finds the snapshot unchanged by the training in between
-        guard.rollback(state, "test")
+        snapshot, _ = guard.rollback(state, "test")
+        state.step = snapshot.step  # the Trainer goes back to the snapshot's step
         assert state.step == 2 and [s.step for s in guard.snapshots] == [2]  # the newer one may hold the damage
         assert all(torch.equal(at_2[k], v) for k, v in model.state_dict().items())
         assert torch.equal(optimizer.state[model.weight]["exp_avg"], moment_at_2)
         train_one(state)
-    assert state.rollbacks == 2 and state.lr_scale == 0.25
+    assert guard.rollbacks == 2 and guard.lr_scale == 0.25
 
 
 def test_no_snapshots_are_taken_with_the_guard_off():
@@ -253,7 +254,7 @@ def test_no_snapshots_are_taken_with_the_guard_off():
     guard.snapshot(state)
     state.step = 10
     guard.accept(state, 1.0)
-    assert guard.snapshots == [] and not guard.can_roll_back(state)
+    assert guard.snapshots == [] and not guard.can_roll_back()
 
 
 def test_guard_config_values_are_checked():
@@ -274,7 +275,8 @@ def test_guard_config_values_are_checked():
 
 def test_a_spike_state_namespace_is_enough_for_before_step():
     guard = DivergenceGuard(GuardConfig(), LrSpikeConfig(at=0.5, factor=10, steps=1), None, None, None, Clock())
-    state = SimpleNamespace(lr_scale=0.5, lr_spike_left=-1, progress=0.4, step=3)
+    guard.lr_scale = 0.5
+    state = SimpleNamespace(progress=0.4, step=3)
     assert guard.before_step(state) == 0.5
     state.progress = 0.5
     assert guard.before_step(state) == 5.0 and guard.before_step(state) == 0.5

@@ -1,6 +1,5 @@
 """slovo's modules import each other without cycles (function-level and `if TYPE_CHECKING:` imports included),
-so each stage's package can be read, tested and changed on its own; and the training package's functions stay
-short enough to read at a glance."""
+so each stage's package can be read, tested and changed on its own (function lengths: tests/test_shape.py)."""
 
 from __future__ import annotations
 
@@ -80,26 +79,3 @@ def test_slovo_has_no_import_cycles():
     assert "slovo.sweep.results" in graph and "slovo.report.page" in graph
     assert "slovo.config" in graph["slovo.train.guard"]  # imported there under `if TYPE_CHECKING:` only
     assert cycles(graph) == []
-
-
-def function_lengths(src: Path, package: str) -> dict[str, int]:
-    """'module.function' -> its length in lines (decorators and docstring included) for every function and method."""
-    lengths = {}
-    for path in (src / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                start = min([node.lineno] + [d.lineno for d in node.decorator_list])
-                lengths[f"{path.stem}.{node.name}"] = node.end_lineno - start + 1
-    return lengths
-
-
-def test_the_length_counter_counts_decorators_and_body(tmp_path):
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "m.py").write_text("@staticmethod\ndef f():\n    x = 1\n\n    return x\n")
-    assert function_lengths(tmp_path, "pkg") == {"m.f": 5}
-
-
-def test_no_function_of_the_training_package_is_longer_than_60_lines():
-    lengths = function_lengths(SRC, "slovo/train")
-    assert "loop.train_step" in lengths
-    assert {name: n for name, n in lengths.items() if n > 60} == {}

@@ -6,7 +6,6 @@ Only rank 0 writes; on other ranks every method is a no-op, so the loop needs no
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import socket
@@ -25,28 +24,33 @@ def now_iso() -> str:
 
 
 class RunFolder:
-    def __init__(self, run_dir: Path, cfg: Config, *, writer: bool, resume: bool, resume_step: int = 0):
-        """Open the run folder: on a new run copy the tokenizer; always (re)write config.yaml; open the trackers
-        (on resume dropping records of steps after the checkpoint, which belong to a lost future)."""
-        from slovo.tracking import NullTracker, make_trackers
+    def __init__(self, run_dir: Path, cfg: Config, *, writer: bool):
+        """The run folder, not yet touched: `open` writes (a resume may still be refused before it)."""
+        from slovo.tracking import NullTracker
 
         self.dir, self.cfg, self.writer = Path(run_dir), cfg, writer
         self.summary: dict[str, Any] = {}
+        self.tracker = NullTracker()
+
+    def open(self, *, resume: bool, resume_step: int = 0) -> None:
+        """On a new run copy the tokenizer; always (re)write config.yaml; open the trackers (on resume dropping
+        records of steps after the checkpoint, which belong to a lost future)."""
+        from slovo.tracking import make_trackers
+
         started = read_json_dict(self.dir / "summary.json").get("started") if resume else None
         self.summary.update(
             name=self.dir.name,
             status="running",
-            preset=cfg.preset,
+            preset=self.cfg.preset,
             started=started or now_iso(),
             pid=os.getpid(),
             host=socket.gethostname(),
         )  # lets `slovo runs` spot a dead run
-        if not writer:
-            self.tracker = NullTracker()
+        if not self.writer:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.dir / "config.yaml")
-        self.tracker = make_trackers(cfg, self.dir, resume=resume)
+        save_config(self.cfg, self.dir / "config.yaml")
+        self.tracker = make_trackers(self.cfg, self.dir, resume=resume)
         if resume:
             self.tracker.truncate_after(resume_step)
 
@@ -97,13 +101,9 @@ class RunFolder:
 
 
 def run_figures(state, ledger: dict, train_tokens: int, seq_len: int, flops_per_token: float) -> dict:
-    """The summary's figures (HF Trainer's names where it has one)."""
+    """The summary's training figures (HF Trainer's names where it has one)."""
     t = state.train_time
     return {
-        **state.last_eval,
-        "best/eval_loss": state.best_eval_loss if math.isfinite(state.best_eval_loss) else None,
-        "best/eval_bpb": state.best_eval_bpb if math.isfinite(state.best_eval_bpb) else None,
-        "best/eval_windows": state.best_eval_windows or None,  # the window count every eval the best is over scored
         "train/global_step": state.step,
         "train_runtime": round(t, 3),
         "tokens": state.tokens,

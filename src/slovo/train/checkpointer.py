@@ -1,9 +1,11 @@
-"""Checkpoint policy of a training run: what a resume restores, when to save, the decay-start checkpoint a
+"""Checkpoint policy of a training run: when to save, what a resume restores, the decay-start checkpoint a
 longer budget continues from, and what a failed save does (slovo/checkpoint.py writes and reads the files).
 
-Resuming with a larger budget extends the run: a schedule that decays to the deadline (wsd) goes back to the
-checkpoint saved where its decay began, so the stable phase runs on and a new decay ends at the new deadline;
-progress and the eval points follow the new budget.
+The checkpointer is handed the run's stateful parts (`states`: name -> an object with `state_dict` /
+`load_state_dict`, as torchtitan's `CheckpointManager(states=...)`); a checkpoint's `state.pt` holds each part's
+state dict under its name, and its own fields under `checkpointer`. Resuming with a larger budget extends the run:
+a schedule that decays to the deadline (wsd) goes back to the checkpoint saved where its decay began, so the stable
+phase runs on and a new decay ends at the new deadline.
 """
 
 from __future__ import annotations
@@ -22,13 +24,26 @@ from slovo.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
+from slovo.config import CheckpointConfig
+from slovo.distributed import Dist
 from slovo.errors import SlovoError
-from slovo.schedules import decay_start
+from slovo.schedules import ScheduleConfig, decay_start
 from slovo.sharded import is_sharded, load_sharded, save_sharded
-from slovo.train.guard import rng_state, set_rng_state
-from slovo.train.run import Run
+from slovo.train.run import Models
 from slovo.train.state import Budget, Clock, TrainState
 from slovo.utils import read_json_dict, sha256_file
+
+# Checkpoints written before the components owned their state kept every loop field in one flat `loop` dict;
+# each part takes its own keys from it (every `load_state_dict` ignores the others').
+OLD_LOOP_OWNERS = ("train", "evaluator", "guard", "checkpointer")
+
+
+def upgrade_payload(saved: dict) -> dict:
+    """An old checkpoint's payload in today's layout (one state dict per part); a new one as it is."""
+    if "loop" not in saved:
+        return saved
+    loop = saved.pop("loop")
+    return saved | {name: loop for name in OLD_LOOP_OWNERS}
 
 
 class Checkpointer:
@@ -36,55 +51,78 @@ class Checkpointer:
     (disk full, permission) is reported once and tried again at the next; the run goes on. The final one's failure
     fails the run."""
 
-    def __init__(self, run: Run, run_dir: Path, clock: Clock, say: Callable[[str], None]):
-        self.run, self.dir, self.clock, self.say = run, Path(run_dir), clock, say
-        self.fsdp = run.cfg.distributed.strategy == "fsdp"
+    STATE_FIELDS = ("last_ckpt_train_time", "decay_ckpt_step")
+
+    def __init__(
+        self,
+        run_dir: Path,
+        cfg: CheckpointConfig,
+        schedule: ScheduleConfig,
+        models: Models,
+        optimizer,
+        states: dict,
+        clock: Clock,
+        say: Callable[[str], None],
+        *,
+        fsdp: bool,
+    ):
+        self.dir, self.cfg, self.schedule, self.models, self.optimizer = Path(run_dir), cfg, schedule, models, optimizer
+        self.states, self.clock, self.say, self.fsdp = states, clock, say, fsdp
+        self.dist: Dist = models.dist
         self.failing = False  # a periodic save failed; said once, not at every try
+        self.last_ckpt_train_time = 0.0
+        self.decay_ckpt_step = -1  # step of the checkpoint saved where the lr began to decay; -1 none yet
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.STATE_FIELDS}
+
+    def load_state_dict(self, d: dict) -> None:
+        for k in self.STATE_FIELDS:
+            if k in d:
+                setattr(self, k, d[k])
 
     # ---- saving ---------------------------------------------------------------------------------------------
 
     def is_decay_start(self, state: TrainState) -> bool:
         """The first step at or past the schedule's decay start (`schedules.decay_start`), once per budget."""
-        start = decay_start(self.run.cfg.schedule)
-        return start is not None and state.decay_ckpt_step < 0 and state.progress >= start
+        start = decay_start(self.schedule)
+        return start is not None and self.decay_ckpt_step < 0 and state.progress >= start
 
     def is_due(self, state: TrainState) -> bool:
-        c = self.run.cfg.checkpoint
+        c = self.cfg
         return bool(
             (c.every_steps and state.step % c.every_steps == 0)
-            or (c.every_seconds and state.train_time - state.last_ckpt_train_time >= c.every_seconds)
+            or (c.every_seconds and state.train_time - self.last_ckpt_train_time >= c.every_seconds)
         )
 
-    def maybe_save(self, state: TrainState) -> None:
-        """Save when one is due, and always where the lr begins to decay (a longer budget continues from there)."""
-        if self.is_decay_start(state):
-            state.decay_ckpt_step = state.step
-            self.save(state, final=False)
-        elif self.is_due(state):
-            self.save(state, final=False)
+    def save(self, state: TrainState, *, last_step: bool = False, finished: bool = False) -> None:
+        """Save when one is due, always where the lr begins to decay (a longer budget continues from there), and at
+        the run's last step (`finished`: the run trained its whole budget). Every rank waits for the writers on the
+        `checkpoint` ledger (a rank that went on would wait in the next step's all-reduce instead, on its budget
+        clock)."""
+        if self.is_decay_start(state) and not last_step:
+            self.decay_ckpt_step = state.step
+        elif not (last_step or self.is_due(state)):
+            return
+        self.last_ckpt_train_time = state.train_time  # every rank: the next periodic checkpoint is agreed too
+        with self.clock.measure("checkpoint"):
+            try:
+                if self.dist.is_main or self.fsdp:
+                    self._save_here(state, finished)
+            finally:
+                self.dist.barrier()
 
     def after_rollback(self, state: TrainState) -> None:
         """Checkpoints saved past the step a rollback went back to hold the discarded steps: they are deleted (rank
         0), so a resume, `generate` or `export` never takes them over the run's newer ones; a decay-start
         checkpoint among them is saved again when the run gets there."""
-        if state.decay_ckpt_step > state.step:
-            state.decay_ckpt_step = -1
+        if self.decay_ckpt_step > state.step:
+            self.decay_ckpt_step = -1
         with self.clock.measure("checkpoint"):
-            dropped = drop_checkpoints_after(self.dir, state.step) if self.run.dist.is_main else []
-            self.run.dist.barrier()  # the other ranks wait here, off the budget clock
+            dropped = drop_checkpoints_after(self.dir, state.step) if self.dist.is_main else []
+            self.dist.barrier()  # the other ranks wait here, off the budget clock
         if dropped:
             self.say(f"  guard: deleted {len(dropped)} checkpoint(s) saved after step {state.step}")
-
-    def save(self, state: TrainState, final: bool) -> None:
-        """Save on the ranks that write; every rank waits for them on the `checkpoint` ledger (a rank that went on
-        would wait in the next step's all-reduce instead, on its budget clock, and the ranks agree on the largest)."""
-        state.last_ckpt_train_time = state.train_time  # every rank: the next periodic checkpoint is agreed too
-        with self.clock.measure("checkpoint"):
-            try:
-                if self.run.dist.is_main or self.fsdp:
-                    self._save_here(state, final)
-            finally:
-                self.run.dist.barrier()
 
     def _save_here(self, state: TrainState, final: bool) -> None:
         try:
@@ -98,84 +136,55 @@ class Checkpointer:
             return
         self.failing = False
         if path is not None:  # rank 0
-            prune_checkpoints(self.dir, self.run.cfg.checkpoint.keep_last, keep=path)
+            prune_checkpoints(self.dir, self.cfg.keep_last, keep=path)
 
     def _write(self, state: TrainState, final: bool) -> Path | None:
-        run = self.run
-        payload = {
-            "loader": run.loader.state_dict(),
-            "clock": self.clock.state_dict(),
-            "loop": state.state_dict(),
-            "rng": rng_state(),
-        }
-        if not self.fsdp:  # a sharded checkpoint keeps the optimizer in its dcp/ folder
-            payload["optimizer"] = run.optimizer.state_dict()
-        if run.scaler is not None:
-            payload["scaler"] = run.scaler.state_dict()
+        payload = {name: part.state_dict() for name, part in self.states.items() if part is not None}
+        payload["checkpointer"] = self.state_dict()
         info = {"tokens": state.tokens, "train_time": state.train_time, "final": final}
-        if state.decay_ckpt_step == state.step:  # where a longer budget continues from; pruning keeps it
+        if self.decay_ckpt_step == state.step:  # where a longer budget continues from; pruning keeps it
             info["tag"] = "decay_start"
+        m = self.models
         if not self.fsdp:
-            return save_checkpoint(self.dir, state.step, run.model, payload, info)
-        run.gather_weights()
-        return save_sharded(run.dist, self.dir, state.step, run.model, run.trained, run.optimizer, payload, info)
+            return save_checkpoint(self.dir, state.step, m.model, payload, info)
+        m.gather_weights()
+        return save_sharded(self.dist, self.dir, state.step, m.model, m.trained, self.optimizer, payload, info)
 
     # ---- resuming -------------------------------------------------------------------------------------------
 
-    def restore(self, state: TrainState, budget: Budget) -> None:
+    def restore(self, budget: Budget) -> None:
         """Load the newest good checkpoint (or, when the budget grew after the decay began, the decay-start one)
-        into the run, the clock and `state`; then progress, the next eval point and the decay checkpoint follow
-        `budget`."""
-        run = self.run
-        self.check_same_data()
+        into the weights and every stateful part."""
         ckpt, notice = checkpoint_to_resume(self.dir)  # the newest good one; says which damaged ones it skipped
         # the peak lrs are the config's, not the checkpoint's: a run resumed with another optim.lr (or tune's final
         # run, continuing its winning probe at the lr carried to the longer horizon) trains on at the new lr
-        peak_lrs = [group["initial_lr"] for group in run.optimizer.param_groups]
+        peak_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
         if notice:
             self.say(f"[yellow]{notice}[/]")
         saved = self._load(ckpt)
-        extension = self._extension_start(saved["loop"], budget)
+        extension = self._extension_start(saved, budget)
         if extension is not None:  # a longer budget after the decay began: go back to where it began
             ckpt, line = extension
             self.say(line)
             if ckpt is not None:
                 saved = self._load(ckpt)
-        if "optimizer" in saved:  # a sharded checkpoint's optimizer was loaded with the weights
-            run.optimizer.load_state_dict(saved["optimizer"])
-        for group, peak in zip(run.optimizer.param_groups, peak_lrs, strict=True):
+        for name, part in self.states.items():  # a sharded checkpoint's optimizer was loaded with the weights
+            if part is not None and name in saved:
+                part.load_state_dict(saved[name])
+        self.load_state_dict(saved["checkpointer"])
+        for group, peak in zip(self.optimizer.param_groups, peak_lrs, strict=True):
             group["initial_lr"] = peak
-        run.loader.load_state_dict(saved["loader"])
-        self.clock.load_state_dict(saved["clock"])
-        state.load_state_dict(saved["loop"])
-        set_rng_state(saved["rng"])
-        if run.scaler is not None and "scaler" in saved:
-            run.scaler.load_state_dict(saved["scaler"])
-        self.say(f"resuming [bold]{self.dir}[/] from step {state.step} ({state.train_time:.1f}s of training spent)")
-        self._follow_budget(state, budget)
 
-    def check_same_data(self) -> None:
-        """A resume trains on the data and tokenizer the run began with: another --data, or the dataset prepared
-        anew in place, is refused in one line (compared by run.json's dataset fingerprint and the sha256 of the run
-        folder's tokenizer.json, not by path: a moved copy of the same dataset resumes)."""
-        ds, recorded = self.run.ds, read_json_dict(self.dir / "run.json").get("dataset") or {}
-        was, now = recorded.get("fingerprint"), ds.meta.get("fingerprint")
-        where = f"{self.dir} was trained on {recorded.get('path') or 'another dataset'}"
-        if was and now and was != now:
-            raise SlovoError(
-                f"{where} (fingerprint {was[:12]}), but {ds.dir} holds other data (fingerprint {now[:12]}); "
-                f"resume with the run's own dataset, or train a new run"
-            )
-        tokenizer = self.dir / "tokenizer.json"
-        if tokenizer.is_file() and sha256_file(tokenizer) != sha256_file(ds.tokenizer_path):
-            raise SlovoError(
-                f"{where}, and {ds.dir} has another tokenizer than the run's {tokenizer.name}; "
-                f"resume with the run's own dataset, or train a new run"
-            )
+    def follow_budget(self, progress: float) -> None:
+        """A run resumed under another budget that puts it before the decay start saves a new decay-start
+        checkpoint where its own decay begins."""
+        start = decay_start(self.schedule)
+        if start is not None and progress < start:
+            self.decay_ckpt_step = -1
 
     def _load(self, ckpt: Path) -> dict:
-        """Load checkpoint `ckpt`'s weights (and, when sharded, its optimizer) and return its saved state; the
-        checkpoint's format must be the run's distributed.strategy's."""
+        """Load checkpoint `ckpt`'s weights (and, when sharded, its optimizer) and return its saved state in
+        today's layout; the checkpoint's format must be the run's distributed.strategy's."""
         sharded = is_sharded(ckpt)
         if sharded != self.fsdp:
             saved_with = "fsdp" if sharded else "ddp"
@@ -184,43 +193,48 @@ class Checkpointer:
                 f"--set distributed.strategy={saved_with}"
             )
         if not sharded:
-            return load_training_state(ckpt, self.run.model)
-        saved = load_sharded(ckpt, self.run.trained, self.run.optimizer)
-        self.run.gather_weights()
-        return saved
+            return upgrade_payload(load_training_state(ckpt, self.models.model))
+        saved = load_sharded(ckpt, self.models.trained, self.optimizer)
+        self.models.gather_weights()
+        return upgrade_payload(saved)
 
-    def _extension_start(self, loop: dict, budget: Budget) -> tuple[Path | None, str] | None:
+    def _extension_start(self, saved: dict, budget: Budget) -> tuple[Path | None, str] | None:
         """(checkpoint, line) when a run whose lr had begun to decay is resumed with a larger budget: the checkpoint
         saved where the decay began. (None, line) when that checkpoint is gone or damaged (the run goes on from its
         end). None otherwise: an interrupted run resumed with the same budget, no decay start, a smaller budget."""
-        decay_step = loop.get("decay_ckpt_step", -1)
-        if decay_start(self.run.cfg.schedule) is None or decay_step < 0 or decay_step >= loop["step"]:
+        where, decay_step = saved["train"], saved["checkpointer"].get("decay_ckpt_step", -1)
+        if decay_start(self.schedule) is None or decay_step < 0 or decay_step >= where["step"]:
             return None
-        if budget.progress(loop["train_time"], loop["step"], loop["tokens"]) >= loop["progress"]:
+        if budget.progress(where["train_time"], where["step"], where["tokens"]) >= where["progress"]:
             return None  # the budget did not grow
         ckpt = self.dir / CKPT_DIR / checkpoint_name(decay_step)
         why = verify_checkpoint(ckpt) if ckpt.is_dir() else "it is gone"
         if why:
             return None, (
                 f"[yellow]extending: the checkpoint where the lr began to decay ({ckpt.name}) cannot be used "
-                f"({why}); continuing from step {loop['step']}, where the lr was already decaying[/]"
+                f"({why}); continuing from step {where['step']}, where the lr was already decaying[/]"
             )
         return ckpt, (
             f"extending to the larger budget from {ckpt.name}, saved where the lr began to decay (step "
             f"{decay_step}); the stable phase runs on and a new decay ends at the new deadline"
         )
 
-    def _follow_budget(self, state: TrainState, budget: Budget) -> None:
-        """A run resumed under another budget: progress, the next eval point and the decay checkpoint follow it, so
-        a longer run evaluates over its extension and saves a new decay-start checkpoint where its own decay
-        begins."""
-        progress = budget.progress_of(state)
-        if progress == state.progress:
-            return
-        state.progress = progress
-        every = self.run.cfg.eval.every
-        if every:
-            state.next_eval = min(every, int(progress * every) + 1)
-        start = decay_start(self.run.cfg.schedule)
-        if start is not None and progress < start:
-            state.decay_ckpt_step = -1
+
+def check_same_data(run_dir: Path, ds) -> None:
+    """A resume trains on the data and tokenizer the run began with: another --data, or the dataset prepared anew in
+    place, is refused in one line (compared by run.json's dataset fingerprint and the sha256 of the run folder's
+    tokenizer.json, not by path: a moved copy of the same dataset resumes)."""
+    recorded = read_json_dict(run_dir / "run.json").get("dataset") or {}
+    was, now = recorded.get("fingerprint"), ds.meta.get("fingerprint")
+    where = f"{run_dir} was trained on {recorded.get('path') or 'another dataset'}"
+    if was and now and was != now:
+        raise SlovoError(
+            f"{where} (fingerprint {was[:12]}), but {ds.dir} holds other data (fingerprint {now[:12]}); "
+            f"resume with the run's own dataset, or train a new run"
+        )
+    tokenizer = run_dir / "tokenizer.json"
+    if tokenizer.is_file() and sha256_file(tokenizer) != sha256_file(ds.tokenizer_path):
+        raise SlovoError(
+            f"{where}, and {ds.dir} has another tokenizer than the run's {tokenizer.name}; "
+            f"resume with the run's own dataset, or train a new run"
+        )

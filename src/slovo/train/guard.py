@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from slovo.train.state import RngState
+
 if TYPE_CHECKING:
     from slovo.config import GuardConfig, LrSpikeConfig
     from slovo.train.state import Clock, TrainState
@@ -37,19 +39,6 @@ class Snapshot:
     rng: dict
 
 
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class DivergenceGuard:
     """Detects a diverging step and rolls the run back to a snapshot.
 
@@ -63,8 +52,11 @@ class DivergenceGuard:
     RNG, step, tokens, loss history) is restored, the peak lr is multiplied by `guard.lr_factor` for the rest of the
     run, and the loader is not rewound, so the discarded steps' batches are skipped. Their seconds stay spent on the
     clock. After `guard.max_rollbacks` rollbacks the next divergence fails the run. What must survive a resume (lr
-    scale, rollback count, loss history, the debug lr spike) lives in `TrainState`.
+    scale, rollback count, loss history, the debug lr spike) is the guard's own `state_dict`; it reads the
+    `TrainState` and never writes it (a rollback returns the step and tokens the Trainer goes back to).
     """
+
+    STATE_FIELDS = ("rollbacks", "lr_scale", "recent_losses", "lr_spike_left")
 
     def __init__(
         self,
@@ -80,6 +72,22 @@ class DivergenceGuard:
         self.model, self.optimizer, self.scaler, self.clock = model, optimizer, scaler, clock
         self.say = say or (lambda line: None)
         self.snapshots: list[Snapshot] = []
+        self.rollbacks = 0  # times the guard went back to a snapshot
+        self.lr_scale = 1.0  # multiplies every group's peak lr: guard.lr_factor per rollback
+        self.recent_losses: list[float] = []  # agreed losses of the last guard.spike_window healthy steps
+        self.lr_spike_left = -1  # debug.lr_spike: -1 not fired yet, then the spiked steps still to come
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.STATE_FIELDS}
+
+    def load_state_dict(self, d: dict) -> None:
+        for k in self.STATE_FIELDS:
+            if k in d:
+                setattr(self, k, d[k])
+
+    def summary(self) -> dict:
+        """summary.json's figures of the guard."""
+        return {"rollbacks": self.rollbacks, "lr_scale": self.lr_scale}
 
     # ---- the lr ---------------------------------------------------------------------------------------------
 
@@ -87,29 +95,29 @@ class DivergenceGuard:
         """Start or count down the debug lr spike (`debug.lr_spike`: fires once, when progress first reaches `at`,
         for `steps` steps) and return what multiplies the schedule's lr this step: the scale rollbacks left, times
         the spike while it lasts."""
-        multiplier = state.lr_scale
+        multiplier = self.lr_scale
         spike = self.lr_spike
-        if state.lr_spike_left < 0 and spike.at is not None and state.progress >= spike.at:
-            state.lr_spike_left = spike.steps
+        if self.lr_spike_left < 0 and spike.at is not None and state.progress >= spike.at:
+            self.lr_spike_left = spike.steps
             self.say(
                 f"[yellow]debug.lr_spike: the lr x {spike.factor:g} for {spike.steps} steps "
                 f"from step {state.step + 1}[/]"
             )
-        if state.lr_spike_left > 0:
-            state.lr_spike_left -= 1
+        if self.lr_spike_left > 0:
+            self.lr_spike_left -= 1
             multiplier *= spike.factor
         return multiplier
 
     # ---- detecting --------------------------------------------------------------------------------------------
 
-    def check(self, state, loss: float, nonfinite: bool, grad_norm: float) -> str | None:
+    def check(self, loss: float, nonfinite: bool, grad_norm: float) -> str | None:
         """Why this step diverged, or None. `loss` and `nonfinite` are the values the ranks agreed on; `nonfinite`
         is already false for a grad-norm overflow under a GradScaler."""
         if not math.isfinite(loss):
             return f"loss became {loss}"
         if nonfinite:
             return f"the grad norm became {grad_norm} (loss {loss:.4g})"
-        history = state.recent_losses
+        history = self.recent_losses
         if self.cfg.spike_factor and len(history) >= min(SPIKE_MIN_HISTORY, self.cfg.spike_window):
             median = statistics.median(history)
             if loss > self.cfg.spike_factor * median:
@@ -121,7 +129,7 @@ class DivergenceGuard:
 
     def accept(self, state, loss: float) -> None:
         """A healthy step: its loss joins the history, and a snapshot is taken when one is due."""
-        state.recent_losses = (state.recent_losses + [loss])[-self.cfg.spike_window :]
+        self.recent_losses = (self.recent_losses + [loss])[-self.cfg.spike_window :]
         if not self.cfg.enabled:
             return
         if not self.snapshots or state.step - self.snapshots[-1].step >= self.cfg.snapshot_every:
@@ -138,44 +146,44 @@ class DivergenceGuard:
             snap = Snapshot(
                 step=state.step,
                 tokens=state.tokens,
-                recent_losses=list(state.recent_losses),
+                recent_losses=list(self.recent_losses),
                 model={k: v.detach().clone() for k, v in self.model.state_dict().items()},
                 optimizer=copy.deepcopy(self.optimizer.state_dict()),
                 scaler=self.scaler.state_dict() if self.scaler is not None else None,
-                rng=rng_state(),
+                rng=RngState.state_dict(),
             )
             self.snapshots = (self.snapshots + [snap])[-2:]
 
-    def can_roll_back(self, state) -> bool:
-        return self.cfg.enabled and bool(self.snapshots) and state.rollbacks < self.cfg.max_rollbacks
+    def can_roll_back(self) -> bool:
+        return self.cfg.enabled and bool(self.snapshots) and self.rollbacks < self.cfg.max_rollbacks
 
     def failure(self, state, reason: str) -> str:
         """The one line a run that diverged for good ends with."""
-        after = f" after {state.rollbacks} rollback{'s' * (state.rollbacks != 1)}" if state.rollbacks else ""
+        after = f" after {self.rollbacks} rollback{'s' * (self.rollbacks != 1)}" if self.rollbacks else ""
         return f"{reason} at step {state.step}{after} (try a lower optim.lr)"
 
-    def rollback(self, state, reason: str) -> dict:
+    def rollback(self, state, reason: str) -> tuple[Snapshot, dict]:
         """Restore the older snapshot, lower the lr, skip the bad batches (the loader is not rewound); returns the
-        `guard/*` metrics of this rollback. The clock is not touched: the lost steps' seconds stay spent."""
+        snapshot (the caller takes its step and tokens) and the `guard/*` metrics of this rollback. The clock is
+        not touched: the lost steps' seconds stay spent."""
         with self.clock.measure("guard"):
             snap = self.snapshots[0]
             self.snapshots = [snap]  # a newer one may hold the damage
-            bad_step = state.step
             self.model.load_state_dict(snap.model)
             # load_state_dict keeps the tensors it is given: load a copy, so the snapshot can serve again
             self.optimizer.load_state_dict(copy.deepcopy(snap.optimizer))
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None and snap.scaler is not None:
                 self.scaler.load_state_dict(snap.scaler)
-            set_rng_state(snap.rng)
-            state.step, state.tokens, state.recent_losses = snap.step, snap.tokens, list(snap.recent_losses)
-            state.rollbacks += 1
-            state.lr_scale *= self.cfg.lr_factor
-            state.lr_spike_left = 0 if state.lr_spike_left >= 0 else -1  # a spike that broke the run is over
-        return {
-            "guard/rollback": state.rollbacks,
+            RngState.load_state_dict(snap.rng)
+            self.recent_losses = list(snap.recent_losses)
+            self.rollbacks += 1
+            self.lr_scale *= self.cfg.lr_factor
+            self.lr_spike_left = 0 if self.lr_spike_left >= 0 else -1  # a spike that broke the run is over
+        return snap, {
+            "guard/rollback": self.rollbacks,
             "guard/reason": reason,
-            "guard/bad_step": bad_step,
+            "guard/bad_step": state.step,
             "guard/to_step": snap.step,
-            "guard/lr_scale": state.lr_scale,
+            "guard/lr_scale": self.lr_scale,
         }

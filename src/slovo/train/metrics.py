@@ -1,11 +1,23 @@
-"""The train records: the loss window between two records, the step time on the ledger, and the summary's
-figures."""
+"""The train records: the loss window between two records, the step time on the ledger, and the run's figures for
+the summary."""
 
 from __future__ import annotations
 
-from slovo.run_folder import RunFolder, run_figures
-from slovo.train.run import Run
+from dataclasses import dataclass
+
+from slovo.config import TrainConfig
+from slovo.run_folder import RunFolder
 from slovo.train.state import Clock, TrainState
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """What turns tokens into the records' rates: FLOPs per token, the device's peak, ranks, the train split."""
+
+    flops_per_token: float
+    peak_flops: float | None
+    world: int
+    train_tokens: int  # tokens in the train split (for train/epoch)
 
 
 class TrainMetrics:
@@ -13,10 +25,10 @@ class TrainMetrics:
     once `train.log_every_seconds` of training passed (a slow machine's run still gets curves); puts each step's
     seconds on the ledger (the first step of a compiled model is mostly compiling: `compile`, not `train`)."""
 
-    def __init__(self, run: Run, folder: RunFolder, clock: Clock, state: TrainState):
-        self.run, self.folder, self.clock = run, folder, clock
-        self.compiling = run.compiled  # until the first step is done
-        self.restart(state)
+    def __init__(self, cfg: TrainConfig, rates: Throughput, folder: RunFolder, clock: Clock, *, compiled: bool):
+        self.cfg, self.rates, self.folder, self.clock = cfg, rates, folder, clock
+        self.compiling = compiled  # until the first step is done
+        self.restart(TrainState())
 
     def restart(self, state: TrainState) -> None:
         """Open a new window at where the run is (start, resume, rollback)."""
@@ -40,28 +52,21 @@ class TrainMetrics:
 
     def is_due(self, state: TrainState) -> bool:
         """A record is due at this step; decided from agreed values only."""
-        every, seconds = self.run.cfg.train.log_every, self.run.cfg.train.log_every_seconds
+        every, seconds = self.cfg.log_every, self.cfg.log_every_seconds
         return state.step % every == 0 or bool(seconds and state.train_time - self.start_time >= seconds)
 
     def figures(self, state: TrainState, lrs: dict[str, float], grad_norm: float) -> dict:
         """The train record; `lrs`: train/learning_rate, and train/muon_learning_rate for Muon runs."""
-        run = self.run
+        r = self.rates
         elapsed = state.train_time - self.start_time
         tokens_per_s = (state.tokens - self.start_tokens) / elapsed if elapsed > 0 else 0.0
-        per_device = tokens_per_s / run.dist.world
+        per_device = tokens_per_s / r.world
         return {
             "train/loss": sum(self.losses) / len(self.losses),
             **lrs,
             "train/grad_norm": grad_norm,
-            "train/epoch": state.tokens / len(run.ds.train),
+            "train/epoch": state.tokens / r.train_tokens,
             "train/tokens_per_second": tokens_per_s,
-            "train/mfu": (run.flops_per_token * per_device / run.peak_flops) if run.peak_flops else None,
-            "total_flos": run.flops_per_token * state.tokens,
+            "train/mfu": (r.flops_per_token * per_device / r.peak_flops) if r.peak_flops else None,
+            "total_flos": r.flops_per_token * state.tokens,
         }
-
-
-def write_summary(run: Run, folder: RunFolder, state: TrainState, clock: Clock, status: str, **extra) -> dict:
-    """summary.json with the run's figures as they are now."""
-    figures = run_figures(state, clock.ledger, len(run.ds.train), run.cfg.model.seq_len, run.flops_per_token)
-    figures.update(rollbacks=state.rollbacks, lr_scale=state.lr_scale)
-    return folder.write_summary(status, figures, **extra)

@@ -41,24 +41,44 @@ from slovo.train.state import Budget, Clock, TrainState
 
 
 @dataclass(frozen=True)
+class Models:
+    """Three handles on the model: `model` holds the whole weights (evals, samples, checkpoints), `trained` is what
+    the optimizer steps (an FSDP-sharded copy under distributed.strategy=fsdp, else `model`), and `train_model` /
+    `eval_model` are what the steps and evals call (compiled, DDP-wrapped)."""
+
+    model: GPT
+    trained: torch.nn.Module
+    train_model: torch.nn.Module
+    eval_model: torch.nn.Module
+    dist: Dist
+
+    def gather_weights(self) -> None:
+        """FSDP: bring the trained shards into the whole model on every rank (a collective); else nothing."""
+        self.dist.gather_weights(None if self.trained is self.model else self.trained, self.model)
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """What evals score: the eval windows (spread over the whole validation split) and the bytes per token."""
+
+    windows: np.ndarray
+    token_bytes: np.ndarray  # UTF-8 bytes each token id stands for (bits per byte)
+    tokenizer: object
+    note: str | None  # said at the first eval: the validation split is smaller than eval.tokens
+    val_documents: int | None  # meta.json's split.val_documents, shown in the summary
+
+
+@dataclass(frozen=True)
 class Run:
-    """The run's fixed parts. Three handles on the model: `model` holds the whole weights (evals, samples,
-    checkpoints), `trained` is what the optimizer steps (an FSDP-sharded copy under distributed.strategy=fsdp,
-    else `model`), and `train_model` / `eval_model` are what the steps and evals call (compiled, DDP-wrapped)."""
+    """The run's fixed parts, built once: data, models, optimizer, precision and compile choices."""
 
     cfg: Config
     dist: Dist
     device: str
     ds: Dataset
-    tokenizer: object
-    token_bytes: np.ndarray  # UTF-8 bytes each token id stands for (bits per byte)
-    windows: np.ndarray  # the eval set: windows spread over the whole validation split
-    eval_note: str | None  # said at the first eval: the validation split is smaller than eval.tokens
+    eval_data: EvalData
     loader: BatchLoader
-    model: GPT
-    trained: torch.nn.Module
-    train_model: torch.nn.Module
-    eval_model: torch.nn.Module
+    models: Models
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None  # float16 only
     autocast: object  # a context manager factory's result, or None for float32
@@ -74,14 +94,10 @@ class Run:
     peak_flops: float | None
     flops_per_token: float
 
-    def gather_weights(self) -> None:
-        """FSDP: bring the trained shards into the whole model on every rank (a collective); else nothing."""
-        self.dist.gather_weights(None if self.trained is self.model else self.trained, self.model)
-
     def description(self, budget: Budget) -> dict:
         """run.json's facts."""
         info = run_info(
-            self.cfg, self.ds, self.model, self.device, self.tokens_per_step, self.dist.world, budget.as_dict()
+            self.cfg, self.ds, self.models.model, self.device, self.tokens_per_step, self.dist.world, budget.as_dict()
         )
         return {**info, "dtype": self.dtype, "compiled": self.compiled, "muon_ns_dtype": self.muon_ns_dtype}
 
@@ -115,15 +131,15 @@ def build_run(cfg: Config, dist: Dist, budget: Budget) -> Run:
         dist=dist,
         device=device,
         ds=ds,
-        tokenizer=tokenizer,
-        token_bytes=token_byte_lengths(tokenizer),
-        windows=windows,
-        eval_note=whole_split_note(len(ds.val), cfg.model.seq_len, cfg.eval.tokens),
+        eval_data=EvalData(
+            windows=windows,
+            token_bytes=token_byte_lengths(tokenizer),
+            tokenizer=tokenizer,
+            note=whole_split_note(len(ds.val), cfg.model.seq_len, cfg.eval.tokens),
+            val_documents=(ds.meta.get("split") or {}).get("val_documents"),
+        ),
         loader=loader,
-        model=model,
-        trained=trained,
-        train_model=dist.wrap(eval_model, device, sharded, compiled),
-        eval_model=eval_model,
+        models=Models(model, trained, dist.wrap(eval_model, device, sharded, compiled), eval_model, dist),
         optimizer=optimizer,
         scaler=torch.amp.GradScaler(device_type(device)) if dtype == "float16" else None,
         autocast=autocast_for(dtype, device),
@@ -169,7 +185,7 @@ def warn_slow_bf16(run: Run, clock: Clock, say: Callable[[str], None]) -> None:
         return  # 'auto' measured itself when it chose
     with clock.measure("probe"):
         rate, fp32 = compare_float32(
-            run.model, cfg.train.per_device_train_batch_size, cfg.model.seq_len, run.device, run.autocast
+            run.models.model, cfg.train.per_device_train_batch_size, cfg.model.seq_len, run.device, run.autocast
         )
     if rate < fp32:
         say(

@@ -11,11 +11,12 @@ whatever the hardware does.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+import torch
 
 from slovo.config import Config, budget_seconds
 
@@ -28,36 +29,40 @@ LEDGER_KEYS = ("train", "data", "eval", "final_eval", "sample", "checkpoint", "c
 
 @dataclass
 class TrainState:
-    """What the loop knows about itself; saved in every checkpoint. Callbacks read it."""
+    """Where the run is, as the ranks agreed; saved in every checkpoint. Only the Trainer writes it; the
+    components and callbacks read it. What else changes lives in the component that uses it (`Evaluator`,
+    `Checkpointer`, `DivergenceGuard`), each with its own `state_dict`."""
 
     step: int = 0
     tokens: int = 0
     train_time: float = 0.0  # seconds on the budget clock, as the ranks agreed
     progress: float = 0.0
-    next_eval: int = 1  # index of the next eval point (progress next_eval / eval.every)
-    last_ckpt_train_time: float = 0.0
-    last_eval_train_time: float = 0.0
-    last_eval_step: int = -1
-    # best over the evals that scored the same windows (those during training, or every eval when none scored a
-    # subset): a noisier subset eval and the full final eval are never mixed in one minimum
-    best_eval_loss: float = math.inf
-    best_eval_bpb: float = math.inf
-    best_eval_windows: int = 0  # how many windows each of those evals scored; 0 none yet
-    last_eval: dict = field(default_factory=dict)
-    # the divergence guard (slovo/train/guard.py)
-    rollbacks: int = 0  # times the guard went back to a snapshot
-    lr_scale: float = 1.0  # multiplies every group's peak lr: guard.lr_factor per rollback
-    recent_losses: list = field(default_factory=list)  # agreed losses of the last guard.spike_window healthy steps
-    lr_spike_left: int = -1  # debug.lr_spike: -1 not fired yet, then the spiked steps still to come
-    decay_ckpt_step: int = -1  # step of the checkpoint saved where the lr began to decay; -1 none yet
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     def load_state_dict(self, d: dict) -> None:
+        """Takes its own keys (an old checkpoint's flat `loop` dict holds the other components' too)."""
         for k, v in d.items():
             if k in self.__dataclass_fields__:
                 setattr(self, k, v)
+
+
+class RngState:
+    """torch's (and CUDA's) random generators as a stateful part of a checkpoint."""
+
+    @staticmethod
+    def state_dict() -> dict:
+        state = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    @staticmethod
+    def load_state_dict(state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
 
 
 @dataclass(frozen=True)

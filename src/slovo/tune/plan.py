@@ -231,7 +231,11 @@ def measure_speed(cfg, device: str, seconds: float, compile_model: bool = False,
 
     def step() -> float:
         start = time.perf_counter()
-        train_step(stepper, optimizer, loader, 1, cfg.optim.grad_clip, autocast, None, dist, clock)  # syncs
+        train_step(
+            model=stepper, optimizer=optimizer, loader=loader, accumulation=1, grad_clip=cfg.optim.grad_clip,
+            autocast=autocast, scaler=None, dist=dist, clock=clock,
+        )  # fmt: skip
+        # (it syncs: the step's time is real)
         return time.perf_counter() - start
 
     try:
