@@ -114,58 +114,26 @@ def generate(
     a training run's exact resume) is untouched. `use_cache=False` re-runs the whole window each step.
     """
     check_sampling(temperature, top_k, top_p, repetition_penalty, max_new_tokens, num_samples)
-    context = model.cfg.seq_len
-    if len(prompt_ids) == 0:
-        raise SlovoError("prompt: needs at least one token (the text layer starts prompts with <|endoftext|>)")
-    if len(prompt_ids) > context:
-        raise SlovoError(f"prompt: {len(prompt_ids)} tokens is longer than the model's context ({context} tokens)")
+    _check_prompt(prompt_ids, model.cfg.seq_len)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-
     generator = torch.Generator(device=device)
     if seed is None:
         generator.seed()
     else:
         generator.manual_seed(seed)
-
     seq = torch.tensor(list(prompt_ids), dtype=torch.long, device=device).unsqueeze(0).repeat(num_samples, 1)
     out: list[list[int]] = [[] for _ in range(num_samples)]
     done = [False] * num_samples
-    cache = model.new_cache(num_samples) if use_cache else None
-    start = 0  # where the visible window begins in `seq`
-    cached = 0  # tokens of the window already in the cache
-    keep = max(1, context // 2)  # tokens kept when the window shifts
+    window = _Window(model, num_samples, use_cache)
+    draw = dict(greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
     try:
         for _ in range(max_new_tokens):
-            if seq.size(1) - start > context:
-                start, cached = seq.size(1) - keep, 0  # shift: re-encode the newest half into a fresh cache
-            window = seq[:, start:]
-            if cache is None:
-                logits, _ = model(window)
-            else:
-                logits, _ = model(window[:, cached:], cache=cache, pos=cached)
-                cached = window.size(1)
-            token = next_tokens(
-                logits[:, -1],
-                seq,
-                greedy=greedy,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                repetition_penalty=repetition_penalty,
-                generator=generator,
-            )
+            logits = window.next_logits(seq)
+            token = next_tokens(logits, seq, **draw, repetition_penalty=repetition_penalty, generator=generator)
             seq = torch.cat([seq, token.unsqueeze(1)], dim=1)
-            for i, t in enumerate(token.tolist()):
-                if done[i]:
-                    continue
-                if eos_id is not None and t == eos_id:
-                    done[i] = True
-                    continue
-                out[i].append(t)
-                if stop is not None and stop(i, out[i]):
-                    done[i] = True
+            _take(token.tolist(), out, done, eos_id, stop)
             if on_step is not None:
                 on_step(out)
             if all(done):
@@ -173,6 +141,50 @@ def generate(
     finally:
         model.train(was_training)
     return out
+
+
+def _check_prompt(prompt_ids: Sequence[int], context: int) -> None:
+    if len(prompt_ids) == 0:
+        raise SlovoError("prompt: needs at least one token (the text layer starts prompts with <|endoftext|>)")
+    if len(prompt_ids) > context:
+        raise SlovoError(f"prompt: {len(prompt_ids)} tokens is longer than the model's context ({context} tokens)")
+
+
+class _Window:
+    """The model's view of the growing sequences: its last `seq_len` tokens, with a KV cache of what it has seen;
+    past the context the window shifts, re-encoding the newest half into a fresh cache."""
+
+    def __init__(self, model, batch: int, use_cache: bool):
+        self.model, self.context = model, model.cfg.seq_len
+        self.cache = model.new_cache(batch) if use_cache else None
+        self.start = 0  # where the visible window begins in the sequences
+        self.cached = 0  # tokens of the window already in the cache
+        self.keep = max(1, self.context // 2)  # tokens kept when the window shifts
+
+    def next_logits(self, seq: torch.Tensor) -> torch.Tensor:
+        """The logits for the next token of every sequence."""
+        if seq.size(1) - self.start > self.context:
+            self.start, self.cached = seq.size(1) - self.keep, 0
+        window = seq[:, self.start :]
+        if self.cache is None:
+            logits, _ = self.model(window)
+        else:
+            logits, _ = self.model(window[:, self.cached :], cache=self.cache, pos=self.cached)
+            self.cached = window.size(1)
+        return logits[:, -1]
+
+
+def _take(tokens: list[int], out: list[list[int]], done: list[bool], eos_id, stop) -> None:
+    """Each unfinished sample takes its drawn token; `eos_id` ends one without being kept, `stop` after it."""
+    for i, t in enumerate(tokens):
+        if done[i]:
+            continue
+        if eos_id is not None and t == eos_id:
+            done[i] = True
+            continue
+        out[i].append(t)
+        if stop is not None and stop(i, out[i]):
+            done[i] = True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -64,14 +64,22 @@ def read_prompts(path: str) -> list[str]:
     return prompts
 
 
+FLAGS = {
+    "temperature": "--temperature",
+    "top_k": "--top-k",
+    "top_p": "--top-p",
+    "repetition_penalty": "--repetition-penalty",
+    "max_new_tokens": "--max-new-tokens",
+    "num_samples": "--num-samples",
+}
+
+
 def run(args) -> int:
     import random
-    import time
 
     from slovo.checkpoint import load_for_inference
-    from slovo.config import check_sampling
     from slovo.device import pick_device, set_threads
-    from slovo.generate import encode_prompt, generate_text
+    from slovo.generate import encode_prompt
     from slovo.terminal import undertrained_note
     from slovo.utils import read_json_dict
 
@@ -86,7 +94,25 @@ def run(args) -> int:
     note = undertrained_note(read_json_dict(Path(args.run_dir) / "summary.json"), args.run_dir)
     if note:
         print(note, file=sys.stderr)
-    s = cfg.sample
+    sampling = _sampling(args, cfg.sample)
+    for prompt in prompts:  # every prompt is checked before any text is printed
+        encode_prompt(tokenizer, prompt, cfg.model.seq_len, truncate=args.truncate_prompt)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    new_tokens, seconds = _write_samples(args, model, tokenizer, prompts, sampling, seed)
+    rate = new_tokens / seconds if seconds > 0 else float("inf")
+    print(
+        f"{new_tokens} new tokens in {seconds:.2f}s ({rate:.1f} tokens/s) on {next(model.parameters()).device}; "
+        f"{_mode(args, sampling, seed)}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _sampling(args, sample_cfg) -> dict:
+    """The sampling settings: the flags given, else the run's `sample` section; bad ones name their flag."""
+    from slovo.config import check_sampling
+
+    s = sample_cfg
     sampling = dict(
         greedy=args.greedy,
         temperature=s.temperature if args.temperature is None else args.temperature,
@@ -94,32 +120,20 @@ def run(args) -> int:
         top_p=s.top_p if args.top_p is None else args.top_p,
         repetition_penalty=args.repetition_penalty,
     )
-    flag_names = {
-        "temperature": "--temperature",
-        "top_k": "--top-k",
-        "top_p": "--top-p",
-        "repetition_penalty": "--repetition-penalty",
-        "max_new_tokens": "--max-new-tokens",
-        "num_samples": "--num-samples",
-    }
-    try:
-        check_sampling(
-            sampling["temperature"],
-            sampling["top_k"],
-            sampling["top_p"],
-            sampling["repetition_penalty"],
-            args.max_new_tokens,
-            args.num_samples,
-        )
-        for prompt in prompts:  # every prompt is checked before any text is printed
-            encode_prompt(tokenizer, prompt, cfg.model.seq_len, truncate=args.truncate_prompt)
-    except SlovoError as e:
-        name, _, rest = str(e).partition(":")
-        raise SlovoError(f"{flag_names.get(name, name)}:{rest}") from None
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    check_sampling(
+        sampling["temperature"], sampling["top_k"], sampling["top_p"], sampling["repetition_penalty"],
+        args.max_new_tokens, args.num_samples, names=FLAGS,
+    )  # fmt: skip
+    return sampling
 
-    streaming = args.num_samples == 1
-    out = sys.stdout
+
+def _write_samples(args, model, tokenizer, prompts: list[str], sampling: dict, seed: int) -> tuple[int, float]:
+    """Generate for each prompt and write it out (streamed when one sample); returns new tokens and seconds."""
+    import time
+
+    from slovo.generate import generate_text
+
+    streaming, out = args.num_samples == 1, sys.stdout
     new_tokens, seconds = 0, 0.0
     for p_i, prompt in enumerate(prompts):
         shown = []  # the prompt is written with the first piece, after any truncation warning
@@ -133,17 +147,10 @@ def run(args) -> int:
 
         t0 = time.perf_counter()
         samples = generate_text(
-            model,
-            tokenizer,
-            prompt,
-            args.max_new_tokens,
-            num_samples=args.num_samples,
-            stop=args.stop,
-            truncate_prompt=args.truncate_prompt,
-            on_text=on_text if streaming else None,
-            seed=seed + p_i,
+            model, tokenizer, prompt, args.max_new_tokens, num_samples=args.num_samples, stop=args.stop,
+            truncate_prompt=args.truncate_prompt, on_text=on_text if streaming else None, seed=seed + p_i,
             **sampling,
-        )
+        )  # fmt: skip
         seconds += time.perf_counter() - t0
         new_tokens += sum(len(smp.ids) for smp in samples)
         if streaming:
@@ -154,7 +161,11 @@ def run(args) -> int:
             for smp in samples:
                 out.write(f"--- sample {smp.index + 1}/{args.num_samples} ---\n{prompt}{smp.text}\n\n")
         out.flush()
-    rate = new_tokens / seconds if seconds > 0 else float("inf")
+    return new_tokens, seconds
+
+
+def _mode(args, sampling: dict, seed: int) -> str:
+    """How the text was chosen, for the last line."""
     if args.greedy or sampling["temperature"] == 0:
         mode = "greedy"
     else:
@@ -164,8 +175,4 @@ def run(args) -> int:
         )
     if sampling["repetition_penalty"] != 1:
         mode += f"; repetition penalty {sampling['repetition_penalty']:g}"
-    print(
-        f"{new_tokens} new tokens in {seconds:.2f}s ({rate:.1f} tokens/s) on {next(model.parameters()).device}; {mode}",
-        file=sys.stderr,
-    )
-    return 0
+    return mode

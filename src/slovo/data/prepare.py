@@ -411,7 +411,8 @@ def prepare(
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_dirs(out)
     with staged_dir(out) as tmp:
-        meta = _build(tmp, sources, settings, given_tok, source_entries, settings_d, fingerprint, command, ui, log, t0)
+        origin = _Provenance(source_entries, settings_d, fingerprint, command, t0)
+        meta = _build(tmp, sources, settings, given_tok, origin, ui, log)
     return {**meta, "reused": False, "seconds": time.time() - t0}
 
 
@@ -441,31 +442,62 @@ def _train_or_copy_tokenizer(
     return tokenizer, tok_path, sample_bytes
 
 
-def _build(
-    tmp: Path,
-    sources,
-    settings: PrepareSettings,
-    given_tok,
-    source_entries,
-    settings_d,
-    fingerprint,
-    command,
-    ui: ProgressUI,
-    log,
-    t0: float,
-) -> dict:
-    stats = ReadStats()
-    spool_path = tmp / "spool.tmp"
-    timing, t_phase = {}, time.time()
+@dataclass(frozen=True)
+class _Provenance:
+    """What meta.json records about where a dataset came from: its sources, settings, fingerprint and command."""
 
-    def phase_done(name: str) -> None:
-        nonlocal t_phase
-        timing[name] = round(time.time() - t_phase, 2)
-        t_phase = time.time()
+    source_entries: list
+    settings: dict
+    fingerprint: str
+    command: str
+    started: float  # time.time() when prepare began
 
+
+@dataclass
+class _Encoded:
+    """The two splits as written: each one's piece ids, end-of-text flags and token count."""
+
+    split: Split
+    ids: dict[str, np.ndarray]
+    flags: dict[str, np.ndarray]
+    tokens: dict[str, int]
+    dtype: np.dtype
+    vocab_size: int
+    eot_id: int
+    tok_path: Path
+    sample_bytes: int
+
+
+class _PhaseTimer:
+    """Seconds per phase of prepare, for meta.json's `timing`."""
+
+    def __init__(self):
+        self.timing: dict[str, float] = {}
+        self.start = time.time()
+
+    def done(self, name: str) -> None:
+        self.timing[name] = round(time.time() - self.start, 2)
+        self.start = time.time()
+
+
+def _build(tmp: Path, sources, settings: PrepareSettings, given_tok, origin: _Provenance, ui: ProgressUI, log) -> dict:
+    """Read, split, train (or copy) the tokenizer, encode both splits into `tmp`, and write meta.json last."""
+    stats, spool_path, phases = ReadStats(), tmp / "spool.tmp", _PhaseTimer()
     corpus = _read_and_spool(sources, settings, spool_path, ui, stats)
-    phase_done("reading")
-    specs = ", ".join(s.spec for s in sources)
+    phases.done("reading")
+    _check_corpus(", ".join(s.spec for s in sources), stats, corpus, settings)
+    spool = _Spool(spool_path, corpus)
+    try:
+        encoded = _split_and_encode(tmp, corpus, spool, settings, given_tok, ui, log, phases)
+    finally:
+        spool.close()
+        spool_path.unlink(missing_ok=True)
+    meta = _meta(encoded, corpus, stats, settings, given_tok, origin, phases.timing)
+    atomic_write_json(tmp / "meta.json", meta)  # last: its presence marks the folder complete
+    return meta
+
+
+def _check_corpus(specs: str, stats: ReadStats, corpus, settings: PrepareSettings) -> None:
     if stats.documents == 0:
         raise SlovoError(f"{specs}: empty corpus: no non-empty documents ({stats.empty} empty ones dropped)")
     if corpus.n_pieces < 2:
@@ -474,87 +506,76 @@ def _build(
             f"need at least two documents or one longer than --chunk-bytes {settings.chunk_bytes}"
         )
 
-    spool = _Spool(spool_path, corpus)
-    try:
-        split = plan_split(corpus, settings.val_fraction, spool.piece_scores, settings.min_val_tokens)
-        if split.reason:
-            log(f"validation is split by piece, not by whole document: {split.reason}")
-        tokenizer, tok_path, sample_bytes = _train_or_copy_tokenizer(tmp, settings, given_tok, split, spool, ui, log)
-        phase_done("tokenizer")
-        vocab_size = tokenizer.get_vocab_size()
-        eot_id = eot_id_of(tokenizer)
-        dtype = dtype_for_vocab(vocab_size)
-        encoder = fast_encoder(tokenizer)
 
-        val_units = _choose_validation(split, settings, encoder, spool, log)
-        phase_done("validation_choice")
-        # Both splits are written in corpus order, so a window of val.bin reads as running text.
-        val_ids = split.pieces_of(val_units)
-        in_val = np.zeros(corpus.n_pieces, dtype=bool)
-        in_val[val_ids] = True
-        train_ids = np.flatnonzero(~in_val)
-        del in_val
-        last_of_doc = corpus.last_of_doc()
-        val_flags, train_flags = eot_flags(val_ids, last_of_doc), eot_flags(train_ids, last_of_doc)
-        del last_of_doc
-        val_bytes = int(corpus.piece_lengths[val_ids].astype(np.int64).sum())
-        with ui.task("encoding", corpus.total_bytes) as update:
-            n_val = _write_split(tmp / "val.bin", spool, corpus, val_ids, val_flags, encoder, eot_id, dtype, update)
-            n_train = _write_split(
-                tmp / "train.bin",
-                spool,
-                corpus,
-                train_ids,
-                train_flags,
-                encoder,
-                eot_id,
-                dtype,
-                update,
-                done_before=val_bytes,
-            )
-        phase_done("encoding")
-    finally:
-        spool.close()
-        spool_path.unlink(missing_ok=True)
+def _split_and_encode(tmp, corpus, spool, settings, given_tok, ui: ProgressUI, log, phases: _PhaseTimer) -> _Encoded:
+    """Plan the split, get the tokenizer, choose validation, and write val.bin and train.bin."""
+    split = plan_split(corpus, settings.val_fraction, spool.piece_scores, settings.min_val_tokens)
+    if split.reason:
+        log(f"validation is split by piece, not by whole document: {split.reason}")
+    tokenizer, tok_path, sample_bytes = _train_or_copy_tokenizer(tmp, settings, given_tok, split, spool, ui, log)
+    phases.done("tokenizer")
+    vocab_size, eot_id = tokenizer.get_vocab_size(), eot_id_of(tokenizer)
+    dtype, encoder = dtype_for_vocab(vocab_size), fast_encoder(tokenizer)
+    val_units = _choose_validation(split, settings, encoder, spool, log)
+    phases.done("validation_choice")
+    # Both splits are written in corpus order, so a window of val.bin reads as running text.
+    val_ids = split.pieces_of(val_units)
+    in_val = np.zeros(corpus.n_pieces, dtype=bool)
+    in_val[val_ids] = True
+    ids = {"val": val_ids, "train": np.flatnonzero(~in_val)}
+    del in_val
+    last_of_doc = corpus.last_of_doc()
+    flags = {name: eot_flags(ids[name], last_of_doc) for name in ("val", "train")}
+    del last_of_doc
+    tokens, done = {}, 0
+    with ui.task("encoding", corpus.total_bytes) as update:
+        for name in ("val", "train"):
+            tokens[name] = _write_split(
+                tmp / f"{name}.bin", spool, corpus, ids[name], flags[name], encoder, eot_id, dtype, update,
+                done_before=done,
+            )  # fmt: skip
+            done += int(corpus.piece_lengths[ids[name]].astype(np.int64).sum())
+    phases.done("encoding")
+    return _Encoded(split, ids, flags, tokens, dtype, vocab_size, eot_id, tok_path, sample_bytes)
 
-    def split_meta(name, ids, flags, n_tokens):
-        return {
-            "file": f"{name}.bin",
-            "tokens": int(n_tokens),
-            "documents": split.documents_in(ids),
-            "bytes": int(corpus.piece_lengths[ids].astype(np.int64).sum()),
-            "segments": int(flags.sum()),
-            "pieces": int(len(ids)),
-        }
 
+def _meta(e: _Encoded, corpus, stats: ReadStats, settings, given_tok, origin: _Provenance, timing: dict) -> dict:
+    """meta.json's contents (docs/ARCHITECTURE.md, "Dataset folder")."""
     splits = {
-        "train": split_meta("train", train_ids, train_flags, n_train),
-        "val": split_meta("val", val_ids, val_flags, n_val),
+        name: {
+            "file": f"{name}.bin",
+            "tokens": int(e.tokens[name]),
+            "documents": e.split.documents_in(e.ids[name]),
+            "bytes": int(corpus.piece_lengths[e.ids[name]].astype(np.int64).sum()),
+            "segments": int(e.flags[name].sum()),
+            "pieces": int(len(e.ids[name])),
+        }
+        for name in ("train", "val")
     }
-    meta = {
+    return {
         "format": FORMAT,
-        "dtype": dtype.name,
-        "vocab_size": int(vocab_size),
+        "dtype": e.dtype.name,
+        "vocab_size": int(e.vocab_size),
         "eot_token": EOT_TOKEN,
-        "eot_id": int(eot_id),
+        "eot_id": int(e.eot_id),
         "splits": splits,
         "split": {
-            "unit": split.unit,
+            "unit": e.split.unit,
             "train_documents": splits["train"]["documents"],
             "val_documents": splits["val"]["documents"],
-            "reason": split.reason,
+            "reason": e.split.reason,
             "rule": SPLIT_RULE,
         },
         "tokenizer": {
             "file": "tokenizer.json",
-            "sha256": sha256_file(tok_path),
+            "sha256": sha256_file(e.tok_path),
             "trained": given_tok is None,
             "from": str(Path(settings.tokenizer).resolve()) if given_tok is not None else None,
-            "sample_bytes": sample_bytes,
+            "sample_bytes": e.sample_bytes,
         },
-        "sources": source_entries,
+        "sources": origin.source_entries,
         # what the text was, beyond its timestamp: a copy of the same files with new mtimes reuses the dataset
-        "source_sha256": {f["path"]: sha256_file(f["path"]) for f in _file_entries(source_entries)},
+        "source_sha256": {f["path"]: sha256_file(f["path"]) for f in _file_entries(origin.source_entries)},
         "reading": {
             "documents": stats.documents,
             "empty_dropped": stats.empty,
@@ -562,13 +583,11 @@ def _build(
             "capped": stats.capped,
             "split_long_documents": stats.split_long_documents,
         },
-        "settings": settings_d,
-        "fingerprint": fingerprint,
+        "settings": origin.settings,
+        "fingerprint": origin.fingerprint,
         "slovo_version": __version__,
-        "command": command,
+        "command": origin.command,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seconds": round(time.time() - t0, 2),
+        "seconds": round(time.time() - origin.started, 2),
         "timing": timing,  # seconds per phase
     }
-    atomic_write_json(tmp / "meta.json", meta)  # last: its presence marks the folder complete
-    return meta

@@ -34,7 +34,7 @@ from typing import Any
 
 from slovo import config as slovo_config
 from slovo.errors import SlovoError
-from slovo.format import format_value
+from slovo.format import budget_text, format_value
 
 METHODS = ("grid", "random", "bayes")
 METRICS = ("eval/bpb", "eval/loss", "eval/perplexity")
@@ -135,7 +135,7 @@ class SweepSpec:
     target: float | None = None  # wandb's metric.target: no new configuration starts once a run reaches it
     base_seed: int = 1337
     budget_s: float | None = None  # per-run time budget in seconds, when the runs have one
-    budget_text: str = ""  # the runs' budget, e.g. "time 60s" or "max_steps 200"
+    budget_text: str = ""  # the runs' budget (`format.budget_text`), e.g. "1m00s" or "200 steps"
     eval_every: int = 10
     grid_size: int = 0  # configurations in the grid (grid method only)
     raw: dict = field(default_factory=dict)
@@ -315,73 +315,15 @@ def load_sweep(path: str | Path, data: str | None = None, name: str | None = Non
     path = Path(path)
     raw = slovo_config.read_yaml(path)
     where = str(path)
-    for key in raw:
-        if key in _WANDB_ONLY:
-            raise SlovoError(f"{where}: `{key}` is for wandb's agent; slovo trains its own model, remove it")
-        if key not in _TOP_KEYS:
-            raise SlovoError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+    _check_top_keys(raw, where)
     method = raw.get("method", "grid")
     if method not in METHODS:
         raise SlovoError(f"{where}: method: must be one of {', '.join(METHODS)}, got {method!r}")
-    metric = raw.get("metric") or {}
-    if isinstance(metric, str):
-        metric = {"name": metric}
-    if not isinstance(metric, dict):
-        raise SlovoError(f"{where}: metric: expected {{name: eval/bpb, goal: minimize}}")
-    metric_name, goal = metric.get("name", "eval/bpb"), metric.get("goal", "minimize")
-    if metric_name not in METRICS:
-        raise SlovoError(f"{where}: metric.name: must be one of {', '.join(METRICS)}, got {metric_name!r}")
-    if goal not in ("minimize", "maximize"):
-        raise SlovoError(f"{where}: metric.goal: must be minimize or maximize, got {goal!r}")
-    if set(metric) - {"name", "goal", "target"}:
-        raise SlovoError(f"{where}: metric: unknown key {sorted(set(metric) - {'name', 'goal', 'target'})[0]!r}")
-    target = _number(metric["target"], f"{where}: metric.target") if metric.get("target") is not None else None
-
-    preset, config_file = raw.get("preset"), raw.get("config")
-    if preset and config_file:
-        raise SlovoError(f"{where}: give either preset or config, not both")
-    if config_file:
-        config_file = _resolve(str(config_file), path.parent)
-    if not preset and not config_file:
-        preset = "tiny"
-    data_text = data or raw.get("data")
-    if not data_text:
-        raise SlovoError(f"{where}: data: missing; give the dataset folder (from `slovo prepare`) or --data DIR")
-    data_dir = _resolve(str(data_text), path.parent)
-    if not (data_dir / "meta.json").exists():
-        raise SlovoError(f"{where}: data: {data_dir} is not a dataset folder (no meta.json); run `slovo prepare`")
-
+    metric_name, goal, target = _parse_metric(raw.get("metric") or {}, where)
+    preset, config_file, data_dir = _parse_base(raw, data, path)
     fixed = _budget_overrides(raw.get("budget"), f"{where}: budget")
-    params: list[ParamSpec] = []
-    known = set(slovo_config.known_keys())
-    variants = _parse_variants(raw.get("variants"), path.parent, known, f"{where}: variants")
-    if variants:
-        params.append(ParamSpec(VARIANT, "categorical", values=list(variants)))
-    flat = _flatten(raw.get("parameters"), "", f"{where}: parameters") if raw.get("parameters") or not variants else {}
-    for dotted, spec in flat.items():
-        pwhere = f"{where}: parameters.{dotted}"
-        if dotted not in known:
-            close = difflib.get_close_matches(dotted, sorted(known), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "parameter names are dotted config keys like optim.lr"
-            raise SlovoError(f"{pwhere}: unknown config key ({hint})")
-        if dotted in ("data.path", "preset"):
-            raise SlovoError(f"{pwhere}: set it with the sweep's top-level `data` / `preset` keys")
-        p, value = _parse_param(dotted, spec, pwhere)
-        if p is None:
-            fixed[dotted] = value
-        else:
-            params.append(p)
-    if not params:
-        raise SlovoError(f"{where}: parameters: nothing is swept; give at least one parameter with values or a range")
-
-    seeds = _positive_int(raw.get("seeds", 1), f"{where}: seeds")
-    if seeds > 1 and any(p.name == "train.seed" for p in params):
-        raise SlovoError(f"{where}: seeds: sweep train.seed or set seeds, not both")
-    run_cap = raw.get("run_cap")
-    run_cap = None if run_cap is None else _positive_int(run_cap, f"{where}: run_cap")
-    if run_cap is not None and run_cap < seeds:
-        raise SlovoError(f"{where}: run_cap ({run_cap}) is smaller than seeds ({seeds}): no configuration fits")
-
+    params, variants = _parse_parameters(raw, fixed, path)
+    seeds, run_cap = _parse_counts(raw, params, where)
     spec = SweepSpec(
         path=path,
         name=name or str(raw.get("name") or path.stem),
@@ -404,13 +346,96 @@ def load_sweep(path: str | Path, data: str | None = None, name: str | None = Non
     spec.base_seed, spec.eval_every = base.train.seed, base.eval.every
     spec.budget_s = slovo_config.budget_seconds(base)
     b = base.budget
-    spec.budget_text = ", ".join(
-        f"{k} {v}" for k, v in (("time", b.time), ("max_steps", b.max_steps), ("max_tokens", b.max_tokens)) if v
-    )
+    limits = {"time_s": spec.budget_s, "max_steps": b.max_steps, "max_tokens": b.max_tokens}
+    spec.budget_text = budget_text(limits)
     spec.early_terminate = _parse_early_terminate(raw.get("early_terminate"), base.eval.every, where)
     _fix_eval_subset(spec, base)
     _check_values(spec)
     return spec
+
+
+def _check_top_keys(raw: dict, where: str) -> None:
+    for key in raw:
+        if key in _WANDB_ONLY:
+            raise SlovoError(f"{where}: `{key}` is for wandb's agent; slovo trains its own model, remove it")
+        if key not in _TOP_KEYS:
+            raise SlovoError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+
+
+def _parse_metric(metric: Any, where: str) -> tuple[str, str, float | None]:
+    """`metric:` -> (name, goal, target)."""
+    if isinstance(metric, str):
+        metric = {"name": metric}
+    if not isinstance(metric, dict):
+        raise SlovoError(f"{where}: metric: expected {{name: eval/bpb, goal: minimize}}")
+    metric_name, goal = metric.get("name", "eval/bpb"), metric.get("goal", "minimize")
+    if metric_name not in METRICS:
+        raise SlovoError(f"{where}: metric.name: must be one of {', '.join(METRICS)}, got {metric_name!r}")
+    if goal not in ("minimize", "maximize"):
+        raise SlovoError(f"{where}: metric.goal: must be minimize or maximize, got {goal!r}")
+    if set(metric) - {"name", "goal", "target"}:
+        raise SlovoError(f"{where}: metric: unknown key {sorted(set(metric) - {'name', 'goal', 'target'})[0]!r}")
+    target = _number(metric["target"], f"{where}: metric.target") if metric.get("target") is not None else None
+    return metric_name, goal, target
+
+
+def _parse_base(raw: dict, data: str | None, path: Path) -> tuple[str | None, Path | None, Path]:
+    """The base config every trial starts from (`preset` or `config`, tiny by default) and the dataset folder."""
+    where = str(path)
+    preset, config_file = raw.get("preset"), raw.get("config")
+    if preset and config_file:
+        raise SlovoError(f"{where}: give either preset or config, not both")
+    if config_file:
+        config_file = _resolve(str(config_file), path.parent)
+    if not preset and not config_file:
+        preset = "tiny"
+    data_text = data or raw.get("data")
+    if not data_text:
+        raise SlovoError(f"{where}: data: missing; give the dataset folder (from `slovo prepare`) or --data DIR")
+    data_dir = _resolve(str(data_text), path.parent)
+    if not (data_dir / "meta.json").exists():
+        raise SlovoError(f"{where}: data: {data_dir} is not a dataset folder (no meta.json); run `slovo prepare`")
+    return preset, config_file, data_dir
+
+
+def _parse_parameters(raw: dict, fixed: dict, path: Path) -> tuple[list[ParamSpec], dict]:
+    """The swept parameters (a single `value` joins `fixed`) and the variants; any dotted config key, all levels
+    deep (`debug.lr_spike.at`)."""
+    where = str(path)
+    params: list[ParamSpec] = []
+    known = set(slovo_config.known_keys())
+    variants = _parse_variants(raw.get("variants"), path.parent, known, f"{where}: variants")
+    if variants:
+        params.append(ParamSpec(VARIANT, "categorical", values=list(variants)))
+    flat = _flatten(raw.get("parameters"), "", f"{where}: parameters") if raw.get("parameters") or not variants else {}
+    for dotted, spec in flat.items():
+        pwhere = f"{where}: parameters.{dotted}"
+        if dotted not in known:
+            close = difflib.get_close_matches(dotted, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "parameter names are dotted config keys like optim.lr"
+            raise SlovoError(f"{pwhere}: unknown config key ({hint})")
+        if dotted in ("data.path", "preset"):
+            raise SlovoError(f"{pwhere}: set it with the sweep's top-level `data` / `preset` keys")
+        p, value = _parse_param(dotted, spec, pwhere)
+        if p is None:
+            fixed[dotted] = value
+        else:
+            params.append(p)
+    if not params:
+        raise SlovoError(f"{where}: parameters: nothing is swept; give at least one parameter with values or a range")
+    return params, variants
+
+
+def _parse_counts(raw: dict, params: list[ParamSpec], where: str) -> tuple[int, int | None]:
+    """`seeds` (runs per configuration) and `run_cap`."""
+    seeds = _positive_int(raw.get("seeds", 1), f"{where}: seeds")
+    if seeds > 1 and any(p.name == "train.seed" for p in params):
+        raise SlovoError(f"{where}: seeds: sweep train.seed or set seeds, not both")
+    run_cap = raw.get("run_cap")
+    run_cap = None if run_cap is None else _positive_int(run_cap, f"{where}: run_cap")
+    if run_cap is not None and run_cap < seeds:
+        raise SlovoError(f"{where}: run_cap ({run_cap}) is smaller than seeds ({seeds}): no configuration fits")
+    return seeds, run_cap
 
 
 def _fix_eval_subset(spec: SweepSpec, base) -> None:

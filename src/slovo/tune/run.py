@@ -346,9 +346,9 @@ def resumed_budget_s(final_dir: Path, left_s: float, run_cfg) -> float | None:
     """The budget a resumed final run gets so that it still ends at tune's deadline: its checkpoint's seconds plus
     the time tune has left, when that is less than its config's.
 
-    Without it a killed and rerun tune overran its total (bug 8): the final run went on from its checkpoint to
-    its whole budget, while the seconds between that checkpoint and the kill, and the restart, were already
-    spent on tune's clock. None: keep the config's budget (no checkpoint to read, or nothing was lost)."""
+    The seconds between that checkpoint and a kill, and the restart, are already spent on tune's clock; the
+    config's whole budget would overrun the total. None: keep the config's budget (no checkpoint to read, or
+    nothing was lost)."""
     from slovo.checkpoint import STATE_FILE, checkpoint_to_resume, load_state
     from slovo.config import budget_seconds
 
@@ -405,7 +405,6 @@ def run_tune(
 
     from slovo.config import parse_duration
     from slovo.data import load_dataset
-    from slovo.device import pick_device, set_threads
 
     started = time.monotonic()  # the tune's clock starts here: measuring the shapes is on it
     console = console or Console(highlight=False, quiet=quiet)
@@ -424,6 +423,28 @@ def run_tune(
         "probe_fraction": probe_fraction,
         **({"seed": seed} if seed is not None else {}),  # absent by default: tunes from before --seed continue
     }
+    plan, fresh = _load_or_make_plan(folder, args, cfg, len(ds.train), console)
+    show_plan(console, plan)
+    if dry_run:
+        return {"plan": plan.to_dict(), "dry_run": True}
+    folder.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        atomic_write_json(folder / "plan.json", {"args": args, "plan": plan.to_dict()})
+        if plan.trials:
+            atomic_write_text(folder / "probes.yaml", probe_sweep_yaml(plan, base, is_file, cfg))
+        atomic_write_json(folder / "clock.json", {"spent_s": time.monotonic() - started, "total_s": total_s})
+    final_dir = folder / "final"
+    with TuneClock(folder, total_s, console, show_bar=not quiet and console.is_terminal) as clock:
+        chosen = _choice(folder, plan, clock, total_s, quiet)
+        summary = _final_run(folder, final_dir, cfg, is_file, base, chosen, clock, console)
+        spent = clock.spent()
+    return _finish(folder, final_dir, plan, summary, chosen, spent, console, quiet)
+
+
+def _load_or_make_plan(folder: Path, args: dict, cfg, train_tokens: int, console) -> tuple[Plan, bool]:
+    """(the plan, whether it is new): plan.json's when this folder holds the same tune, else measured now."""
+    from slovo.device import pick_device, set_threads
+
     saved = read_json_dict(folder / "plan.json")
     if saved and saved.get("args") != args:
         raise SlovoError(
@@ -432,46 +453,38 @@ def run_tune(
         )
     set_threads(cfg.train.num_threads)
     device = pick_device(cfg.train.device)
+    total_s = args["total_s"]
     if saved:
-        plan = Plan.from_dict(saved["plan"])
         console.print(
             f"[bold]slovo tune[/] {folder}: continuing ({format_duration(_spent(folder))} of "
             f"{format_duration(total_s)} spent)"
         )
-    else:
-        console.print(
-            f"[bold]slovo tune[/] {args['base']} on {device}, {format_duration(total_s)} in all: measuring "
-            f"this machine's speed for a few shapes ..."
-        )
-        plan = make_plan(cfg, args["base"], total_s, probe_fraction, device, len(ds.train))
-    show_plan(console, plan)
-    if dry_run:
-        return {"plan": plan.to_dict(), "dry_run": True}
-    folder.mkdir(parents=True, exist_ok=True)
-    if not saved:
-        atomic_write_json(folder / "plan.json", {"args": args, "plan": plan.to_dict()})
-        if plan.trials:
-            atomic_write_text(folder / "probes.yaml", probe_sweep_yaml(plan, base, is_file, cfg))
-        atomic_write_json(folder / "clock.json", {"spent_s": time.monotonic() - started, "total_s": total_s})
-    final_dir = folder / "final"
-    with TuneClock(folder, total_s, console, show_bar=not quiet and console.is_terminal) as clock:
-        chosen = read_json_dict(folder / "tune.json")
-        if "choice" not in chosen:  # the probes are not done: run (or continue) the probe sweep
-            results = run_probes(folder, plan, clock, quiet) if plan.trials else None
-            choice, why, decision = choose(plan, results, total_s - clock.spent())
-            chosen = {
-                "probe_s": round(clock.spent(), 2),
-                "choice": choice,
-                "why": why,
-                "winner": decision.pop("winner"),
-                "decision": decision,
-            }
-            atomic_write_json(folder / "tune.json", chosen)
-            # plan.json says what was decided too: the plan, then the choice and how sure it is
-            atomic_write_json(folder / "plan.json", {**read_json_dict(folder / "plan.json"), "decision": decision})
-        summary = _final_run(folder, final_dir, cfg, is_file, base, chosen, clock, console)
-        spent = clock.spent()
-    return _finish(folder, final_dir, plan, summary, chosen, spent, console, quiet)
+        return Plan.from_dict(saved["plan"]), False
+    console.print(
+        f"[bold]slovo tune[/] {args['base']} on {device}, {format_duration(total_s)} in all: measuring "
+        f"this machine's speed for a few shapes ..."
+    )
+    return make_plan(cfg, args["base"], total_s, args["probe_fraction"], device, train_tokens), True
+
+
+def _choice(folder: Path, plan: Plan, clock, total_s: float, quiet: bool) -> dict:
+    """tune.json's choice: read when the probes are done, else run (or continue) the probe sweep and choose."""
+    chosen = read_json_dict(folder / "tune.json")
+    if "choice" in chosen:
+        return chosen
+    results = run_probes(folder, plan, clock, quiet) if plan.trials else None
+    choice, why, decision = choose(plan, results, total_s - clock.spent())
+    chosen = {
+        "probe_s": round(clock.spent(), 2),
+        "choice": choice,
+        "why": why,
+        "winner": decision.pop("winner"),
+        "decision": decision,
+    }
+    atomic_write_json(folder / "tune.json", chosen)
+    # plan.json says what was decided too: the plan, then the choice and how sure it is
+    atomic_write_json(folder / "plan.json", {**read_json_dict(folder / "plan.json"), "decision": decision})
+    return chosen
 
 
 def _final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, chosen: dict, clock, console) -> dict:
