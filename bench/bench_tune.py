@@ -204,7 +204,7 @@ def main() -> int:
         )
         if len(seeds) >= 2:
             result = stats.paired([tune_bpb[k] for k in seeds], [train_bpb[k] for k in seeds])
-            decided = stats.verdict("tune", f"train --preset {PRESET}", result)
+            decided = stats.verdict_line("tune", f"train --preset {PRESET}", result)
         else:
             decided = f"{len(seeds)} paired seed(s): no verdict (a paired comparison needs 2 or more; --repeats)"
         print(f"verdict over seeds {seeds}: {decided}")

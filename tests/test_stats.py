@@ -80,13 +80,13 @@ def test_detectable_difference_shrinks_with_more_seeds():
 
 
 def test_verdict_names_the_lower_config_when_the_difference_is_real():
-    line = stats.verdict("A", "B", stats.paired([1.01, 1.02, 1.03], [1.03, 1.045, 1.05]))
+    line = stats.verdict_line("A", "B", stats.paired([1.01, 1.02, 1.03], [1.03, 1.045, 1.05]))
     assert line.startswith("A lower than B by 0.0217 ± ")
     assert "p = " in line and "3 seeds" in line
 
 
 def test_verdict_says_how_many_seeds_would_detect_a_difference_it_cannot_call():
-    line = stats.verdict("A", "B", stats.paired([1.010, 1.030, 1.020], [1.015, 1.024, 1.027]))
+    line = stats.verdict_line("A", "B", stats.paired([1.010, 1.030, 1.020], [1.015, 1.024, 1.027]))
     assert line.startswith("no difference detectable with 3 seeds")
     assert "seeds would detect" in line and "3 seeds detect about" in line
 

@@ -90,6 +90,18 @@ def test_real_grid_sweep_leaves_ordinary_run_folders_and_rerun_skips_them(tmp_pa
     assert "Leaderboard" in page and "optim.lr" in page and "trial-001" in page
 
 
+def test_a_sweep_over_a_nested_key_trains_its_trials(tmp_path, dataset):
+    path = write_sweep(tmp_path, dataset, [3e-3], budget={"max_steps": 6})
+    spec = yaml.safe_load(path.read_text())
+    spec["parameters"]["debug.lr_spike.at"] = {"values": [0.25, 0.75]}  # three levels deep
+    path.write_text(yaml.safe_dump(spec))
+    results = run_sweep(path, sweeps_dir=tmp_path / "sweeps", print_table=False)
+    runs = sorted((tmp_path / "sweeps" / "real" / "trials").iterdir())
+    assert [r["status"] for r in results["rows"]] == ["finished", "finished"]
+    spikes = sorted(load_config(config_file=r / "config.yaml").debug.lr_spike.at for r in runs)
+    assert spikes == [0.25, 0.75]
+
+
 def test_real_hyperband_prunes_a_configuration_that_cannot_learn(tmp_path, dataset):
     path = write_sweep(tmp_path, dataset, [1e-2, 1e-7], early_terminate={"type": "hyperband", "min_iter": 1, "eta": 3})
     results = run_sweep(path, sweeps_dir=tmp_path / "sweeps", print_table=False)

@@ -197,7 +197,7 @@ def verdict(groups: dict[str, dict[int, dict]], order: list[str]) -> dict:
                 "seeds": len(values),
                 "mean": s.mean if s else None,
                 "sd": s.std if s else None,
-                "eval_se": sum(ses) / len(ses) if ses else None,
+                "eval_se": stats.spread(ses).mean if ses else None,
                 "values": {str(k): v["value"] for k, v in sorted(members.items())},
             }
         )
@@ -214,7 +214,7 @@ def verdict(groups: dict[str, dict[int, dict]], order: list[str]) -> dict:
             lines.append(f"{a} against {b}: {len(shared)} seed(s) finished on both sides; a verdict needs {MIN_SEEDS}")
             continue
         result = stats.paired([values_by_name[a][s] for s in shared], [values_by_name[b][s] for s in shared])
-        lines.append(stats.verdict(a, b, result))
+        lines.append(stats.verdict_line(a, b, result))
         pairs.append({"a": a, "b": b, "seeds": shared, **result.__dict__, "line": lines[-1]})
     return {"rows": rows, "best": best, "pairs": pairs, "lines": lines}
 

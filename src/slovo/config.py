@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -259,15 +261,21 @@ def check_sampling(
     max_new_tokens: int = 64,
     num_samples: int = 1,
     prefix: str = "",
+    names: dict[str, str] | None = None,
 ) -> None:
     """The bounds of the sampling settings, for the `sample` section and `slovo generate` alike: a SlovoError
-    naming the first one out of range (`prefix` + its name)."""
-    need(temperature >= 0, f"{prefix}temperature: must be 0 (greedy) or more, got {temperature}")
-    need(top_k >= 0, f"{prefix}top_k: must be 0 (off) or more, got {top_k}")
-    need(0 < top_p <= 1, f"{prefix}top_p: must be in (0, 1], got {top_p}")
-    need(repetition_penalty > 0, f"{prefix}repetition_penalty: must be positive (1 = off), got {repetition_penalty}")
-    need(max_new_tokens > 0, f"{prefix}max_new_tokens: must be positive, got {max_new_tokens}")
-    need(num_samples > 0, f"{prefix}num_samples: must be positive, got {num_samples}")
+    naming the first one out of range (`names[setting]` when given, e.g. a command-line flag; else `prefix` + its
+    name)."""
+
+    def n(setting: str) -> str:
+        return (names or {}).get(setting, prefix + setting)
+
+    need(temperature >= 0, f"{n('temperature')}: must be 0 (greedy) or more, got {temperature}")
+    need(top_k >= 0, f"{n('top_k')}: must be 0 (off) or more, got {top_k}")
+    need(0 < top_p <= 1, f"{n('top_p')}: must be in (0, 1], got {top_p}")
+    need(repetition_penalty > 0, f"{n('repetition_penalty')}: must be positive (1 = off), got {repetition_penalty}")
+    need(max_new_tokens > 0, f"{n('max_new_tokens')}: must be positive, got {max_new_tokens}")
+    need(num_samples > 0, f"{n('num_samples')}: must be positive, got {num_samples}")
 
 
 @dataclass
@@ -509,45 +517,79 @@ def apply_overrides(data: dict, overrides: dict[str, Any] | list[str]) -> dict:
     if isinstance(overrides, list):
         overrides = dict(parse_override(o) for o in overrides)
     out = _merge({}, data)
+    entries = _schema_map()
     for dotted, value in overrides.items():
         parts = dotted.split(".")
-        cls: Any = Config
         node = out
         for i, part in enumerate(parts):
-            known = {f.name: f for f in dataclasses.fields(cls)}
-            if part not in known:
-                raise _unknown_key(".".join(parts[: i + 1]), list(known))
-            tp = typing.get_type_hints(cls)[part]
+            key = ".".join(parts[: i + 1])
+            entry = entries.get(key)
+            if entry is None:
+                raise _unknown_key(key, _children(".".join(parts[:i])))
             if i == len(parts) - 1:
-                if dataclasses.is_dataclass(tp):
+                if entry.section:
                     raise SlovoError(f"{dotted}: is a section; set one of its keys, e.g. {dotted}.<key>=...")
                 node[part] = value
-            elif typing.get_origin(tp) is dict and i == len(parts) - 2:  # eval.extra.wiki=PATH: one entry
-                entries = node.setdefault(part, {})
-                if not isinstance(entries, dict):
-                    raise SlovoError(f"{'.'.join(parts[: i + 1])}: expected a mapping")
-                node[part] = {**entries, parts[-1]: value}
+            elif typing.get_origin(entry.type) is dict and i == len(parts) - 2:  # eval.extra.wiki=PATH: one entry
+                entries_here = node.setdefault(part, {})
+                if not isinstance(entries_here, dict):
+                    raise SlovoError(f"{key}: expected a mapping")
+                node[part] = {**entries_here, parts[-1]: value}
                 break
             else:
-                if not dataclasses.is_dataclass(tp):
-                    raise SlovoError(f"{'.'.join(parts[: i + 1])}: is a value, not a section")
+                if not entry.section:
+                    raise SlovoError(f"{key}: is a value, not a section")
                 node = node.setdefault(part, {})
                 if not isinstance(node, dict):
-                    raise SlovoError(f"{'.'.join(parts[: i + 1])}: expected a mapping")
-                cls = tp
+                    raise SlovoError(f"{key}: expected a mapping")
     return out
+
+
+@dataclass(frozen=True)
+class SchemaEntry:
+    """One key of the config tree: `optim.lr` (a value) or `debug.lr_spike` (a section, with keys below it)."""
+
+    key: str
+    type: Any
+    section: bool
+    owner: type  # the dataclass it is a field of
+
+
+def schema(cls: type | None = None, prefix: str = "") -> Iterator[SchemaEntry]:
+    """Every key of the config tree, all levels deep, sections before their keys: the one walk over the schema
+    (overrides, `known_keys`, `slovo config keys`, sweeps and tune use it)."""
+    cls = cls or Config
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, key = hints[f.name], prefix + f.name
+        section = dataclasses.is_dataclass(tp)
+        yield SchemaEntry(key, tp, section, cls)
+        if section:
+            yield from schema(tp, f"{key}.")
+
+
+@functools.cache
+def _schema_map() -> dict[str, SchemaEntry]:
+    return {e.key: e for e in schema()}
+
+
+def _children(section: str) -> list[str]:
+    """The names directly under `section` ('' for the top level)."""
+    prefix = f"{section}." if section else ""
+    return [k[len(prefix) :] for k in _schema_map() if k.startswith(prefix) and "." not in k[len(prefix) :]]
 
 
 def known_keys() -> list[str]:
-    """Every dotted key of the schema, e.g. 'optim.lr' (for sweeps and help)."""
-    out = []
-    for sec in dataclasses.fields(Config):
-        tp = typing.get_type_hints(Config)[sec.name]
-        if dataclasses.is_dataclass(tp):
-            out += [f"{sec.name}.{f.name}" for f in dataclasses.fields(tp)]
-        else:
-            out.append(sec.name)
-    return out
+    """Every settable dotted key of the schema, all levels deep, e.g. 'optim.lr', 'debug.lr_spike.at'."""
+    return [e.key for e in schema() if not e.section]
+
+
+def default_of(key: str) -> Any:
+    """The default value of a dotted key (`Config()`'s)."""
+    value: Any = Config()
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -83,11 +83,12 @@ def set_lr_factor(optimizer: torch.optim.Optimizer, factor: float) -> None:
         group["lr"] = group["initial_lr"] * factor
 
 
-def split_for_decay(model: torch.nn.Module, decay_embeddings: bool) -> tuple[list, list]:
-    """(decayed, not decayed): matrices are decayed; vectors (norm gains) never; the embedding table on request."""
+def split_for_decay(model: torch.nn.Module, decay_embeddings: bool, params: list | None = None) -> tuple[list, list]:
+    """(decayed, not decayed) among `params` (default: all the model's): matrices are decayed; vectors (norm gains)
+    never; the embedding table on request."""
     embed = model.embed_tokens.weight
     decay, no_decay = [], []
-    for p in model.parameters():  # parameters() yields a tied weight once
+    for p in model.parameters() if params is None else params:  # parameters() yields a tied weight once
         if p.dim() < 2 or (p is embed and not decay_embeddings):
             no_decay.append(p)
         else:
@@ -102,9 +103,14 @@ def _fused(cfg: OptimConfig, device: str) -> bool:
 @register_optimizer("adamw")
 def build_adamw(model: torch.nn.Module, cfg: OptimConfig, device: str) -> torch.optim.Optimizer:
     """AdamW with decoupled weight decay; the fused kernel on CUDA."""
+    return _adamw(model, None, cfg, device)
+
+
+def _adamw(model: torch.nn.Module, params: list | None, cfg: OptimConfig, device: str) -> torch.optim.Optimizer:
+    """AdamW over `params` (default: all the model's), weight decay on the matrices `split_for_decay` picks."""
     import torch
 
-    decay, no_decay = split_for_decay(model, cfg.decay_embeddings)
+    decay, no_decay = split_for_decay(model, cfg.decay_embeddings, params)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=_fused(cfg, device))
 
@@ -163,16 +169,7 @@ def build_muon(model: torch.nn.Module, cfg: OptimConfig, device: str) -> Optimiz
     from slovo.muon import Muon
 
     matrices, rest = hidden_matrices(model)
-    embed = model.embed_tokens.weight
-    decay = [p for p in rest if p.dim() >= 2 and (p is not embed or cfg.decay_embeddings)]
-    no_decay = [p for p in rest if not any(p is q for q in decay)]
-    adamw = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(cfg.beta1, cfg.beta2),
-        eps=cfg.eps,
-        fused=_fused(cfg, device),
-    )
+    adamw = _adamw(model, rest, cfg, device)
     muon = Muon(
         matrices,
         lr=cfg.muon_lr,

@@ -168,7 +168,7 @@ def _num(x: float, digits: int) -> str:
     return f"{x:.{digits}f}"
 
 
-def verdict(name_a: str, name_b: str, result: Paired, metric: str = "bpb", digits: int = 4) -> str:
+def verdict_line(name_a: str, name_b: str, result: Paired, metric: str = "bpb", digits: int = 4) -> str:
     """One line: "A lower by X ± Y bpb (p = …, N seeds)" when the paired test finds a difference, else
     "no difference detectable with N seeds (…); about M seeds would detect Δ"."""
     if result.significant:

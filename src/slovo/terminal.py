@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from slovo.format import format_bpb, format_duration, format_number
+from slovo.format import budget_text, format_bpb, format_duration, format_number
 from slovo.runs.folders import split_evals
 from slovo.utils import read_jsonl
 
@@ -42,8 +42,8 @@ def sparkline(values: list[float], width: int = 40) -> str:
     return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1) + 0.5))] for v in vals)
 
 
-# Fewer optimizer steps than this and a small model's samples are punctuation and the commonest short words (the
-# tiny preset: 12 steps gave «слово, в в в,, на а. с,,,,,», 61 gave words); bench/results/tiny_demo_every_cpu.md
+# Fewer optimizer steps than this and a small model's samples are punctuation and the commonest short words
+# (bench/results/tiny_demo_every_cpu.md)
 MIN_STEPS_FOR_WORDS = 40
 
 
@@ -122,15 +122,10 @@ class TrainDisplay:
             self.console.print(text)
 
     def start(self, cfg, model, device: str, tokens_per_step: int, budget, ds) -> None:
-        limits = [
-            f"time {format_duration(budget.time_s)}" if budget.time_s else None,
-            f"{budget.max_steps:,} steps" if budget.max_steps else None,
-            f"{budget.max_tokens:,} tokens" if budget.max_tokens else None,
-        ]
         t = cfg.train
         self.say(
             f"[bold]slovo train[/] {cfg.preset or 'custom'} on {device}: {model.num_params() / 1e6:.2f}M params, "
-            f"{model.flops_per_token() / 1e6:.1f} MFLOPs/token; budget: {', '.join(x for x in limits if x)}\n"
+            f"{model.flops_per_token() / 1e6:.1f} MFLOPs/token; budget: {budget_text(budget.as_dict())}\n"
             f"  tokens per optimizer step: {t.per_device_train_batch_size} x {t.gradient_accumulation_steps} x "
             f"{cfg.model.seq_len} = {tokens_per_step:,}; train split {len(ds.train):,} tokens; "
             f"schedule {cfg.schedule.name}, lr {cfg.optim.lr:g}"

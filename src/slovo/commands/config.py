@@ -17,44 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def all_keys() -> list[tuple[str, object]]:
     """(dotted key, default) for every settable key, nested sections included (debug.lr_spike.at)."""
-    import dataclasses
-    import typing
+    from slovo.config import default_of, schema
 
-    from slovo.config import Config
-
-    out: list[tuple[str, object]] = []
-
-    def walk(cls, instance, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            value = getattr(instance, f.name)
-            if dataclasses.is_dataclass(hints[f.name]):
-                walk(hints[f.name], value, f"{prefix}{f.name}.")
-            else:
-                out.append((prefix + f.name, value))
-
-    walk(Config, Config(), "")
-    return out
+    return [(e.key, default_of(e.key)) for e in schema() if not e.section]
 
 
 def section_classes() -> dict[str, str]:
     """{'OptimConfig': 'optim.'}: the dotted prefix of each dataclass in the config tree."""
-    import dataclasses
-    import typing
+    from slovo.config import schema
 
-    from slovo.config import Config
-
-    out = {"Config": ""}
-
-    def walk(cls, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if dataclasses.is_dataclass(hints[f.name]):
-                out[hints[f.name].__name__] = f"{prefix}{f.name}."
-                walk(hints[f.name], f"{prefix}{f.name}.")
-
-    walk(Config, "")
-    return out
+    return {"Config": ""} | {e.type.__name__: f"{e.key}." for e in schema() if e.section}
 
 
 def key_comments() -> dict[str, str]:

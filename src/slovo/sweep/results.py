@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import statistics
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +70,8 @@ def trial_rows(study, spec: SweepSpec, sweep_dir: Path) -> list[dict]:
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+    s = stats.spread(values)
+    return s.mean, s.std
 
 
 def leaderboard(runs: list[dict], spec: SweepSpec) -> list[dict]:
@@ -105,7 +105,7 @@ def leaderboard(runs: list[dict], spec: SweepSpec) -> list[dict]:
             mean, std = _mean_std([r[fig] for r in counted if r[fig] is not None])
             row[fig], row[f"{fig}_std"] = mean, std
         ses = [r["eval/bpb_se"] for r in counted if r["eval/bpb_se"] is not None]
-        row["eval/bpb_se"] = statistics.fmean(ses) if ses else None
+        row["eval/bpb_se"] = stats.spread(ses).mean if ses else None
         # the divergence guard's lr cut: the lowest over the seeds (None: every seed trained at the nominal lr)
         scales = [r["lr_scale"] for r in counted if r["lr_scale"] is not None and r["lr_scale"] != 1]
         row["lr_scale"] = min(scales) if scales else None
