@@ -1,7 +1,7 @@
 """What an eval scores besides the run's own validation split: `eval.extra` text sources and `eval.suites`.
 
 `eval.extra: {NAME: SOURCE}`: any text source `slovo prepare` reads, tokenised with the run's tokenizer the way
-prepare encodes a split, cut into the same evenly spread windows as the validation split (`eval.tokens` of them)
+prepare encodes a split, cut into evenly spread windows as the validation split is (`eval.tokens` worth of them)
 and scored by `slovo.evaluate.evaluate`, recorded as `eval/NAME/bpb` and `eval/NAME/loss`. `slovo eval RUN --data
 SOURCE` goes through the same `source_windows`.
 
@@ -84,7 +84,8 @@ def suite_metrics(
     """The figures one eval adds to its record: `eval/NAME/bpb`, `eval/NAME/loss` per extra set and
     `eval/<suite>_acc`, `_acc_se`, ... per suite (the subset; the final eval `eval.suite_final_pairs` per
     phenomenon, 0 = the whole suite). `autocast` applies to the extra sets (as to the main eval), not to
-    the suites. Scores on this process alone (rank 0 under torchrun)."""
+    the suites. Scores everything on this process: under torchrun every rank scores the same, so the ranks agree
+    without a collective."""
     from slovo.evaluate import evaluate
     from slovo.suites.rublimp import select_pairs
     from slovo.suites.scoring import encode_pairs, suite_subset_metrics

@@ -1,4 +1,5 @@
-"""Small helpers shared by every stage: atomic writes, hashing, device choice."""
+"""Small helpers shared by every stage: atomic writes and staged folders, hashing, JSON reading, the code's version,
+process liveness (psutil)."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ def split_evals(records: list[dict], key: str) -> tuple[list[dict], dict | None]
     subset of windows, the last full eval's record or None when every eval scored the same windows).
 
     Joined in one curve the last point would jump for no training reason: the full set scores other text than
-    the subset (bug 11). `eval/windows` in each record says which set it scored."""
+    the subset. `eval/windows` in each record says which set it scored."""
     evals = [r for r in records if r.get(key) is not None]
     windows = [r.get("eval/windows") for r in evals]
     full = max((w for w in windows if isinstance(w, (int, float))), default=None)

@@ -33,22 +33,20 @@ LAW_E, LAW_A, LAW_B, LAW_ALPHA, LAW_BETA = 1.82, 482.01, 2085.43, 0.3478, 0.3658
 REPEAT_DECAY = 15.4  # Muennighoff et al. 2023, R*: how fast repeated epochs lose their worth
 LR_HORIZON_EXPONENT = 0.3  # Bjorck et al. 2024: the best lr scales as (training tokens)^-0.3
 # probed lrs, as multiples of the base preset's, in the order they run: the prior's lr first, then above, then
-# below. The probe sweep's deadline cuts the last probe that would not finish; in ascending order that was always
-# the largest lr (bug 7). Now it is a step away from the prior, and the lower one, which horizon_lr's carry to
-# the longer final run moves towards anyway.
+# below. The probe sweep's deadline cuts the last probe that would not finish: that should be the lower lr, which
+# horizon_lr's carry to the longer final run moves towards anyway, not the prior's.
 LR_FACTORS = (1.0, 2.0, 0.5)
 # With Muon the probes vary the hidden matrices' lr (optim.muon_lr): they hold nearly all the parameters that
 # train, and the tiny recipe sweep found the result far more sensitive to it than to the AdamW part's lr.
 WIDTH_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)  # widths measured, as multiples of the base preset's
 PROBE_EVALS = 9  # evals per probe; successive halving looks at eval 3 (min_iter 3, eta 3) and ranks at the end
-# The first rung at a third of a probe, not a ninth: at 20 minutes on 2 cores a ninth was 9-14 optimizer steps,
-# still in warm-up, where every trial scores 1.7 bpb give or take noise; the pruning then kept whichever trials
-# happened to run first (bench_tune, 2026-11-28).
+# The first rung at a third of a probe, not a ninth: a ninth of a short probe is still warm-up, where every trial
+# scores the same bpb give or take noise, and the pruning would keep whichever ran first.
 HYPERBAND = {"type": "hyperband", "min_iter": 3, "eta": 3}
 # A probe trains at least this many optimizer steps, so that its first successive-halving rung (a third of it) is
 # past ~40: before that every trial scores the same warm-up bpb give or take noise, and the pruning keeps whichever
 # ran first. Where the time cannot give every probe that, the second batch goes rather than probe length
-# (bench_tune, 2026-11-28: 24 probes of 16 s, pruned at 6 s, 20-40 steps in).
+# (bench/results/bench_tune_20m.md).
 MIN_PROBE_STEPS = 120
 MEASURE_FRACTION = 0.12  # at most this share of the probe phase measures speeds
 BATCH_CHEAP = 0.9  # half the batch keeps this share of tokens/s or more: probe it (twice the steps, nearly free)
@@ -392,12 +390,10 @@ def _choose_axes(plan: Plan, base_cfg, batches: list[int], sweep_s: float) -> No
     """The probe sweep: three lrs (and the second batch) on the shape the size rule predicts best; without the
     second batch when the probe time cannot give each probe MIN_PROBE_STEPS steps.
 
-    The probes do not compare sizes. A probe of a minute favours the smaller shape, which learns faster early
-    on; the final run is 15 times longer, where the larger one catches up. At 20 minutes here the probes picked
-    2x192 three times out of four (final eval 1.026, 1.027, 1.030 bpb) over the rule's 2x256 (1.020 the one
-    time it was picked), and the tiny preset's 3x256 trained the whole 20 minutes scored 1.023-1.026
-    (bench_tune, 2026-11-28). The rule looks at the final run's horizon; the probes answer what only a run can,
-    the lr (and batch) for that shape."""
+    The probes do not compare sizes: a probe of a minute favours the smaller shape, which learns faster early
+    on, while the final run is many times longer, where the larger one catches up (bench/results/bench_tune_20m.md).
+    The rule looks at the final run's horizon; the probes answer what only a run can, the lr (and batch) for that
+    shape."""
     known = [s for s in plan.shapes if s.speed]
     best = min(known, key=lambda s: s.predicted_loss)
     depths, widths = [best.n_layer], [best.n_embd]
