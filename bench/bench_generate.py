@@ -30,7 +30,7 @@ def load_models(run: str | None, workdir: Path):
     import transformers
 
     if run:
-        from slovo.checkpoint import load_for_inference
+        from slovo.train.checkpoint import load_for_inference
 
         model, cfg, tokenizer = load_for_inference(run)
         prompt, _ = encode_prompt(tokenizer, DEFAULT_PROMPT, cfg.model.seq_len)

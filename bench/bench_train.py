@@ -95,9 +95,9 @@ def eval_set(data: Path, preset: str = DEFAULT_PRESET):
 def run_slovo(args, data: Path) -> dict:
     """The tiny preset under the budget (its compile warm-up on the budget clock); an outside clock times the steps
     between its evals."""
-    from slovo.callbacks import Callback
     from slovo.config import load_config
     from slovo.train import Clock, train
+    from slovo.train.callbacks import Callback
     from slovo.utils import read_jsonl
 
     class CompileOnTheClock(Clock):

@@ -42,8 +42,8 @@ class Scorer:
     """Per-window nats and bytes of one model, on windows given by their starts."""
 
     def __init__(self, run: str, device: str, batch_size: int):
-        from slovo.checkpoint import load_for_inference
         from slovo.data import token_byte_lengths
+        from slovo.train.checkpoint import load_for_inference
 
         self.model, self.cfg, tokenizer = load_for_inference(run, device)
         self.token_bytes = token_byte_lengths(tokenizer)

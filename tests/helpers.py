@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from slovo.callbacks import Callback
+from slovo.train.callbacks import Callback
 from slovo.utils import read_jsonl
 from tests.conftest import TINY_RUN
 

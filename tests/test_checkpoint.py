@@ -14,10 +14,10 @@ import pytest
 import torch
 from safetensors import SafetensorError
 
-from slovo import checkpoint as ck
 from slovo.config import Config, ModelConfig, save_config
 from slovo.errors import SlovoError
 from slovo.model import GPT
+from slovo.train import checkpoint as ck
 from slovo.train.state import Clock
 from slovo.utils import read_json
 

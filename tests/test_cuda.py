@@ -82,8 +82,8 @@ def test_generation_with_cache_matches_without_on_cuda():
 
 def test_export_from_a_cuda_run_loads_in_transformers_with_the_same_logits(tiny_config, tmp_path):
     transformers = pytest.importorskip("transformers")
-    from slovo.checkpoint import load_for_inference
     from slovo.export import export_run
+    from slovo.train.checkpoint import load_for_inference
 
     train(tiny_config(**{"train.device": "cuda", "budget.max_steps": 3}), tmp_path / "run", quiet=True)
     torch.backends.cuda.matmul.allow_tf32 = False  # training turned TF32 on; compare in true fp32

@@ -182,8 +182,8 @@ def test_two_ranks_resume_exactly_on_two_ranks(small_dataset, tmp_path):
 @pytest.mark.slow
 @linux_only
 def test_fsdp_trains_checkpoints_sharded_resumes_on_two_ranks_and_one_and_exports(small_dataset, tmp_path):
-    from slovo.checkpoint import load_for_inference, verify_checkpoint
     from slovo.cli import main
+    from slovo.train.checkpoint import load_for_inference, verify_checkpoint
 
     sets = tiny_sets(**{"distributed.strategy": "fsdp", "checkpoint.every_steps": 4, "checkpoint.keep_last": 5})
     torchrun(train_args(small_dataset, tmp_path, "fsdp", *sets, steps=8))

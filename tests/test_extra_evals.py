@@ -14,12 +14,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_generate import TEXTS, make_checkpointed_run  # noqa: E402
 from test_suites import write_suite  # noqa: E402
 
-from slovo.checkpoint import load_for_inference  # noqa: E402
 from slovo.cli import main  # noqa: E402
 from slovo.config import load_config  # noqa: E402
 from slovo.data import token_byte_lengths  # noqa: E402
 from slovo.errors import SlovoError  # noqa: E402
 from slovo.extra_evals import prepare_eval_extras, suite_metrics  # noqa: E402
+from slovo.train.checkpoint import load_for_inference  # noqa: E402
 
 
 def test_eval_suites_and_extra_sets_are_read_from_set_flags():

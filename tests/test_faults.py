@@ -21,7 +21,7 @@ from tests.helpers import TINY_SETS, tiny_train_args
 # model.safetensors, checkpoint.json 30 ms after state.pt), so that a kill lands inside a save often
 SLOW_SAVES = """
 import sys, time
-import slovo.checkpoint as checkpoint
+import slovo.train.checkpoint as checkpoint
 real_write_state = checkpoint._write_state
 def slow_write_state(path, state):
     time.sleep(0.03)

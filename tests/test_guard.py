@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import slovo.train.trainer as train_mod
-from slovo.callbacks import Callback
 from slovo.config import GuardConfig, LrSpikeConfig
 from slovo.train import TrainState, train
+from slovo.train.callbacks import Callback
 from slovo.train.guard import DivergenceGuard
 from slovo.train.state import Clock
 from slovo.utils import read_jsonl

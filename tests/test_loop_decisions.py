@@ -10,12 +10,12 @@ import shutil
 import pytest
 import yaml
 
-from slovo.callbacks import Callback
-from slovo.checkpoint import checkpoint_to_resume, clean_staging, drop_checkpoints_after, list_checkpoints
 from slovo.cli import main
 from slovo.runs.folders import load_run
 from slovo.sweep import load_sweep
 from slovo.train import Clock, train
+from slovo.train.callbacks import Callback
+from slovo.train.checkpoint import checkpoint_to_resume, clean_staging, drop_checkpoints_after, list_checkpoints
 from slovo.utils import atomic_write_json, read_json, read_jsonl
 from tests.conftest import write_corpus
 from tests.helpers import tiny_train_args

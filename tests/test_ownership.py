@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from slovo.checkpoint import STATE_FILE, checkpoint_to_resume, load_for_inference, load_state, save_checkpoint
 from slovo.train import TrainState, train
+from slovo.train.checkpoint import STATE_FILE, checkpoint_to_resume, load_for_inference, load_state, save_checkpoint
 
 TRAIN = Path(__file__).resolve().parents[1] / "src" / "slovo" / "train"
-COMPONENTS = ("evaluator.py", "checkpointer.py", "guard.py", "metrics.py", "step.py")
+COMPONENTS = ("evaluator.py", "checkpointer.py", "guard.py", "metrics.py", "state.py")
 
 
 def foreign_writes(source: str, allowed_roots: tuple[str, ...] = ("self",)) -> list[str]:

@@ -13,12 +13,12 @@ import textwrap
 import pytest
 
 from slovo.errors import SlovoError
-from slovo.runlock import LOCK_FILE, RunLock, lock_holder
+from slovo.train.runlock import LOCK_FILE, RunLock, lock_holder
 from slovo.utils import process_alive, process_started
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from slovo.runlock import RunLock
+    from slovo.train.runlock import RunLock
     lock = RunLock(sys.argv[1]).acquire()
     print("locked", flush=True)
     time.sleep(60)
@@ -133,7 +133,7 @@ def test_a_holder_on_another_host_is_not_taken_over_and_the_message_says_what_to
 
 
 def test_a_lock_from_before_a_reboot_is_taken_over_even_if_its_pid_is_alive_now(tmp_path):
-    from slovo.runlock import _boot_id
+    from slovo.train.runlock import _boot_id
 
     if _boot_id() is None:
         pytest.skip("no boot id on this system")

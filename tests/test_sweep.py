@@ -21,11 +21,11 @@ import pytest
 import yaml
 
 from slovo import sweep as sweep_mod
-from slovo.callbacks import Control
 from slovo.cli import main as cli_main
 from slovo.config import load_config, save_config
 from slovo.errors import SlovoError
 from slovo.sweep import load_sweep
+from slovo.train.callbacks import Control
 from slovo.utils import atomic_write_json
 
 SWEEPS_DIR = Path(__file__).resolve().parents[1] / "src" / "slovo" / "configs" / "sweeps"

@@ -37,7 +37,7 @@ MACHINE = textwrap.dedent("""
     host, mode, lost_after, repo = sys.argv[1:5]
     socket.gethostname = lambda: host
     sys.path.insert(0, repo)
-    from slovo.callbacks import Callback
+    from slovo.train.callbacks import Callback
     from slovo.sweep import study, workers
     study.HEARTBEAT_S, study.HEARTBEAT_LOST_AFTER_S, study.POLL_S = 0.5, float(lost_after), 0.5
     real_train = workers._default_train

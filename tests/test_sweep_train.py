@@ -62,7 +62,7 @@ def write_sweep(tmp_path, dataset, lrs, threads=True, **extra):
 
 
 def test_real_grid_sweep_leaves_ordinary_run_folders_and_rerun_skips_them(tmp_path, dataset):
-    from slovo.checkpoint import load_for_inference
+    from slovo.train.checkpoint import load_for_inference
 
     path = write_sweep(tmp_path, dataset, [1e-2, 3e-3])
     results = run_sweep(path, sweeps_dir=tmp_path / "sweeps", print_table=False)

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from slovo.callbacks import Callback
 from slovo.cli import main
 from slovo.train import train
+from slovo.train.callbacks import Callback
 from slovo.train.state import Clock
 from slovo.utils import read_json, read_jsonl
 from tests.helpers import TINY_SETS, StopAt, TickingTime, tiny_train_args, train_losses
@@ -339,7 +339,7 @@ def test_a_run_stopped_right_after_a_subset_eval_still_ends_with_a_full_eval(tin
 def test_pruning_keeps_the_decay_start_checkpoint_saved_last(tmp_path):
     import torch
 
-    from slovo.checkpoint import prune_checkpoints, save_checkpoint
+    from slovo.train.checkpoint import prune_checkpoints, save_checkpoint
 
     model = torch.nn.Linear(2, 2)
     # step 6 was tagged after step 5 (a rollback or an extension saves it again, lower): the later one counts

@@ -108,7 +108,7 @@ def test_a_rerun_after_a_kill_gives_the_final_run_only_the_time_tune_has_left(ti
     train_mod.train(cfg, final, clock=WallClock(), quiet=True)
     summary = json.loads((final / "summary.json").read_text())
     (final / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))  # killed
-    from slovo.checkpoint import STATE_FILE, checkpoint_to_resume, load_state
+    from slovo.train.checkpoint import STATE_FILE, checkpoint_to_resume, load_state
 
     ckpt, _ = checkpoint_to_resume(final)
     spent = WallClock.spent_in(load_state(ckpt / STATE_FILE)["clock"])

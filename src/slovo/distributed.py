@@ -9,12 +9,12 @@ Without WORLD_SIZE everything is a no-op.
 
 Two strategies (`distributed.strategy`):
 - `ddp`: every rank holds the whole model and optimizer; DDP averages the gradients. Checkpoints are
-  rank 0's `model.safetensors` + `state.pt` (slovo.checkpoint).
+  rank 0's `model.safetensors` + `state.pt` (slovo.train.checkpoint).
 - `fsdp`: FSDP2 (`fully_shard`, each transformer block and the root) shards the trained weights, gradients
   and optimizer state over the ranks. The `Run` (train/run.py) keeps a plain copy of the model beside the sharded one,
   refreshed from it (`gather_weights`) before each eval and checkpoint: evals, samples and the checkpoint's
   `model.safetensors` use it, so eval windows need not split evenly and rank 0 can sample alone. Checkpoints
-  add the sharded weights and optimizer in `dcp/` (torch.distributed.checkpoint, slovo.sharded), which any
+  add the sharded weights and optimizer in `dcp/` (torch.distributed.checkpoint, slovo.train.sharded), which any
   number of ranks, one included, can load.
 
 Leaving: gloo's worker threads outlive `destroy_process_group` (DDP keeps the process group alive) and may

@@ -216,7 +216,7 @@ def export_run(path: str | Path, out_dir: str | Path, force: bool = False) -> Pa
     The folder is written under a temporary name beside `out_dir` and renamed into place, so an
     interrupted export never leaves a folder that looks complete. Returns `out_dir`.
     """
-    from slovo.checkpoint import load_for_inference, resolve_checkpoint
+    from slovo.train.checkpoint import load_for_inference, resolve_checkpoint
 
     out_dir = Path(out_dir)
     _writable_out(out_dir, force)

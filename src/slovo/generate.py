@@ -340,7 +340,7 @@ def sample_texts(model, tokenizer, sample_cfg, device=None) -> list[dict]:
     wrapped by torch.compile or DDP; the plain module is used (compiled graphs would recompile for every
     sequence length). `device`, when given, must be where the model's weights are.
     """
-    from slovo.checkpoint import unwrap
+    from slovo.model import unwrap
 
     model = unwrap(model)
     if device is not None:

@@ -196,3 +196,9 @@ class GPT(nn.Module):
         if c.tie_embeddings:
             matmul_params += self.lm_head.weight.numel()  # the head is a matmul even when tied
         return 6.0 * matmul_params + 12.0 * c.n_layer * c.n_embd * c.seq_len
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain GPT inside DDP / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)

@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from slovo.format import budget_text, format_bpb, format_duration, format_number
-from slovo.runs.folders import split_evals
+from slovo.records import split_evals
 from slovo.utils import read_jsonl
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -64,7 +64,7 @@ def undertrained_note(summary: dict, run_dir: str | Path) -> str | None:
 
 def split_eval_series(records: list[dict], key: str) -> tuple[list[float], tuple[float, int] | None]:
     """The subset evals' values of `key` and (the full final eval's value, its windows) or None
-    (slovo.runs.folders.split_evals)."""
+    (slovo.records.split_evals)."""
     subset, full = split_evals(records, key)
     return [r[key] for r in subset], (full[key], int(full["eval/windows"])) if full is not None else None
 
@@ -98,6 +98,10 @@ class ProgressBar:
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+    @property
+    def enabled(self) -> bool:
+        return self._progress is not None
 
     def update(self, completed: float, text: str | None = None) -> None:
         if self._progress is not None:
@@ -143,7 +147,7 @@ class TrainDisplay:
 
     def show_step(self, state, clock, loss: float, lr: float, muon_lr: float | None = None) -> None:
         """Training time spent and left, step, loss, lr (and Muon's, for Muon runs) and tokens/s on the bar."""
-        if self.bar is None:
+        if self.bar is None or not self.bar.enabled:  # quiet, or not a terminal: nothing to format
             return
         t = clock.train_time
         left = (self.budget.time_s - t) if self.budget.time_s else None

@@ -43,12 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from slovo.checkpoint import load_for_inference
     from slovo.data import load_dataset, token_byte_lengths
     from slovo.device import pick_device
     from slovo.evaluate import eval_windows, evaluate, whole_split_note
     from slovo.extra_evals import source_windows
     from slovo.format import format_bpb
+    from slovo.train.checkpoint import load_for_inference
 
     if args.suite is not None or args.pairs:
         return _run_suite(args)
@@ -108,7 +108,7 @@ def run_dtype(run: str, setting: str) -> str:
     """The precision the run evaluated in: run.json's `dtype` (what `train.dtype` resolved to, e.g. auto ->
     bfloat16 where a CPU measured it faster), else the config's setting. Scoring in another precision would not
     reproduce the run's own eval bpb."""
-    from slovo.checkpoint import resolve_checkpoint
+    from slovo.train.checkpoint import resolve_checkpoint
     from slovo.utils import read_json_dict
 
     run_dir, _ = resolve_checkpoint(run)
@@ -117,7 +117,7 @@ def run_dtype(run: str, setting: str) -> str:
 
 
 def _tok_sha(run: str) -> str | None:
-    from slovo.checkpoint import resolve_checkpoint
+    from slovo.train.checkpoint import resolve_checkpoint
     from slovo.utils import sha256_file
 
     run_dir, _ = resolve_checkpoint(run)
@@ -130,11 +130,11 @@ def _run_suite(args) -> int:
     import datetime as _dt
     import sys
 
-    from slovo.checkpoint import load_for_inference, resolve_checkpoint
     from slovo.device import pick_device
     from slovo.suites import load_suite
     from slovo.suites.rublimp import select_pairs
     from slovo.suites.scoring import encode_pairs, score_pairs
+    from slovo.train.checkpoint import load_for_inference, resolve_checkpoint
     from slovo.utils import atomic_write_json
 
     if args.suite is None:

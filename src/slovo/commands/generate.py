@@ -77,10 +77,10 @@ FLAGS = {
 def run(args) -> int:
     import random
 
-    from slovo.checkpoint import load_for_inference
     from slovo.device import pick_device, set_threads
     from slovo.generate import encode_prompt
     from slovo.terminal import undertrained_note
+    from slovo.train.checkpoint import load_for_inference
     from slovo.utils import read_json_dict
 
     if args.prompts_file:

@@ -93,7 +93,7 @@ def run(args) -> int:
     require_budget(cfg)
     load_dataset(cfg.data.path)  # a bad dataset path fails here, before an old run folder is replaced
     if not resume and run_dir.exists() and args.overwrite:
-        from slovo.runlock import describe_holder, lock_holder
+        from slovo.train.runlock import describe_holder, lock_holder
 
         holder = lock_holder(run_dir)
         if holder is not None:

@@ -10,8 +10,8 @@ import io
 import math
 import re
 
+from slovo.records import split_evals
 from slovo.runs import RunInfo
-from slovo.runs.folders import split_evals
 
 MAX_POINTS = 1500  # per line; longer series are thinned evenly so a page of many long runs stays small
 

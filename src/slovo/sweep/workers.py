@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import slovo.sweep.study as study_mod
-from slovo.callbacks import Callback
 from slovo.errors import SlovoError
 from slovo.format import format_value
 from slovo.sweep.results import print_leaderboard, write_results
@@ -48,6 +47,7 @@ from slovo.sweep.study import (
     retry_trial,
     running_trials,
 )
+from slovo.train.callbacks import Callback
 from slovo.utils import read_json_dict
 
 # ---------------------------------------------------------------------------------------------
@@ -129,10 +129,10 @@ def _has_checkpoint(run_dir: Path) -> bool:
 def _clear_lost_run_lock(run_dir: Path, previous_worker: str | None) -> None:
     """Let a retry take over the run lock its lost first attempt left on another machine.
 
-    RUN/.lock (slovo.runlock) names its holder; a holder on another host cannot be checked from here, so
+    RUN/.lock (slovo.train.runlock) names its holder; a holder on another host cannot be checked from here, so
     RunLock counts it as alive. The study knows better: that attempt was failed as lost. The lock file is
     removed when it names that worker and no live process holds its flock."""
-    from slovo.runlock import LOCK_FILE
+    from slovo.train.runlock import LOCK_FILE
 
     host, _, pid = (previous_worker or "").rpartition(":")
     path = run_dir / LOCK_FILE

@@ -1,5 +1,5 @@
 """Checkpoint policy of a training run: when to save, what a resume restores, the decay-start checkpoint a
-longer budget continues from, and what a failed save does (slovo/checkpoint.py writes and reads the files).
+longer budget continues from, and what a failed save does (checkpoint.py beside it writes and reads the files).
 
 The checkpointer is handed the run's stateful parts (`states`: name -> an object with `state_dict` /
 `load_state_dict`, as torchtitan's `CheckpointManager(states=...)`); a checkpoint's `state.pt` holds each part's
@@ -13,7 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from slovo.checkpoint import (
+from slovo.config import CheckpointConfig
+from slovo.distributed import Dist
+from slovo.errors import SlovoError
+from slovo.schedules import ScheduleConfig, decay_start
+from slovo.train.checkpoint import (
     CKPT_DIR,
     CheckpointSaveError,
     checkpoint_name,
@@ -24,12 +28,8 @@ from slovo.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
-from slovo.config import CheckpointConfig
-from slovo.distributed import Dist
-from slovo.errors import SlovoError
-from slovo.schedules import ScheduleConfig, decay_start
-from slovo.sharded import is_sharded, load_sharded, save_sharded
 from slovo.train.run import Models
+from slovo.train.sharded import is_sharded, load_sharded, save_sharded
 from slovo.train.state import Budget, Clock, TrainState
 from slovo.utils import read_json_dict, sha256_file
 

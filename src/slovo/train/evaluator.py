@@ -9,16 +9,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slovo.callbacks import Control
 from slovo.config import Config
 from slovo.distributed import Dist
 from slovo.evaluate import evaluate, in_training_windows, probe_window_seconds, subset_indices
 from slovo.extra_evals import EvalExtras, suite_metrics
 from slovo.generate import sample_texts
-from slovo.run_folder import RunFolder
 from slovo.terminal import TrainDisplay
+from slovo.train.callbacks import Control
 from slovo.train.guard import Diverged
 from slovo.train.run import EvalData, Models
+from slovo.train.run_folder import RunFolder
 from slovo.train.state import Clock, TrainState
 
 LAST_EVAL_KEYS = ("eval/loss", "eval/bpb", "eval/bpb_se", "eval/perplexity", "eval/tokens", "eval/windows")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slovo.config import TrainConfig
-from slovo.run_folder import RunFolder
+from slovo.train.run_folder import RunFolder
 from slovo.train.state import Clock, TrainState
 
 

@@ -36,7 +36,7 @@ from slovo.errors import SlovoError
 from slovo.evaluate import eval_windows, whole_split_note
 from slovo.model import GPT
 from slovo.optim import make_optimizer
-from slovo.run_folder import run_info
+from slovo.train.run_folder import run_info
 from slovo.train.state import Budget, Clock, TrainState
 
 

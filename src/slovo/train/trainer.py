@@ -14,25 +14,62 @@ current step.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 import slovo.optim
-from slovo.callbacks import Control, StopOnSigint
-from slovo.checkpoint import clean_staging
 from slovo.config import Config, require_budget
 from slovo.distributed import Agreed, Dist
 from slovo.extra_evals import prepare_eval_extras
-from slovo.run_folder import RunFolder, now_iso, run_figures
-from slovo.runlock import RunLock
 from slovo.schedules import lr_factor
 from slovo.terminal import TrainDisplay
+from slovo.train.callbacks import Control, StopOnSigint
+from slovo.train.checkpoint import clean_staging
 from slovo.train.checkpointer import Checkpointer, check_same_data
 from slovo.train.evaluator import Evaluator, Scoring
 from slovo.train.guard import Diverged, DivergenceGuard
 from slovo.train.metrics import Throughput, TrainMetrics
 from slovo.train.run import build_run, remember_speed, warn_slow_bf16
+from slovo.train.run_folder import RunFolder, now_iso, run_figures
+from slovo.train.runlock import RunLock
 from slovo.train.state import Budget, Clock, RngState, TrainState
-from slovo.train.step import StepResult, train_step
+
+
+@dataclass
+class StepResult:
+    loss: float  # mean loss over the accumulated micro-batches (this rank)
+    grad_norm: float  # global grad norm before clipping
+    data_time: float  # seconds spent fetching batches
+
+
+def train_step(
+    *, model, optimizer, loader, accumulation: int, grad_clip: float, autocast, scaler, dist, clock
+) -> StepResult:
+    """One optimizer step: forward/backward over `accumulation` micro-batches, clip, step, zero the grads."""
+    data_time = 0.0
+    loss_sum = torch.zeros((), device=loader.device)
+    for micro in range(accumulation):
+        t = clock.now()
+        x, y = loader.next_batch()
+        data_time += clock.now() - t
+        with dist.no_sync(model, micro == accumulation - 1), autocast or nullcontext():
+            _, loss = model(x, y)
+            loss = loss / accumulation
+        loss_sum += loss.detach()
+        (scaler.scale(loss) if scaler else loss).backward()
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    if scaler is not None:
+        scaler.step(optimizer)  # skips the step when the grads overflowed
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return StepResult(float(loss_sum), float(grad_norm), data_time)  # float() syncs: the step's time is real
 
 
 def train(
@@ -45,7 +82,7 @@ def train(
 ) -> dict:
     """Train `cfg` into `run_dir` until the budget is spent; returns the summary (also in summary.json).
 
-    The run folder is locked (`slovo.runlock`) while this process trains in it: a second writer fails with
+    The run folder is locked (`slovo.train.runlock`) while this process trains in it: a second writer fails with
     one line naming the holder, before anything is written."""
     run_dir = Path(run_dir)
     require_budget(cfg)

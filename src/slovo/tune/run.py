@@ -23,10 +23,10 @@ from pathlib import Path
 
 import yaml
 
-from slovo.callbacks import Callback
 from slovo.errors import SlovoError
 from slovo.format import format_bpb, format_duration, format_lr, format_value, human_count
 from slovo.terminal import ProgressBar
+from slovo.train.callbacks import Callback
 from slovo.train.state import Clock
 from slovo.tune.plan import HYPERBAND, PROBE_EVALS, Plan, horizon_lr, make_plan, probe_eval_tokens
 from slovo.utils import atomic_write_json, atomic_write_text, read_json_dict
@@ -329,7 +329,7 @@ def decide(plan: Plan, results: dict) -> tuple[dict, dict]:
 def continuation_start(run_dir: Path) -> tuple[Path, float] | None:
     """A finished probe's checkpoint saved where its lr began to decay, and the seconds its clock had run
     there (as the final run's WallClock counts them); None when there is none that verifies."""
-    from slovo.checkpoint import STATE_FILE, decay_start_checkpoint, load_state, verify_checkpoint
+    from slovo.train.checkpoint import STATE_FILE, decay_start_checkpoint, load_state, verify_checkpoint
 
     if read_json_dict(run_dir / "summary.json").get("status") != "finished":
         return None
@@ -349,8 +349,8 @@ def resumed_budget_s(final_dir: Path, left_s: float, run_cfg) -> float | None:
     The seconds between that checkpoint and a kill, and the restart, are already spent on tune's clock; the
     config's whole budget would overrun the total. None: keep the config's budget (no checkpoint to read, or
     nothing was lost)."""
-    from slovo.checkpoint import STATE_FILE, checkpoint_to_resume, load_state
     from slovo.config import budget_seconds
+    from slovo.train.checkpoint import STATE_FILE, checkpoint_to_resume, load_state
 
     try:
         ckpt, _ = checkpoint_to_resume(final_dir)
@@ -366,8 +366,8 @@ def stage_continuation(final_dir: Path, probe_dir: Path, ckpt: Path, run_cfg) ->
     """final/ as a copy of the winning probe cut back to its decay-start checkpoint, with the final run's config:
     resuming it trains on from there (the probe's stable phase is kept, its cooldown dropped). Written in one
     rename, so a kill leaves either no final/ or a whole one."""
-    from slovo.checkpoint import CKPT_DIR
     from slovo.config import save_config
+    from slovo.train.checkpoint import CKPT_DIR
     from slovo.utils import staged_dir
 
     for leftover in final_dir.parent.glob(f".{final_dir.name}.tmp-*"):  # a copy killed half-way
@@ -489,9 +489,9 @@ def _choice(folder: Path, plan: Plan, clock, total_s: float, quiet: bool) -> dic
 
 def _final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, chosen: dict, clock, console) -> dict:
     """Train the chosen config into final/ for the time left; a killed final run resumes from its checkpoint."""
-    from slovo.checkpoint import checkpoint_to_resume
     from slovo.config import load_config, to_dict
     from slovo.train import train
+    from slovo.train.checkpoint import checkpoint_to_resume
 
     summary = read_json_dict(final_dir / "summary.json")
     if summary.get("status") == "finished":

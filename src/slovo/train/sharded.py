@@ -6,7 +6,7 @@
       dcp/                torch.distributed.checkpoint: the model's and the optimizer's shards, one file per rank
       checkpoint.json     written last; `files` records size and sha256 of every file above, `sharded` the world
 
-The save keeps slovo.checkpoint's crash safety: every rank writes into rank 0's staging folder
+The save keeps slovo.train.checkpoint's crash safety: every rank writes into rank 0's staging folder
 `.step_N.tmp-PID` (the folders must be on a filesystem all ranks share), DCP fsyncs its files, rank 0 writes
 the rest, hashes everything, writes checkpoint.json last and renames the folder into place. The ranks agree on
 each stage, so a save that fails on one rank fails on all, and a failed periodic save leaves the older ones.
@@ -26,7 +26,9 @@ from typing import Any
 
 import torch
 
-from slovo.checkpoint import (
+from slovo.errors import SlovoError, first_line
+from slovo.model import unwrap
+from slovo.train.checkpoint import (
     CKPT_DIR,
     FORMAT,
     INFO_FILE,
@@ -39,10 +41,8 @@ from slovo.checkpoint import (
     _write_state,
     checkpoint_name,
     load_state,
-    unwrap,
     verify_checkpoint,
 )
-from slovo.errors import SlovoError, first_line
 from slovo.utils import atomic_write_json, fsync_dir, read_json
 
 DCP_DIR = "dcp"

@@ -41,6 +41,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, safe_open, save_model
 
 from slovo.errors import SlovoError, first_line
+from slovo.model import unwrap
 from slovo.utils import atomic_write_json, fsync_dir, process_alive, read_json, read_json_dict, sha256_file
 
 CKPT_DIR = "checkpoints"
@@ -203,7 +204,7 @@ def clean_staging(run_dir: str | Path) -> list[Path]:
     `.step_N.tmp-PID` folders whose process is gone are removed (a live PID's folder may be a save in progress).
     `.step_N.superseded` (a checkpoint a rollback discarded) is removed. `.step_N.old` is removed when `step_N`
     exists; when it does not, the save was killed between its two renames and `.step_N.old` is the only copy of
-    that step, so it is renamed back to `step_N`. Call it while holding the run's lock (`slovo.runlock.RunLock`),
+    that step, so it is renamed back to `step_N`. Call it while holding the run's lock (`slovo.train.runlock.RunLock`),
     before looking for a checkpoint to resume."""
     root = Path(run_dir) / CKPT_DIR
     if not root.is_dir():
@@ -372,12 +373,6 @@ def load_training_state(ckpt: Path, model: torch.nn.Module) -> dict:
         raise SlovoError(f"{ckpt}: the checkpoint is damaged ({why})")
     _load_weights(model, ckpt / MODEL_FILE)
     return load_state(ckpt / STATE_FILE)
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain GPT inside DDP / torch.compile wrappers."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
 
 
 def _is_checkpoint_dir(p: Path) -> bool:
