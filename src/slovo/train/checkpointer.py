@@ -66,9 +66,10 @@ class Checkpointer:
         *,
         fsdp: bool,
     ):
-        self.dir, self.cfg, self.schedule, self.models, self.optimizer = Path(run_dir), cfg, schedule, models, optimizer
+        self.dir, self.cfg, self.models, self.optimizer = Path(run_dir), cfg, models, optimizer
         self.states, self.clock, self.say, self.fsdp = states, clock, say, fsdp
         self.dist: Dist = models.dist
+        self.decay_at = decay_start(schedule)  # progress where the lr leaves its peak for good; None: no such point
         self.failing = False  # a periodic save failed; said once, not at every try
         self.last_ckpt_train_time = 0.0
         self.decay_ckpt_step = -1  # step of the checkpoint saved where the lr began to decay; -1 none yet
@@ -85,8 +86,7 @@ class Checkpointer:
 
     def is_decay_start(self, state: TrainState) -> bool:
         """The first step at or past the schedule's decay start (`schedules.decay_start`), once per budget."""
-        start = decay_start(self.schedule)
-        return start is not None and self.decay_ckpt_step < 0 and state.progress >= start
+        return self.decay_at is not None and self.decay_ckpt_step < 0 and state.progress >= self.decay_at
 
     def is_due(self, state: TrainState) -> bool:
         c = self.cfg
@@ -178,8 +178,7 @@ class Checkpointer:
     def follow_budget(self, progress: float) -> None:
         """A run resumed under another budget that puts it before the decay start saves a new decay-start
         checkpoint where its own decay begins."""
-        start = decay_start(self.schedule)
-        if start is not None and progress < start:
+        if self.decay_at is not None and progress < self.decay_at:
             self.decay_ckpt_step = -1
 
     def _load(self, ckpt: Path) -> dict:
@@ -203,7 +202,7 @@ class Checkpointer:
         saved where the decay began. (None, line) when that checkpoint is gone or damaged (the run goes on from its
         end). None otherwise: an interrupted run resumed with the same budget, no decay start, a smaller budget."""
         where, decay_step = saved["train"], saved["checkpointer"].get("decay_ckpt_step", -1)
-        if decay_start(self.schedule) is None or decay_step < 0 or decay_step >= where["step"]:
+        if self.decay_at is None or decay_step < 0 or decay_step >= where["step"]:
             return None
         if budget.progress(where["train_time"], where["step"], where["tokens"]) >= where["progress"]:
             return None  # the budget did not grow
