@@ -15,11 +15,8 @@ ALLOWED = {
     "data/prepare.py::prepare",
     "report/plots.py::plot_metric",
     "tune/plan.py::make_plan",
-    "tune/run.py::_final_run",
-    "train/sharded.py::save_sharded",
     "commands/prepare.py::add_arguments",
     "evaluate.py::evaluate",
-    "config.py::_coerce",
     "sweep/workers.py::run_sweep",
 }
 

@@ -424,6 +424,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise SlovoError(f"{key}: expected {_type_name(tp)}, e.g. {{wiki: /data/wiki.jsonl}}; got {value!r}")
         return {_coerce(k, key_tp, key): _coerce(v, value_tp, f"{key}.{k}") for k, v in value.items()}
+    return _coerce_scalar(value, tp, key)
+
+
+def _coerce_scalar(value: Any, tp: Any, key: str) -> Any:
+    """`_coerce` for bool, int, float and str."""
     if tp is bool:
         if not isinstance(value, bool):
             raise SlovoError(f"{key}: expected true or false, got {value!r}")
@@ -571,6 +576,11 @@ def schema(cls: type | None = None, prefix: str = "") -> Iterator[SchemaEntry]:
 @functools.cache
 def _schema_map() -> dict[str, SchemaEntry]:
     return {e.key: e for e in schema()}
+
+
+def schema_entry(key: str) -> SchemaEntry | None:
+    """The schema's entry for a dotted key, or None when there is no such key."""
+    return _schema_map().get(key)
 
 
 def _children(section: str) -> list[str]:

@@ -27,7 +27,6 @@ import hashlib
 import itertools
 import json
 import math
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,12 +189,8 @@ def _encode(v: Any) -> Any:
 
 def _field_type(dotted: str) -> Any:
     """The annotated type of a dotted config key (for checking a range against int/float fields)."""
-    cls: Any = slovo_config.Config
-    tp: Any = None
-    for part in dotted.split("."):
-        tp = typing.get_type_hints(cls)[part]
-        cls = tp
-    return tp
+    entry = slovo_config.schema_entry(dotted)
+    return entry.type if entry is not None else None
 
 
 def _number(value: Any, where: str) -> float | int:

@@ -73,53 +73,15 @@ def save_sharded(
     (None elsewhere). `whole` holds the gathered weights (rank 0 writes them), `trained` is the model the
     optimizer steps (FSDP-sharded, or the same model in one process). Raises CheckpointSaveError on every rank
     when any rank could not write; then the staging folder is gone and the older checkpoints are intact."""
-    import torch.distributed.checkpoint as dcp
-
     root = Path(run_dir) / CKPT_DIR
     final = root / checkpoint_name(step)
-    tmp = None
-    problem = None
-    if dist.is_main:
-        tmp = root / f".{final.name}.tmp-{os.getpid()}"  # rank 0's PID: clean_staging checks it is gone
-        try:
-            if not root.is_dir():
-                root.mkdir(parents=True)
-                fsync_dir(root.parent)
-            shutil.rmtree(tmp, ignore_errors=True)
-            (tmp / DCP_DIR).mkdir(parents=True)
-        except OSError as e:
-            problem = _io_reason(e)
+    tmp, problem = _staging(root, final) if dist.is_main else (None, None)
     tmp, problem = dist.broadcast((tmp, problem))
     if problem is None:
-        model_sd, optim_sd = _state_dicts(trained, optimizer)
-        try:  # DCP gathers every rank's write result, so all ranks raise together
-            with _alone_is_fine():
-                dcp.save(
-                    {"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / DCP_DIR), no_dist=not _grouped()
-                )
-        except Exception as e:  # noqa: BLE001 - a CheckpointException (wrapping each rank's OSError) or an OSError
-            problem = first_line(e)
+        problem = _save_shards(tmp, trained, optimizer)
     if problem is None and dist.is_main:
         try:
-            from safetensors.torch import save_model
-
-            save_model(unwrap(whole), str(tmp / MODEL_FILE))
-            _write_state(tmp / STATE_FILE, state)
-            names = [MODEL_FILE, STATE_FILE] + sorted(f"{DCP_DIR}/{p.name}" for p in (tmp / DCP_DIR).iterdir())
-            files = {name: _hash_and_sync(tmp / name) for name in names}
-            fsync_dir(tmp / DCP_DIR)
-            atomic_write_json(
-                tmp / INFO_FILE,
-                {
-                    "format": FORMAT,
-                    "step": step,
-                    **info,
-                    "files": files,
-                    "sharded": {"format": "torch-dcp", "world_size": dist.world},
-                },
-            )
-            fsync_dir(tmp)
-            _swap_into_place(tmp, final)
+            _finish_on_rank0(tmp, final, step, whole, state, info, dist.world)
         except Exception as e:  # noqa: BLE001 - OSError, SafetensorError: reported as one line below
             problem = _io_reason(e)
     if dist.enabled:  # one answer for all: did every stage work on every rank
@@ -131,6 +93,48 @@ def save_sharded(
             f"{final}: could not save the checkpoint ({problem}); the older checkpoints are intact"
         )
     return final if dist.is_main else None
+
+
+def _staging(root: Path, final: Path) -> tuple[Path, str | None]:
+    """Rank 0's empty staging folder (with its `dcp/`), and what went wrong making it."""
+    tmp = root / f".{final.name}.tmp-{os.getpid()}"  # rank 0's PID: clean_staging checks it is gone
+    try:
+        if not root.is_dir():
+            root.mkdir(parents=True)
+            fsync_dir(root.parent)
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / DCP_DIR).mkdir(parents=True)
+    except OSError as e:
+        return tmp, _io_reason(e)
+    return tmp, None
+
+
+def _save_shards(tmp: Path, trained: torch.nn.Module, optimizer) -> str | None:
+    """Every rank writes its shards of the weights and optimizer; what went wrong on any rank, or None."""
+    import torch.distributed.checkpoint as dcp
+
+    model_sd, optim_sd = _state_dicts(trained, optimizer)
+    try:  # DCP gathers every rank's write result, so all ranks raise together
+        with _alone_is_fine():
+            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / DCP_DIR), no_dist=not _grouped())
+    except Exception as e:  # noqa: BLE001 - a CheckpointException (wrapping each rank's OSError) or an OSError
+        return first_line(e)
+    return None
+
+
+def _finish_on_rank0(tmp: Path, final: Path, step: int, whole, state: dict, info: dict, world: int) -> None:
+    """The whole weights, state.pt and checkpoint.json (last, with every file's hash), then the rename."""
+    from safetensors.torch import save_model
+
+    save_model(unwrap(whole), str(tmp / MODEL_FILE))
+    _write_state(tmp / STATE_FILE, state)
+    names = [MODEL_FILE, STATE_FILE] + sorted(f"{DCP_DIR}/{p.name}" for p in (tmp / DCP_DIR).iterdir())
+    files = {name: _hash_and_sync(tmp / name) for name in names}
+    fsync_dir(tmp / DCP_DIR)
+    record = {"format": FORMAT, "step": step, **info, "files": files}
+    atomic_write_json(tmp / INFO_FILE, record | {"sharded": {"format": "torch-dcp", "world_size": world}})
+    fsync_dir(tmp)
+    _swap_into_place(tmp, final)
 
 
 def _grouped() -> bool:

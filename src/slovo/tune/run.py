@@ -326,6 +326,75 @@ def decide(plan: Plan, results: dict) -> tuple[dict, dict]:
     return pick, decision
 
 
+def _start_final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, chosen: dict, clock, console):
+    """The final run's config for the time left, written as choice.yaml; (config, whether it resumes): it does
+    when it continues the winning probe from where that probe's lr began to decay."""
+    from slovo.config import load_config
+
+    if final_dir.exists():  # killed before its first checkpoint: start it again, for the time left now
+        shutil.rmtree(final_dir)
+    final_s = max(clock.left(), 0.05 * clock.total_s)
+    every = min(cfg.checkpoint.every_seconds or math.inf, max(5.0, final_s / 10))  # a kill loses at most this
+    overrides = {
+        **chosen["choice"],
+        "data.path": cfg.data.path,
+        "train.seed": cfg.train.seed,
+        "budget.time": f"{final_s:.1f}s",
+        "checkpoint.every_seconds": every,
+    }
+    choice_cfg = _load_base(base, is_file, overrides)
+    # the winner's probe trained this very shape and batch: the final run goes on from where its lr began to
+    # decay rather than from scratch, so that stretch of the probe phase is not lost
+    winner = Path(chosen["winner"]) if chosen.get("winner") else None
+    start = continuation_start(winner) if winner else None
+    continuing = (
+        f"the final run continues probe {winner.name} from {start[0].name}, where its lr began to decay "
+        f"({start[1]:.0f}s of the probe's training kept; its cooldown dropped)"
+        if start
+        else None
+    )
+    _write_choice(folder, final_dir, choice_cfg, chosen, continuing, clock.total_s)
+    # tune writes the run's report itself (timed: it comes after the deadline, like the final eval)
+    run_overrides: dict = {"tracking.report": False}
+    if start:  # the budget counts the probe's seconds up to its checkpoint: the deadline stays tune's
+        run_overrides["budget.time"] = f"{start[1] + final_s:.1f}s"
+    run_cfg = load_config(config_file=folder / "choice.yaml", overrides=run_overrides)
+    if start:
+        chosen["why"] = [line for line in chosen.get("why", []) if line != continuing] + [continuing]
+        atomic_write_json(folder / "tune.json", chosen)
+        stage_continuation(final_dir, winner, start[0], run_cfg)
+    _say_final_run(console, run_cfg, final_s, final_dir, continuing)
+    return run_cfg, bool(start)
+
+
+def _say_final_run(console, run_cfg, final_s: float, final_dir: Path, continuing: str | None) -> None:
+    """The final run's shape, batch, lrs and time, and what it continues."""
+    console.print(
+        f"final run: {run_cfg.model.n_layer}x{run_cfg.model.n_embd}, batch "
+        f"{run_cfg.train.per_device_train_batch_size}, lr {format_value(run_cfg.optim.lr)}"
+        + (f", muon_lr {format_value(run_cfg.optim.muon_lr)}, " if run_cfg.optim.name == "muon" else ", ")
+        + f"{format_duration(final_s)} to the deadline -> {final_dir}"
+        + (f"\n  {continuing}" if continuing else ""),
+        highlight=False,
+    )
+
+
+def _write_choice(folder: Path, final_dir: Path, choice_cfg, chosen: dict, continuing: str | None, total_s) -> None:
+    """choice.yaml: the chosen config in full, its comments saying why."""
+    from slovo.config import to_dict
+
+    header = (
+        f"# slovo tune's choice for {format_duration(total_s)} in all on this machine; its final run "
+        f"is {final_dir}\n"
+        + "".join(f"# {line}\n" for line in chosen.get("why", []) if line != continuing)
+        + (f"# {continuing}; this file trains from scratch\n" if continuing else "")
+        + f"# train it: slovo train --config {folder / 'choice.yaml'}\n"
+    )
+    atomic_write_text(
+        folder / "choice.yaml", header + yaml.safe_dump(to_dict(choice_cfg), sort_keys=False, allow_unicode=True)
+    )
+
+
 def continuation_start(run_dir: Path) -> tuple[Path, float] | None:
     """A finished probe's checkpoint saved where its lr began to decay, and the seconds its clock had run
     there (as the final run's WallClock counts them); None when there is none that verifies."""
@@ -489,7 +558,7 @@ def _choice(folder: Path, plan: Plan, clock, total_s: float, quiet: bool) -> dic
 
 def _final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, chosen: dict, clock, console) -> dict:
     """Train the chosen config into final/ for the time left; a killed final run resumes from its checkpoint."""
-    from slovo.config import load_config, to_dict
+    from slovo.config import load_config
     from slovo.train import train
     from slovo.train.checkpoint import checkpoint_to_resume
 
@@ -508,56 +577,7 @@ def _final_run(folder: Path, final_dir: Path, cfg, is_file: bool, base: str, cho
             run_cfg = load_config(config_file=final_dir / "config.yaml", overrides={"budget.time": f"{budget_s:.1f}s"})
         console.print(f"final run: resuming {final_dir}")
     else:
-        if final_dir.exists():  # killed before its first checkpoint: start it again, for the time left now
-            shutil.rmtree(final_dir)
-        final_s = max(clock.left(), 0.05 * clock.total_s)
-        every = min(cfg.checkpoint.every_seconds or math.inf, max(5.0, final_s / 10))  # a kill loses at most this
-        overrides = {
-            **chosen["choice"],
-            "data.path": cfg.data.path,
-            "train.seed": cfg.train.seed,
-            "budget.time": f"{final_s:.1f}s",
-            "checkpoint.every_seconds": every,
-        }
-        choice_cfg = _load_base(base, is_file, overrides)
-        # the winner's probe trained this very shape and batch: the final run goes on from where its lr began to
-        # decay rather than from scratch, so that stretch of the probe phase is not lost
-        winner = Path(chosen["winner"]) if chosen.get("winner") else None
-        start = continuation_start(winner) if winner else None
-        continuing = (
-            f"the final run continues probe {winner.name} from {start[0].name}, where its lr began to decay "
-            f"({start[1]:.0f}s of the probe's training kept; its cooldown dropped)"
-            if start
-            else None
-        )
-        header = (
-            f"# slovo tune's choice for {format_duration(clock.total_s)} in all on this machine; its final run "
-            f"is {final_dir}\n"
-            + "".join(f"# {line}\n" for line in chosen.get("why", []) if line != continuing)
-            + (f"# {continuing}; this file trains from scratch\n" if continuing else "")
-            + f"# train it: slovo train --config {folder / 'choice.yaml'}\n"
-        )
-        atomic_write_text(
-            folder / "choice.yaml", header + yaml.safe_dump(to_dict(choice_cfg), sort_keys=False, allow_unicode=True)
-        )
-        # tune writes the run's report itself (timed: it comes after the deadline, like the final eval)
-        run_overrides: dict = {"tracking.report": False}
-        if start:  # the budget counts the probe's seconds up to its checkpoint: the deadline stays tune's
-            run_overrides["budget.time"] = f"{start[1] + final_s:.1f}s"
-        run_cfg = load_config(config_file=folder / "choice.yaml", overrides=run_overrides)
-        if start:
-            chosen["why"] = [line for line in chosen.get("why", []) if line != continuing] + [continuing]
-            atomic_write_json(folder / "tune.json", chosen)
-            stage_continuation(final_dir, winner, start[0], run_cfg)
-            resume = True
-        console.print(
-            f"final run: {run_cfg.model.n_layer}x{run_cfg.model.n_embd}, batch "
-            f"{run_cfg.train.per_device_train_batch_size}, lr {format_value(run_cfg.optim.lr)}"
-            + (f", muon_lr {format_value(run_cfg.optim.muon_lr)}, " if run_cfg.optim.name == "muon" else ", ")
-            + f"{format_duration(final_s)} to the deadline -> {final_dir}"
-            + (f"\n  {continuing}" if continuing else ""),
-            highlight=False,
-        )
+        run_cfg, resume = _start_final_run(folder, final_dir, cfg, is_file, base, chosen, clock, console)
     clock.info = "final run"
     return train(
         run_cfg, final_dir, resume=resume, callbacks=[_Show(clock, "final run", console)], clock=WallClock(), quiet=True
