@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -106,6 +107,48 @@ def token_nats(model, x, y, autocast=None):
     )
 
 
+@dataclass
+class _Sums:
+    """What an eval adds up over its windows; the sums add across ranks too. nn, nb, bb: per-window sums of squares
+    and products of nats and bytes, for the standard error of bpb (slovo.stats.ratio_se_from_sums)."""
+
+    nats: float = 0.0
+    tokens: int = 0
+    bytes: int = 0
+    windows: int = 0
+    nn: float = 0.0
+    nb: float = 0.0
+    bb: float = 0.0
+
+    def add(self, n_w: torch.Tensor, b_w: torch.Tensor, text_tokens: int) -> None:
+        """One batch: each window's nats and bytes, and the text tokens scored."""
+        self.nats += float(n_w.float().sum())  # summed as the float32 nats they are
+        self.tokens += text_tokens
+        self.bytes += int(b_w.sum())
+        self.nn += float((n_w * n_w).sum())
+        self.nb += float((n_w * b_w).sum())
+        self.bb += float((b_w * b_w).sum())
+
+    def as_list(self) -> list:
+        return [self.nats, self.tokens, self.bytes, self.windows, self.nn, self.nb, self.bb]
+
+    def metrics(self, seconds: float) -> dict:
+        tokens, n_bytes, windows = int(self.tokens), int(self.bytes), int(self.windows)
+        loss = self.nats / max(tokens, 1)
+        se = ratio_se_from_sums(self.nats, n_bytes, self.nn, self.nb, self.bb, windows) / math.log(2)
+        return {
+            "eval/loss": loss,
+            "eval/perplexity": math.exp(min(loss, 50.0)),
+            "eval/bpb": self.nats / math.log(2) / max(n_bytes, 1),
+            # standard error of eval/bpb over the windows scored (eval-sample noise, not seed noise); None for 1
+            "eval/bpb_se": _finite_or_none(se),
+            "eval/tokens": tokens,
+            "eval/bytes": n_bytes,
+            "eval/windows": windows,
+            "eval/runtime": seconds,
+        }
+
+
 def evaluate(
     model: torch.nn.Module,
     windows: np.ndarray,
@@ -125,10 +168,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     start = time.perf_counter()
-    total_nats, total_tokens, total_bytes = 0.0, 0, 0
-    # per-window sums of squares for the standard error of bpb (slovo.stats.ratio_se_from_sums); they add up
-    # across ranks like the totals
-    sum_nn = sum_nb = sum_bb = 0.0
+    sums = _Sums(windows=len(windows))
     window_nats: list[np.ndarray] = []
     window_bytes: list[np.ndarray] = []
     byte_table = torch.as_tensor(token_bytes, dtype=torch.int64)
@@ -139,36 +179,14 @@ def evaluate(
         target_bytes = byte_table[chunk[:, 1:]]
         text = (target_bytes > 0).to(nats.device)  # special targets (0 bytes) are not text
         nats = (nats * text.reshape(-1)).reshape(y.shape).sum(dim=1).cpu()
-        total_nats += float(nats.sum())
-        total_tokens += int(text.sum())
-        total_bytes += int(target_bytes.sum())
-        n_w, b_w = nats.double(), target_bytes.sum(dim=1).double()
-        sum_nn += float((n_w * n_w).sum())
-        sum_nb += float((n_w * b_w).sum())
-        sum_bb += float((b_w * b_w).sum())
+        sums.add(nats.double(), target_bytes.sum(dim=1).double(), int(text.sum()))
         if per_window:
-            window_nats.append(n_w.numpy())
+            window_nats.append(nats.double().numpy())
             window_bytes.append(target_bytes.sum(dim=1).numpy())
     model.train(was_training)
-    n_windows = len(windows)
     if reduce is not None:
-        summed = reduce([total_nats, total_tokens, total_bytes, n_windows, sum_nn, sum_nb, sum_bb])
-        total_nats, total_tokens, total_bytes, n_windows, sum_nn, sum_nb, sum_bb = summed
-        total_tokens, total_bytes, n_windows = int(total_tokens), int(total_bytes), int(n_windows)
-    loss = total_nats / max(total_tokens, 1)
-    metrics = {
-        "eval/loss": loss,
-        "eval/perplexity": math.exp(min(loss, 50.0)),
-        "eval/bpb": total_nats / math.log(2) / max(total_bytes, 1),
-        # standard error of eval/bpb over the windows scored (eval-sample noise, not seed noise); None for 1 window
-        "eval/bpb_se": _finite_or_none(
-            ratio_se_from_sums(total_nats, total_bytes, sum_nn, sum_nb, sum_bb, n_windows) / math.log(2)
-        ),
-        "eval/tokens": total_tokens,
-        "eval/bytes": total_bytes,
-        "eval/windows": n_windows,
-        "eval/runtime": time.perf_counter() - start,
-    }
+        sums = _Sums(*reduce(sums.as_list()))
+    metrics = sums.metrics(time.perf_counter() - start)
     if per_window:
         metrics["per_window_nats"] = np.concatenate(window_nats) if window_nats else np.zeros(0)
         metrics["per_window_bytes"] = np.concatenate(window_bytes) if window_bytes else np.zeros(0, dtype=np.int64)

@@ -65,49 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--force", action="store_true", help="rebuild even if --out holds a dataset (same or different settings)"
     )
-    g = p.add_argument_group("reading")
-    g.add_argument(
-        "--text-field", default="text", metavar="NAME", help="JSON/parquet/hub field holding the text (default: text)"
-    )
-    g.add_argument(
-        "--separator",
-        metavar="TEXT",
-        help="split .txt files into documents on this string, e.g. '\\n\\n\\n' (default: one document per file)",
-    )
-    g.add_argument(
-        "--encoding",
-        default="utf-8",
-        metavar="CODEC",
-        help="encoding of .txt/.jsonl files (default: utf-8), e.g. cp1251",
-    )
-    g.add_argument("--max-docs", type=int, default=0, metavar="N", help="stop after this many documents (default: all)")
-    g.add_argument(
-        "--max-bytes", default="0", metavar="SIZE", help="stop after this much text, e.g. 200MB (default: all)"
-    )
-    g = p.add_argument_group("splitting and tokenizer training")
-    g.add_argument(
-        "--val-fraction", type=float, default=0.01, metavar="F", help="validation share of the text (default: 0.01)"
-    )
-    g.add_argument(
-        "--min-val-tokens",
-        type=int,
-        default=100_000,
-        metavar="N",
-        help="validation gets at least this many tokens if the corpus allows (default: 100000)",
-    )
-    g.add_argument(
-        "--chunk-bytes",
-        type=int,
-        default=None,
-        metavar="N",
-        help="cut documents into pieces of at most this many bytes before splitting (default: 32768)",
-    )
-    g.add_argument(
-        "--tokenizer-sample",
-        default="32MB",
-        metavar="SIZE",
-        help="train the BPE on this much training text; 0 = all of it (default: 32MB)",
-    )
+    _reading_arguments(p.add_argument_group("reading"))
+    _splitting_arguments(p.add_argument_group("splitting and tokenizer training"))
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary table")
 
 
@@ -211,3 +170,50 @@ def run(args) -> int:
         Console().print(_summary_table(meta, args.out))
         print(_summary_line(meta, args.out))  # plain print: a long path must not be wrapped
     return 0
+
+
+def _reading_arguments(g) -> None:
+    g.add_argument(
+        "--text-field", default="text", metavar="NAME", help="JSON/parquet/hub field holding the text (default: text)"
+    )
+    g.add_argument(
+        "--separator",
+        metavar="TEXT",
+        help="split .txt files into documents on this string, e.g. '\\n\\n\\n' (default: one document per file)",
+    )
+    g.add_argument(
+        "--encoding",
+        default="utf-8",
+        metavar="CODEC",
+        help="encoding of .txt/.jsonl files (default: utf-8), e.g. cp1251",
+    )
+    g.add_argument("--max-docs", type=int, default=0, metavar="N", help="stop after this many documents (default: all)")
+    g.add_argument(
+        "--max-bytes", default="0", metavar="SIZE", help="stop after this much text, e.g. 200MB (default: all)"
+    )
+
+
+def _splitting_arguments(g) -> None:
+    g.add_argument(
+        "--val-fraction", type=float, default=0.01, metavar="F", help="validation share of the text (default: 0.01)"
+    )
+    g.add_argument(
+        "--min-val-tokens",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="validation gets at least this many tokens if the corpus allows (default: 100000)",
+    )
+    g.add_argument(
+        "--chunk-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cut documents into pieces of at most this many bytes before splitting (default: 32768)",
+    )
+    g.add_argument(
+        "--tokenizer-sample",
+        default="32MB",
+        metavar="SIZE",
+        help="train the BPE on this much training text; 0 = all of it (default: 32MB)",
+    )

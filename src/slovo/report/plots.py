@@ -106,10 +106,45 @@ def plot_metric(
     """One SVG figure of `metric` against `x_key` with a line per run, or None when no run has the metric."""
     import matplotlib
     from matplotlib.figure import Figure
-    from matplotlib.ticker import EngFormatter, FuncFormatter
 
-    # eval curves: the evals during training (one subset of windows) are the line; the final full eval, over other
-    # text, is a separate point with its 95% interval, so the line does not jump at the end for no training reason
+    data, finals = _curves(runs, metric, x_key)
+    if not data:
+        return None
+    scale, xlabel = 1.0, "tokens"
+    if x_key == "train_runtime":
+        scale, xlabel = _time_axis(max([x for _, xs, _ in data for x in xs] + [f[0] for f in finals.values()]))
+    with matplotlib.rc_context({**_svg_style(fig_no), "font.family": ["DejaVu Sans", "sans-serif"]}):
+        fig = Figure(figsize=(5.6, 3.2), dpi=100)
+        ax = fig.subplots()
+        few_points = all(len(xs) <= 30 for _, xs, _ in data)
+        for i, xs, ys in data:
+            label, gid = runs[i].label or runs[i].name, f"run{i}-f{fig_no}"
+            _draw_run(ax, [x / scale for x in xs], ys, colors[i], label, gid, metric, few_points)
+            if i in finals:
+                fx, fy, se = finals[i]
+                mark = ax.errorbar(
+                    [fx / scale], [fy], yerr=[1.96 * se] if se else None, color=colors[i], marker="*",
+                    markersize=8, linestyle="none", capsize=3,
+                )  # fmt: skip
+                mark[0].set_gid(f"{gid}-full")
+        if finals:
+            ax.plot([], [], color="gray", marker="*", linestyle="none", label="full final eval (± 95%)")
+        _format_axes(ax, metric, x_key, [ys for _, _, ys in data])
+        ax.set_title(f"{title} vs {'tokens' if x_key == 'tokens' else 'training time'}", fontsize=10, loc="left")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3, linewidth=0.6)
+        if len(data) <= 8:
+            ax.legend(fontsize=7, frameon=False, loc="best")
+        svg = _svg_of(fig)
+    return svg
+
+
+def _curves(runs: list[RunInfo], metric: str, x_key: str) -> tuple[list, dict]:
+    """([(run index, xs, ys)] of the runs that have `metric`, {run index: (x, y, se) of its full final eval}).
+
+    Eval curves: the evals during training (one subset of windows) are the line; the final full eval, over other
+    text, is a separate point with its 95% interval, so the line does not jump at the end for no training reason."""
     finals: dict[int, tuple[float, float, float | None]] = {}
     data = []
     for i, run in enumerate(runs):
@@ -121,66 +156,34 @@ def plot_metric(
                 se = full.get("eval/bpb_se") if metric == "eval/bpb" else None
                 finals[i] = (fx[0], fy[0], float(se) if isinstance(se, (int, float)) else None)
         data.append((i, *_series(records, metric, x_key)))
-    data = [d for d in data if d[1] or d[0] in finals]
-    if not data:
-        return None
-    scale, xlabel = 1.0, "tokens"
-    if x_key == "train_runtime":
-        scale, xlabel = _time_axis(max([x for _, xs, _ in data for x in xs] + [f[0] for f in finals.values()]))
-    with matplotlib.rc_context({**_svg_style(fig_no), "font.family": ["DejaVu Sans", "sans-serif"]}):
-        fig = Figure(figsize=(5.6, 3.2), dpi=100)
-        ax = fig.subplots()
-        few_points = all(len(xs) <= 30 for _, xs, _ in data)
-        for i, xs, ys in data:
-            xs = [x / scale for x in xs]
-            label = runs[i].label or runs[i].name
-            if metric == "train/loss" and len(ys) > 40:
-                (raw,) = ax.plot(xs, ys, color=colors[i], alpha=0.25, linewidth=0.8)
-                raw.set_gid(f"run{i}-f{fig_no}-raw")
-                (line,) = ax.plot(xs, _ema(ys), color=colors[i], linewidth=1.6, label=label)
-            else:
-                (line,) = ax.plot(
-                    xs,
-                    ys,
-                    color=colors[i],
-                    linewidth=1.6,
-                    label=label,
-                    marker="o" if few_points else None,
-                    markersize=3,
-                )
-            line.set_gid(f"run{i}-f{fig_no}-line")
-            if i in finals:
-                fx, fy, se = finals[i]
-                mark = ax.errorbar(
-                    [fx / scale],
-                    [fy],
-                    yerr=[1.96 * se] if se else None,
-                    color=colors[i],
-                    marker="*",
-                    markersize=8,
-                    linestyle="none",
-                    capsize=3,
-                )
-                mark[0].set_gid(f"run{i}-f{fig_no}-full")
-        if finals:
-            ax.plot([], [], color="gray", marker="*", linestyle="none", label="full final eval (± 95%)")
-        if metric in CLIP_EARLY:
-            _fit_later_part(ax, [ys for _, _, ys in data])
-        if metric in ("train/learning_rate", "train/muon_learning_rate"):
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))
-        if metric == "train/tokens_per_second":
-            ax.set_ylim(bottom=0)  # throughput differences read as ratios, not as magnified noise
-            ax.yaxis.set_major_formatter(EngFormatter(sep=""))
-        if x_key == "tokens":
-            ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.set_title(f"{title} vs {'tokens' if x_key == 'tokens' else 'training time'}", fontsize=10, loc="left")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(True, alpha=0.3, linewidth=0.6)
-        if len(data) <= 8:
-            ax.legend(fontsize=7, frameon=False, loc="best")
-        svg = _svg_of(fig)
-    return svg
+    return [d for d in data if d[1] or d[0] in finals], finals
+
+
+def _draw_run(ax, xs: list, ys: list, color: str, label: str, gid: str, metric: str, few_points: bool) -> None:
+    """One run's line (a long train/loss curve: faint raw values under their moving average)."""
+    if metric == "train/loss" and len(ys) > 40:
+        (raw,) = ax.plot(xs, ys, color=color, alpha=0.25, linewidth=0.8)
+        raw.set_gid(f"{gid}-raw")
+        (line,) = ax.plot(xs, _ema(ys), color=color, linewidth=1.6, label=label)
+    else:
+        marker = "o" if few_points else None
+        (line,) = ax.plot(xs, ys, color=color, linewidth=1.6, label=label, marker=marker, markersize=3)
+    line.set_gid(f"{gid}-line")
+
+
+def _format_axes(ax, metric: str, x_key: str, ys: list[list[float]]) -> None:
+    """Limits and tick labels the metric reads best with."""
+    from matplotlib.ticker import EngFormatter, FuncFormatter
+
+    if metric in CLIP_EARLY:
+        _fit_later_part(ax, ys)
+    if metric in ("train/learning_rate", "train/muon_learning_rate"):
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))
+    if metric == "train/tokens_per_second":
+        ax.set_ylim(bottom=0)  # throughput differences read as ratios, not as magnified noise
+        ax.yaxis.set_major_formatter(EngFormatter(sep=""))
+    if x_key == "tokens":
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
 
 
 def _fit_later_part(ax, series: list[list[float]]) -> None:

@@ -264,6 +264,35 @@ def _fits(cfg, device: str, seconds: float, compile_model: bool = False, warm_up
 # the plan
 
 
+def _measuring_order(m, depths: list[int], widths: list[int]) -> list[tuple[int, int]]:
+    """The base shape first, then widths at the base depth, then depths at the base width: the closest first, so a
+    slow machine that runs out of measuring time has measured the shapes most likely to be chosen."""
+    order = [(m.n_layer, m.n_embd)]
+    order += sorted(((m.n_layer, w) for w in widths if w != m.n_embd), key=lambda s: abs(math.log(s[1] / m.n_embd)))
+    order += sorted(((d, m.n_embd) for d in depths if d != m.n_layer), key=lambda s: abs(s[0] - m.n_layer))
+    return order
+
+
+def _compiled_speeds(plan: Plan, base_cfg, device: str, per_shape: float | None) -> float:
+    """Every measured shape's speed as compiled, from one compile of the base shape (measured when `per_shape`
+    seconds are given, else the stand-ins); returns the seconds compiling takes off the final run."""
+    from slovo.accel import compile_stand_in
+
+    compile_s, speedup = compile_stand_in(device)
+    fast = _fits(base_cfg, device, per_shape, compile_model=True) if per_shape is not None else None
+    if fast is not None:
+        compile_s, speedup = fast["first_step_s"], fast["tokens_per_s"] / plan.shapes[0].tokens_per_s
+    plan.notes.append(
+        f"compiling (the final run will): {compile_s:.0f}s to compile, {speedup:.2f}x the eager "
+        f"speed ({'measured' if fast else 'defaults: no measuring time left'}), in every shape's "
+        f"tokens"
+    )
+    for s in plan.shapes:
+        s.tokens_per_s = s.tokens_per_s * speedup if s.tokens_per_s else None
+    plan.compile_speedup = speedup
+    return compile_s
+
+
 def make_plan(
     base_cfg, base_name: str, total_s: float, probe_fraction: float, device: str, train_tokens: int, say=print
 ) -> Plan:
@@ -297,11 +326,7 @@ def make_plan(
     )
     plan.notes.append(f"precision: {dtype_note}")
     depths, widths = shape_ladder(m.n_layer, m.n_embd, m.n_head)
-    # the base shape first, then widths at the base depth, then depths at the base width: the closest first,
-    # so a slow machine that runs out of measuring time has measured the shapes most likely to be chosen
-    order = [(m.n_layer, m.n_embd)]
-    order += sorted(((m.n_layer, w) for w in widths if w != m.n_embd), key=lambda s: abs(math.log(s[1] / m.n_embd)))
-    order += sorted(((d, m.n_embd) for d in depths if d != m.n_layer), key=lambda s: abs(s[0] - m.n_layer))
+    order = _measuring_order(m, depths, widths)
     measure_budget = probe_s * MEASURE_FRACTION
     per_shape = max(0.3, min(2.0, measure_budget / (len(order) + 2) / 2))
     started = time.perf_counter()
@@ -319,23 +344,8 @@ def make_plan(
     if time.perf_counter() - started < measure_budget:
         batches += _batch_choices(base_cfg, device, per_shape, ref, plan)
     if compile_final:  # one compile, on the base shape: its time and speed-up stand for every shape
-        from slovo.accel import compile_stand_in
-
-        compile_s, speedup = compile_stand_in(device)
-        fast = None
-        if time.perf_counter() - started < measure_budget:
-            fast = _fits(base_cfg, device, per_shape, compile_model=True)
-        if fast is not None:
-            compile_s, speedup = fast["first_step_s"], fast["tokens_per_s"] / ref.tokens_per_s
-        plan.notes.append(
-            f"compiling (the final run will): {compile_s:.0f}s to compile, {speedup:.2f}x the eager "
-            f"speed ({'measured' if fast else 'defaults: no measuring time left'}), in every shape's "
-            f"tokens"
-        )
-        for s in plan.shapes:
-            s.tokens_per_s = s.tokens_per_s * speedup if s.tokens_per_s else None
-        plan.compile_speedup = speedup
-        final_s -= compile_s
+        measure = time.perf_counter() - started < measure_budget
+        final_s -= _compiled_speeds(plan, base_cfg, device, per_shape if measure else None)
     plan.measure_s = time.perf_counter() - started
     _fill_estimates(plan, depths, widths, base_cfg)
     for s in plan.shapes:
