@@ -42,6 +42,42 @@ def pick_device(name: str = "auto") -> str:
     return "cpu"
 
 
+def nvidia_driver_present() -> bool:
+    """Whether this machine has an NVIDIA driver: `nvidia-smi` on PATH or the kernel module's /proc folder."""
+    import os
+    import shutil
+
+    return shutil.which("nvidia-smi") is not None or os.path.isdir("/proc/driver/nvidia")
+
+
+def unused_gpu_notice() -> str | None:
+    """One line when an NVIDIA driver is here but this torch cannot use CUDA (a CPU build, or a CUDA build the
+    driver is too old for): train.device=auto would then train on the CPU beside an idle GPU. None otherwise."""
+    import torch
+
+    if torch.cuda.is_available() or not nvidia_driver_present():
+        return None
+    if torch.version.cuda is None:
+        why = f"torch {torch.__version__} is a CPU build"
+    else:
+        why = f"torch {torch.__version__} (CUDA {torch.version.cuda}) cannot use this machine's driver"
+    return (
+        f"an NVIDIA driver is present but {why}: training runs on the CPU. Install a CUDA build: "
+        "`make install` (it picks one from nvidia-smi) or pip install torch --index-url "
+        "https://download.pytorch.org/whl/cu128"
+    )
+
+
+def warn_unused_gpu(command: str) -> None:
+    """`slovo train` / `tune` with train.device=auto: the unused-GPU line on stderr, once (rank 0 under torchrun)."""
+    import os
+    import sys
+
+    notice = unused_gpu_notice() if os.environ.get("RANK", "0") == "0" else None
+    if notice:
+        print(f"slovo {command}: {notice}", file=sys.stderr)
+
+
 def device_type(device: str) -> str:
     """'cuda:1' -> 'cuda'."""
     return device.split(":")[0]

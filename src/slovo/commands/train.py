@@ -104,9 +104,17 @@ def run(args) -> int:
             )
         shutil.rmtree(run_dir)
 
+    if cfg.train.device == "auto":
+        from slovo.device import warn_unused_gpu
+
+        warn_unused_gpu("train")
     from slovo.train import train
 
     summary = train(cfg, run_dir, resume=resume, quiet=args.quiet)
     if summary["status"] == "interrupted":
-        return 130  # Ctrl-C, after saving: the shell's convention, so `slovo train ... && slovo generate` stops
+        from slovo.callbacks import stop_exit_status
+
+        # after saving: 130 (Ctrl-C) or 143 (SIGTERM), the shell's convention, so `slovo train ... && slovo generate`
+        # stops, and a scheduler sees the run was terminated
+        return stop_exit_status()
     return 0 if summary["status"] in ("finished", "pruned") else 1
