@@ -34,3 +34,62 @@ def test_no_driver_no_line(small_dataset, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("slovo.device.nvidia_driver_present", lambda: False)
     assert main(tiny_train_args(small_dataset, tmp_path, "r", "--max-steps", "1")) == 0
     assert "NVIDIA" not in capsys.readouterr().err
+
+
+def test_suite_scoring_during_training_runs_without_tf32_and_leaves_it_as_it_was(tmp_path, monkeypatch):
+    """Training turns TF32 on for the whole process on CUDA; suites are scored in true float32 (as `slovo eval
+    --suite` scores afterwards), so close pairs rank the same in both. The switch is a flag a CPU can read."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_generate import make_checkpointed_run
+    from test_suites import write_suite
+
+    import slovo.suites.scoring
+    from slovo.checkpoint import load_for_inference
+    from slovo.data import token_byte_lengths
+    from slovo.extra_evals import prepare_eval_extras, suite_metrics
+
+    run, _, _ = make_checkpointed_run(tmp_path / "run", seq_len=64)
+    model, cfg, tok = load_for_inference(run)
+    cfg.eval.suites, cfg.eval.suite_pairs = [f"rublimp:{write_suite(tmp_path / 'rublimp')}"], 2
+    extras = prepare_eval_extras(cfg, tok)
+    seen, real = [], slovo.suites.scoring.sentence_logprobs
+
+    def spy(*args, **kwargs):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(slovo.suites.scoring, "sentence_logprobs", spy)
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as enable_fast_matmul does
+    try:
+        suite_metrics(model, extras, tok, cfg, token_byte_lengths(tok), "cpu")
+        assert seen == [(False, False)]
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.mark.parametrize(
+    ("native", "train_dtype", "ns_dtype"), [(True, "bfloat16", "bfloat16"), (False, "float16", "float32")]
+)
+def test_auto_dtype_on_a_card_without_native_bf16_is_fp16_and_muon_ns_float32(
+    monkeypatch, native, train_dtype, ns_dtype
+):
+    """T4 / V100 (compute capability 7.x) emulate bf16 slowly: train.dtype=auto takes fp16 autocast (with the
+    GradScaler), Muon's Newton-Schulz float32. The card is imitated through torch's capability query."""
+    from slovo.accel import choose_dtype, choose_muon_ns_dtype
+    from slovo.device import resolve_dtype
+
+    def is_bf16_supported(including_emulation=True):
+        return native or including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert resolve_dtype("auto", "cuda") == train_dtype
+    never = lambda: pytest.fail("CUDA's choice measures nothing")  # noqa: E731
+    dtype, why = choose_dtype("auto", "cuda:0", "key", never)
+    assert dtype == train_dtype and ("no native bf16" in why) == (not native)
+    assert choose_muon_ns_dtype("auto", "cuda:0", "key", never)[0] == ns_dtype
+    assert resolve_dtype("bfloat16", "cuda") == "bfloat16"  # an explicit setting is obeyed

@@ -7,6 +7,8 @@ an unknown card (and every CPU) has no peak and its MFU is reported as null.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 # Peak dense (no sparsity) bf16 tensor-core FLOP/s, from the vendors' datasheets, keyed by
 # torch.cuda.get_device_name(). Add a card here when you have measured slovo on it.
 PEAK_BF16_FLOPS = {
@@ -83,12 +85,26 @@ def device_type(device: str) -> str:
     return device.split(":")[0]
 
 
-def resolve_dtype(dtype: str, device: str) -> str:
-    """train.dtype 'auto' -> bf16 autocast on CUDA, float32 elsewhere. Training decides a CPU's 'auto' by
-    measuring (slovo.accel.choose_dtype); this is the answer for everything that does not measure."""
+def resolve_dtype(dtype: str, device: str, no_bf16: str = "float16") -> str:
+    """train.dtype 'auto' -> bf16 autocast on a CUDA card with native bf16 (compute capability 8.0 and later),
+    `no_bf16` on older cards (T4, V100: bf16 is emulated there and slow; fp16 autocast with the GradScaler, or
+    float32 for Muon's Newton-Schulz), float32 elsewhere. Training decides a CPU's 'auto' by measuring
+    (slovo.accel.choose_dtype); this is the answer for everything that does not measure."""
     if dtype == "auto":
-        return "bfloat16" if device.startswith("cuda") else "float32"
+        if not device.startswith("cuda"):
+            return "float32"
+        return "bfloat16" if cuda_has_native_bf16(device) else no_bf16
     return dtype
+
+
+def cuda_has_native_bf16(device: str = "cuda") -> bool:
+    """Whether this CUDA card computes bf16 in hardware (Ampere, compute capability 8.0, and later)."""
+    import torch
+
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # a torch before the argument existed
+        return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def cpu_bf16_instructions() -> list[str]:
@@ -136,6 +152,20 @@ def set_threads(n: int) -> None:
 
     if n:
         torch.set_num_threads(n)
+
+
+@contextmanager
+def true_float32():
+    """float32 matmuls and convolutions in full precision inside (TF32 off), as they were after: suite scoring
+    during training then ranks close pairs as `slovo eval --suite` does afterwards, in a process without TF32."""
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def enable_fast_matmul(device: str) -> None:
