@@ -93,3 +93,23 @@ def test_auto_dtype_on_a_card_without_native_bf16_is_fp16_and_muon_ns_float32(
     assert dtype == train_dtype and ("no native bf16" in why) == (not native)
     assert choose_muon_ns_dtype("auto", "cuda:0", "key", never)[0] == ns_dtype
     assert resolve_dtype("bfloat16", "cuda") == "bfloat16"  # an explicit setting is obeyed
+
+
+def test_the_peer_benchmarks_refuse_a_comparison_across_devices_and_put_hf_on_slovos_device():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import peer
+
+    assert peer.hf_device_args("bf16", "cuda") == {"use_cpu": False, "bf16": True, "fp16": False}
+    assert peer.hf_device_args("fp32", "cpu")["use_cpu"] is True
+    assert peer.hf_precision("auto", "cpu") == "fp32"
+    same = [
+        {"side": "slovo", "device_name": "NVIDIA H100 80GB HBM3"},
+        {"side": "hf", "device_name": "NVIDIA H100 80GB HBM3"},
+    ]
+    peer.refuse_mixed_devices(same)
+    with pytest.raises(SystemExit, match="refusing to compare across devices") as refused:
+        peer.refuse_mixed_devices([same[0], {"side": "hf", "device_name": "cpu"}])
+    assert "\n" not in str(refused.value)
