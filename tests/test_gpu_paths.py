@@ -87,6 +87,7 @@ def test_auto_dtype_on_a_card_without_native_bf16_is_fp16_and_muon_ns_float32(
         return native or including_emulation
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_dtype("auto", "cuda") == train_dtype
     never = lambda: pytest.fail("CUDA's choice measures nothing")  # noqa: E731
     dtype, why = choose_dtype("auto", "cuda:0", "key", never)
@@ -113,3 +114,39 @@ def test_the_peer_benchmarks_refuse_a_comparison_across_devices_and_put_hf_on_sl
     with pytest.raises(SystemExit, match="refusing to compare across devices") as refused:
         peer.refuse_mixed_devices([same[0], {"side": "hf", "device_name": "cpu"}])
     assert "\n" not in str(refused.value)
+
+
+def _muon_steps(batched: bool, ns_dtype, nesterov: bool, steps: int = 3) -> list[torch.Tensor]:
+    """Three Muon steps over matrices of a model's kinds: several of one shape, a tall one, a square one."""
+    from slovo.muon import Muon
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(48, 96)] * 3 + [(96, 48)] * 2 + [(32, 32)]
+    params = [torch.randn(s, generator=gen).requires_grad_() for s in shapes]
+    opt = Muon(params, lr=0.02, weight_decay=0.1, nesterov=nesterov, ns_dtype=ns_dtype, batched=batched)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=gen)
+        opt.step()
+    return [p.detach() for p in params]
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+@pytest.mark.parametrize(("ns_dtype", "tol"), [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_muon_batched_by_shape_gives_the_one_by_one_update(ns_dtype, tol, nesterov):
+    """The CUDA path (a Newton-Schulz chain per shape, foreach momentum and update) run on the CPU: the same
+    parameters as the one-by-one loop within float rounding."""
+    start = _muon_steps(False, ns_dtype, nesterov, steps=0)
+    one_by_one = _muon_steps(False, ns_dtype, nesterov)
+    batched = _muon_steps(True, ns_dtype, nesterov)
+    for a, b, w in zip(one_by_one, batched, start):
+        assert (a - b).norm() <= tol * (a - w).norm()
+
+
+def test_muon_batched_runs_one_newton_schulz_per_shape(monkeypatch):
+    import slovo.muon
+
+    shapes, real = [], slovo.muon.orthogonalise_batched
+    monkeypatch.setattr(slovo.muon, "orthogonalise_batched", lambda x, *a: shapes.append(tuple(x.shape)) or real(x, *a))
+    _muon_steps(True, torch.float32, True, steps=1)
+    assert shapes == [(3, 48, 96), (2, 96, 48), (1, 32, 32)]

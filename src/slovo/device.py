@@ -98,9 +98,12 @@ def resolve_dtype(dtype: str, device: str, no_bf16: str = "float16") -> str:
 
 
 def cuda_has_native_bf16(device: str = "cuda") -> bool:
-    """Whether this CUDA card computes bf16 in hardware (Ampere, compute capability 8.0, and later)."""
+    """Whether this CUDA card computes bf16 in hardware (Ampere, compute capability 8.0, and later). With no card
+    to ask (a decision about CUDA made on a machine without one), a current card is assumed: yes."""
     import torch
 
+    if not torch.cuda.is_available():
+        return True
     try:
         return bool(torch.cuda.is_bf16_supported(including_emulation=False))
     except TypeError:  # a torch before the argument existed
