@@ -33,6 +33,7 @@ def torchrun(
     slow: str | None = None,
     nproc: int = 2,
     slow_save: str | None = None,
+    slow_start: str | None = None,
 ):
     """`torchrun --nproc_per_node 2 -m slovo ARGS`; returns the finished process (asserting it exited 0)."""
     torchrun_bin = shutil.which("torchrun", path=os.path.dirname(sys.executable))
@@ -45,6 +46,8 @@ def torchrun(
             env["SLOVO_PROBE_SLOW"] = slow
         if slow_save:
             env["SLOVO_PROBE_SLOW_SAVE"] = slow_save
+        if slow_start:
+            env["SLOVO_PROBE_SLOW_START"] = slow_start
     cmd = [torchrun_bin, "--standalone", "--nproc_per_node", str(nproc), "-m", "slovo", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -250,3 +253,50 @@ def test_fsdp_in_one_process_trains_the_plain_model_and_saves_a_sharded_checkpoi
         train(cfg, tmp_path / "run", resume=True, quiet=True)
     cfg = tiny_config(**{"distributed.strategy": "fsdp", "budget.max_steps": 5})
     assert train(cfg, tmp_path / "run", resume=True, quiet=True)["train/global_step"] == 5
+
+
+@pytest.mark.slow
+@linux_only
+def test_overwrite_under_torchrun_deletes_the_folder_on_rank_0_once_the_group_exists(small_dataset, tmp_path):
+    old = tmp_path / "ow"
+    old.mkdir()
+    (old / "old.txt").write_text("a previous run")
+    probe = tmp_path / "probe"
+    torchrun(train_args(small_dataset, tmp_path, "ow", "--overwrite", *tiny_sets(), steps=2), probe_dir=probe)
+    assert read_json(old / "summary.json")["status"] == "finished" and not (old / "old.txt").exists()
+    deleted = [[r for r in read_jsonl(probe / f"rank{rank}.jsonl") if r.get("rmtree") == str(old)] for rank in (0, 1)]
+    assert deleted == [[{"rmtree": str(old), "group": True}], []]
+
+
+@pytest.mark.slow
+@linux_only
+def test_the_default_name_is_rank_0s_and_fsdp_records_the_whole_grad_norm(small_dataset, tmp_path):
+    """Rank 1 starts 1.2 s late, so a name from its own clock would differ: one folder holds the run, and it is
+    the one every rank trained in (its sharded checkpoints go through rank 0's staging folder, so this holds
+    also where a rank's name differs). FSDP's grad norm is the whole model's: the same as DDP's on the same
+    batches."""
+    runs = tmp_path / "runs"
+    sets = tiny_sets(**{"distributed.strategy": "fsdp", "checkpoint.every_steps": 2, "sample.enabled": False})
+    args = ["train", "--data", str(small_dataset), "--runs-dir", str(runs), "--max-steps", "3", "--quiet"]
+    torchrun([*args, *sets], probe_dir=tmp_path / "probe", slow_start="1:1.2")
+    (run,) = runs.iterdir()
+    assert run.name.startswith("tiny-") and read_json(run / "summary.json")["status"] == "finished"
+    torchrun(train_args(small_dataset, tmp_path, "ddp", *tiny_sets(**{"sample.enabled": False}), steps=3))
+    norms = [
+        [r["train/grad_norm"] for r in read_jsonl(folder / "metrics.jsonl") if "train/grad_norm" in r]
+        for folder in (run, tmp_path / "ddp")
+    ]
+    assert len(norms[0]) == 3 and norms[0] == pytest.approx(norms[1], rel=1e-4)
+
+
+@pytest.mark.parametrize("how", ["explicit", "auto on an older card"])
+def test_fp16_with_fsdp_is_refused_in_one_line(tiny_config, how):
+    from slovo.distributed import Dist
+    from slovo.errors import SlovoError
+    from slovo.model import GPT
+
+    dtype = "float16" if how == "explicit" else "auto"
+    cfg = tiny_config(**{"distributed.strategy": "fsdp", "train.dtype": dtype, "model.vocab_size": 300})
+    with pytest.raises(SlovoError, match="train.dtype=float16 does not work with distributed.strategy=fsdp"):
+        Dist().shard(GPT(cfg.model), cfg)
+        Dist().check_precision(cfg, "float16")  # what train.dtype=auto resolves to on a card without bf16

@@ -6,7 +6,10 @@ In a torchrun worker (RANK set) with SLOVO_PROBE_DIR set, it records to SLOVO_PR
                    (FSDP shards are gathered): ranks that train one model agree on every step's hash
 and SLOVO_PROBE_SLOW="R:SECONDS" makes rank R sleep that long inside every optimizer step, so its training clock
 runs ahead of the others', and SLOVO_PROBE_SLOW_SAVE="R:SECONDS" makes rank R sleep that long in every checkpoint
-save (in safetensors' save_model, which every checkpoint's weights go through). It wraps functions every slovo
+save (in safetensors' save_model, which every checkpoint's weights go through), and
+SLOVO_PROBE_SLOW_START="R:SECONDS" makes rank R start that much later (its clock reads later from the start).
+  {"rmtree": path, "group": bool}  each shutil.rmtree, and whether the process group existed then
+It wraps functions every slovo
 version calls (cross_entropy, clip_grad_norm_, save_model), so the same test runs against older code.
 """
 
@@ -61,6 +64,21 @@ if os.environ.get("SLOVO_PROBE_DIR") and "RANK" in os.environ:
             return _save_model(*args, **kwargs)
 
         safetensors.torch.save_model = _slow_save_model
+
+    import shutil
+
+    _rmtree = shutil.rmtree
+
+    def _probed_rmtree(path, *args, **kwargs):
+        import torch.distributed as dist
+
+        _record(rmtree=str(path), group=dist.is_available() and dist.is_initialized())
+        return _rmtree(path, *args, **kwargs)
+
+    shutil.rmtree = _probed_rmtree
+    _start_rank, _, _start_s = os.environ.get("SLOVO_PROBE_SLOW_START", "-1:0").partition(":")
+    if int(_start_rank) == _rank:
+        time.sleep(float(_start_s))
 
     F.cross_entropy = _probed_cross_entropy
     torch.nn.utils.clip_grad_norm_ = _probed_clip

@@ -61,6 +61,8 @@ def train_step(
     if scaler is not None:
         scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor whose local value is this rank's shards' norm
+        grad_norm = grad_norm.full_tensor()
     if scaler is not None:
         scaler.step(optimizer)  # skips the step when the grads overflowed
         scaler.update()
