@@ -150,3 +150,55 @@ def test_muon_batched_runs_one_newton_schulz_per_shape(monkeypatch):
     monkeypatch.setattr(slovo.muon, "orthogonalise_batched", lambda x, *a: shapes.append(tuple(x.shape)) or real(x, *a))
     _muon_steps(True, torch.float32, True, steps=1)
     assert shapes == [(3, 48, 96), (2, 96, 48), (1, 32, 32)]
+
+
+def test_a_prefetched_batch_is_the_one_next_batch_would_build_and_the_state_counts_handed_out_batches():
+    import numpy as np
+
+    from slovo.data.loader import BatchLoader
+
+    tokens = np.arange(10_000, dtype=np.uint16)
+    plain, ahead = BatchLoader(tokens, 4, 16, seed=3), BatchLoader(tokens, 4, 16, seed=3)
+    expected = [plain.next_batch()[0] for _ in range(5)]
+    got = []
+    for _ in range(5):
+        ahead.prefetch()
+        ahead.prefetch()  # twice: still one batch ahead, not two
+        got.append(ahead.next_batch()[0])
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+    ahead.prefetch()
+    assert ahead.state_dict()["position"] == 5  # the prefetched batch is not handed out: a checkpoint resumes there
+    ahead.load_state_dict({"position": 2, "seed": 3})
+    assert torch.equal(ahead.next_batch()[0], expected[2])
+
+
+def test_train_step_fetches_the_next_batch_before_it_waits_for_the_steps_figures(tiny_config):
+    """The step's wait for the card (its loss and grad norm) comes after the next batch is on its way."""
+    from slovo.data import load_dataset
+    from slovo.data.loader import BatchLoader
+    from slovo.distributed import Dist
+    from slovo.model import GPT
+    from slovo.train import train_step
+    from slovo.train.state import Clock
+
+    cfg = tiny_config()
+    ds = load_dataset(cfg.data.path)
+    cfg.model.vocab_size = ds.vocab_size
+    events = []
+
+    class Recording(BatchLoader):
+        def prefetch(self):
+            events.append(("prefetch", self.position))
+            super().prefetch()
+
+        def next_batch(self):
+            events.append(("next", self.position))
+            return super().next_batch()
+
+    model = GPT(cfg.model)
+    loader = Recording(ds.train, 4, cfg.model.seq_len, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(2):
+        result = train_step(model, opt, loader, 2, 1.0, None, None, Dist(), Clock())
+    assert events == [("next", 0), ("next", 1), ("prefetch", 2), ("next", 2), ("next", 3), ("prefetch", 4)]
+    assert isinstance(result.loss, float) and isinstance(result.grad_norm, float)
