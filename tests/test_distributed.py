@@ -34,6 +34,7 @@ def torchrun(
     nproc: int = 2,
     slow_save: str | None = None,
     slow_start: str | None = None,
+    fast_compile: str | None = None,
 ):
     """`torchrun --nproc_per_node 2 -m slovo ARGS`; returns the finished process (asserting it exited 0)."""
     torchrun_bin = shutil.which("torchrun", path=os.path.dirname(sys.executable))
@@ -48,6 +49,8 @@ def torchrun(
             env["SLOVO_PROBE_SLOW_SAVE"] = slow_save
         if slow_start:
             env["SLOVO_PROBE_SLOW_START"] = slow_start
+        if fast_compile:
+            env["SLOVO_PROBE_FAST_COMPILE"] = fast_compile
     cmd = [torchrun_bin, "--standalone", "--nproc_per_node", str(nproc), "-m", "slovo", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -300,3 +303,15 @@ def test_fp16_with_fsdp_is_refused_in_one_line(tiny_config, how):
     with pytest.raises(SlovoError, match="train.dtype=float16 does not work with distributed.strategy=fsdp"):
         Dist().shard(GPT(cfg.model), cfg)
         Dist().check_precision(cfg, "float16")  # what train.dtype=auto resolves to on a card without bf16
+
+
+@pytest.mark.slow
+@linux_only
+def test_train_compile_auto_is_rank_0s_choice_on_every_rank(small_dataset, tmp_path):
+    """Rank 1's speed cache says compiling pays off; rank 0 has no figures and trains eager, so rank 1 must too."""
+    probe = tmp_path / "probe"
+    sets = tiny_sets(**{"train.compile": "auto", "sample.enabled": False})
+    args = ["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "c", "--time", "1s"]
+    torchrun([*args, "--quiet", *sets], probe_dir=probe, fast_compile="1")
+    assert read_json(tmp_path / "c" / "run.json")["compiled"] is False
+    assert probed(probe, 0, "compile") == probed(probe, 1, "compile") == []

@@ -9,6 +9,9 @@ runs ahead of the others', and SLOVO_PROBE_SLOW_SAVE="R:SECONDS" makes rank R sl
 save (in safetensors' save_model, which every checkpoint's weights go through), and
 SLOVO_PROBE_SLOW_START="R:SECONDS" makes rank R start that much later (its clock reads later from the start).
   {"rmtree": path, "group": bool}  each shutil.rmtree, and whether the process group existed then
+  {"compile": true}                each torch.compile call
+and SLOVO_PROBE_FAST_COMPILE="R" gives rank R a speed cache in which compiling pays off at once (train.compile=auto
+would compile there, from its own figures).
 It wraps functions every slovo
 version calls (cross_entropy, clip_grad_norm_, save_model), so the same test runs against older code.
 """
@@ -79,6 +82,18 @@ if os.environ.get("SLOVO_PROBE_DIR") and "RANK" in os.environ:
     _start_rank, _, _start_s = os.environ.get("SLOVO_PROBE_SLOW_START", "-1:0").partition(":")
     if int(_start_rank) == _rank:
         time.sleep(float(_start_s))
+
+    _compile = torch.compile
+
+    def _probed_compile(*args, **kwargs):
+        _record(compile=True)
+        return _compile(*args, **kwargs)
+
+    torch.compile = _probed_compile
+    if os.environ.get("SLOVO_PROBE_FAST_COMPILE") == str(_rank):
+        import slovo.accel
+
+        slovo.accel.measured = lambda key: {"compile_s": 0.01, "eager_step_s": 1.0, "compiled_step_s": 0.1}
 
     F.cross_entropy = _probed_cross_entropy
     torch.nn.utils.clip_grad_norm_ = _probed_clip
