@@ -35,6 +35,7 @@ def torchrun(
     slow_save: str | None = None,
     slow_start: str | None = None,
     fast_compile: str | None = None,
+    slow_suite: str | None = None,
 ):
     """`torchrun --nproc_per_node 2 -m slovo ARGS`; returns the finished process (asserting it exited 0)."""
     torchrun_bin = shutil.which("torchrun", path=os.path.dirname(sys.executable))
@@ -51,6 +52,8 @@ def torchrun(
             env["SLOVO_PROBE_SLOW_START"] = slow_start
         if fast_compile:
             env["SLOVO_PROBE_FAST_COMPILE"] = fast_compile
+        if slow_suite:
+            env["SLOVO_PROBE_SLOW_SUITE"] = slow_suite
     cmd = [torchrun_bin, "--standalone", "--nproc_per_node", str(nproc), "-m", "slovo", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -315,3 +318,20 @@ def test_train_compile_auto_is_rank_0s_choice_on_every_rank(small_dataset, tmp_p
     torchrun([*args, "--quiet", *sets], probe_dir=probe, fast_compile="1")
     assert read_json(tmp_path / "c" / "run.json")["compiled"] is False
     assert probed(probe, 0, "compile") == probed(probe, 1, "compile") == []
+
+
+@pytest.mark.slow
+@linux_only
+def test_the_eval_subset_size_is_rank_0s_on_every_rank(small_dataset, tmp_path):
+    """Rank 1's suite scoring takes a second longer, so sized from its own timing its subset would be smaller."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_suites import write_suite
+
+    suite = write_suite(tmp_path / "rublimp")
+    probe = tmp_path / "probe"
+    sets = tiny_sets(**{"eval.suites": f"[rublimp:{suite}]", "eval.max_fraction": 0.2, "sample.enabled": False})
+    args = ["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "e", "--time", "3s"]
+    torchrun([*args, "--quiet", *sets], probe_dir=probe, slow_suite="1:1.0")
+    assert read_json(tmp_path / "e" / "summary.json")["status"] == "finished"
+    sizes = [probed(probe, rank, "subset") for rank in (0, 1)]
+    assert len(sizes[0]) == 1 and sizes[0] == sizes[1]

@@ -10,8 +10,10 @@ save (in safetensors' save_model, which every checkpoint's weights go through), 
 SLOVO_PROBE_SLOW_START="R:SECONDS" makes rank R start that much later (its clock reads later from the start).
   {"rmtree": path, "group": bool}  each shutil.rmtree, and whether the process group existed then
   {"compile": true}                each torch.compile call
+  {"subset": n}                    the size of the eval subset a rank chose (slovo.evaluate.subset_indices)
 and SLOVO_PROBE_FAST_COMPILE="R" gives rank R a speed cache in which compiling pays off at once (train.compile=auto
-would compile there, from its own figures).
+would compile there, from its own figures), and SLOVO_PROBE_SLOW_SUITE="R:SECONDS" makes rank R's suite scoring
+take that much longer (slovo.suites.scoring.suite_subset_metrics).
 It wraps functions every slovo
 version calls (cross_entropy, clip_grad_norm_, save_model), so the same test runs against older code.
 """
@@ -94,6 +96,27 @@ if os.environ.get("SLOVO_PROBE_DIR") and "RANK" in os.environ:
         import slovo.accel
 
         slovo.accel.measured = lambda key: {"compile_s": 0.01, "eager_step_s": 1.0, "compiled_step_s": 0.1}
+
+    import slovo.evaluate
+
+    _subset_indices = slovo.evaluate.subset_indices
+
+    def _probed_subset_indices(n_windows, n_subset):
+        _record(subset=int(n_subset))
+        return _subset_indices(n_windows, n_subset)
+
+    slovo.evaluate.subset_indices = _probed_subset_indices
+    _suite_rank, _, _suite_s = os.environ.get("SLOVO_PROBE_SLOW_SUITE", "-1:0").partition(":")
+    if int(_suite_rank) == _rank:
+        import slovo.suites.scoring
+
+        _suite_metrics = slovo.suites.scoring.suite_subset_metrics
+
+        def _slow_suite_metrics(*args, **kwargs):
+            time.sleep(float(_suite_s))
+            return _suite_metrics(*args, **kwargs)
+
+        slovo.suites.scoring.suite_subset_metrics = _slow_suite_metrics
 
     F.cross_entropy = _probed_cross_entropy
     torch.nn.utils.clip_grad_norm_ = _probed_clip
