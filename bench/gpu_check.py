@@ -1,11 +1,12 @@
 """GPU check: what slovo can only show on a CUDA card, in one run that fits a short GPU slot.
 
-    python bench/gpu_check.py                       # one H100 or H200, within --deadline 540 s (9 minutes)
-    python bench/gpu_check.py --device cpu --smoke  # the same stages on a CPU at a toy size (a minute or two)
+    python3 bench/gpu_check.py --out "$OUT"           # one H100 or H200, within --deadline 540 s (9 minutes)
+    python3 bench/gpu_check.py --device cpu --smoke   # the same stages on a CPU at a toy size (a few minutes)
 
 Stages, in priority order; each starts only when the time left is at least what it needs, runs in its own
 process with a timeout that ends before the deadline, and its figures are written to OUT/gpu_check.json and
-OUT/gpu_check.md as soon as it ends, so whatever finished is kept when the slot ends early:
+OUT/gpu_check.md (its log to OUT/logs/) as soon as it ends, so whatever finished is kept when the slot ends early.
+Datasets and run folders (checkpoints of `base` are gigabytes) go to --work (runs/gpu_check), not to OUT:
 
 1. `cuda_tests`: tests/test_cuda.py (bf16, fp16 with the GradScaler, a guard rollback, suite scoring, compile and
    resume, flash attention, Muon, generation, export);
@@ -119,9 +120,16 @@ class Check:
     """The deadline, the results (rewritten after every stage) and the stages' processes."""
 
     def __init__(
-        self, out: Path, deadline_s: float, plan: Plan, device: str, now: Callable[[], float] = time.monotonic
+        self,
+        out: Path,
+        deadline_s: float,
+        plan: Plan,
+        device: str,
+        now: Callable[[], float] = time.monotonic,
+        work: Path | None = None,
     ):
         self.out, self.deadline_s, self.plan, self.device, self.now = out, deadline_s, plan, device, now
+        self.work = work or out / "work"  # datasets and run folders: gigabytes, kept out of OUT
         self.started = now()
         self.results: dict = {"deadline_s": deadline_s, "device": device, "stages": {}}
         self.ctx: dict = {}  # what stages hand on: the dataset, the suite folder, run folders
@@ -207,7 +215,7 @@ def start_prepare(check: Check, data: str | None) -> None:
         check.ctx["data"] = Path(data)
         return
     corpus = choose_corpus(check.plan)
-    out = check.out / "data" / f"{corpus.name.split('.')[0]}-{check.plan.vocab}"
+    out = check.work / "data" / f"{corpus.name.split('.')[0]}-{check.plan.vocab}"
     check.ctx.update(data=out, corpus=corpus)
     if (out / "meta.json").exists():
         return
@@ -231,7 +239,7 @@ def stage_data(check: Check) -> dict:
         raise RuntimeError(f"{data}: not prepared (logs/prepare.log)")
     meta = json.loads((data / "meta.json").read_text())
     if "suite" not in check.ctx:
-        check.ctx["suite"] = write_word_order_suite(check.out / "suite", check.ctx.get("corpus", SAMPLE_CORPUS))
+        check.ctx["suite"] = write_word_order_suite(check.work / "suite", check.ctx.get("corpus", SAMPLE_CORPUS))
     return {"data": str(data), "train_tokens": meta["splits"]["train"]["tokens"], "suite": str(check.ctx["suite"])}
 
 
@@ -272,7 +280,7 @@ def write_word_order_suite(folder: Path, corpus: Path, pairs: int = 40) -> Path:
 def train_cmd(check: Check, label: str, preset: str, budget: list[str], sets: list[str]) -> list[str]:
     """`slovo train` of `preset` into OUT/runs/LABEL on the check's device, with the plan's and the stage's sets."""
     cmd = [*python(), "-m", "slovo", "train", "--data", str(check.ctx["data"]), "--preset", preset, *budget]
-    cmd += ["--name", label, "--runs-dir", str(check.out / "runs"), "--overwrite", "--quiet"]
+    cmd += ["--name", label, "--runs-dir", str(check.work / "runs"), "--overwrite", "--quiet"]
     sets = [f"train.device={check.device}", *check.plan.sets, *sets]
     return cmd + [f"--set={s}" for s in sets]
 
@@ -286,9 +294,9 @@ def train_stage(check: Check, label: str, preset: str, sets: list[str]) -> dict:
     """A --time run with evals, the suite subset and samples; its figures, recompiles counted from torch's log."""
     cmd = train_cmd(check, label, preset, ["--time", check.plan.time], [*suite_sets(check), *sets])
     rc = check.run(label, cmd, check.plan.needs.get(label, (0, 170))[1], env={"TORCH_LOGS": "recompiles"})
-    figures = run_figures(check.out / "runs" / label)
+    figures = run_figures(check.work / "runs" / label)
     figures["recompiles"] = len(re.findall(r"Recompiling function", check.log_text(label)))
-    check.ctx[label] = check.out / "runs" / label
+    check.ctx[label] = check.work / "runs" / label
     return {"status": "done" if rc == 0 else f"exit {rc}", **figures}
 
 
@@ -376,8 +384,8 @@ def stage_quick(check: Check, label: str, sets: list[str]) -> dict:
     budget = ["--max-steps", str(check.plan.quick_steps)]
     cmd = train_cmd(check, label, check.plan.quick, budget, ["train.compile=false", "eval.every=2", *sets])
     rc = check.run(label, cmd, check.plan.needs[label][1])
-    figures = run_figures(check.out / "runs" / label)
-    guard = [r for r in read_jsonl(check.out / "runs" / label / "metrics.jsonl") if "guard/rollback" in r]
+    figures = run_figures(check.work / "runs" / label)
+    guard = [r for r in read_jsonl(check.work / "runs" / label / "metrics.jsonl") if "guard/rollback" in r]
     figures["rollback_events"] = [f"step {r.get('guard/bad_step')}: {r.get('guard/reason')}" for r in guard]
     return {"status": "done" if rc == 0 else f"exit {rc}", **figures}
 
@@ -401,7 +409,7 @@ def stage_hf(check: Check) -> dict:
     out_json = check.out / "bench_train.json"
     cmd = [*python(), str(ROOT / "bench" / "bench_train.py"), "--preset", check.plan.small, "--seeds", "1"]
     cmd += ["--time", check.plan.hf_time, "--data", str(check.ctx["data"]), "--eval-points", "4"]
-    cmd += ["--runs-dir", str(check.out / "bench-runs"), "--json", str(out_json), "--device", check.device]
+    cmd += ["--runs-dir", str(check.work / "bench-runs"), "--json", str(out_json), "--device", check.device]
     rc = check.run("hf", cmd, check.plan.needs["hf"][1])
     got = read_json(out_json)
     sides = {r["side"]: r for r in got.get("runs", [])}
@@ -489,6 +497,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--deadline", type=float, default=540.0, help="seconds for everything (default 540: 9 minutes)")
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"), help="results folder (default $OUT)")
+    ap.add_argument(
+        "--work",
+        default=str(ROOT / "runs" / "gpu_check"),
+        help="datasets and run folders (checkpoints: gigabytes), outside --out (default runs/gpu_check)",
+    )
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: only with --smoke")
     ap.add_argument("--smoke", action="store_true", help="the stages at a toy size (a CPU check of this script)")
     ap.add_argument("--data", help="a prepared dataset (default: prepared here from the corpus)")
@@ -508,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: --device cpu needs --smoke: the full sizes are for a GPU")
         return 2
     out = Path(args.out)
-    check = Check(out, args.deadline, SMOKE if args.smoke else GPU, args.device)
+    check = Check(out, args.deadline, SMOKE if args.smoke else GPU, args.device, work=Path(args.work))
     from slovo.device import PEAK_BF16_FLOPS, device_name
 
     name = device_name(args.device)
