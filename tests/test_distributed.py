@@ -36,8 +36,9 @@ def torchrun(
     slow_start: str | None = None,
     fast_compile: str | None = None,
     slow_suite: str | None = None,
+    ok: bool = True,
 ):
-    """`torchrun --nproc_per_node 2 -m slovo ARGS`; returns the finished process (asserting it exited 0)."""
+    """`torchrun --nproc_per_node 2 -m slovo ARGS`; returns the finished process (asserting it exited 0 if `ok`)."""
     torchrun_bin = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
     if probe_dir is not None:
@@ -56,7 +57,7 @@ def torchrun(
             env["SLOVO_PROBE_SLOW_SUITE"] = slow_suite
     cmd = [torchrun_bin, "--standalone", "--nproc_per_node", str(nproc), "-m", "slovo", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0 or not ok, proc.stderr[-3000:]
     return proc
 
 
@@ -335,3 +336,14 @@ def test_the_eval_subset_size_is_rank_0s_on_every_rank(small_dataset, tmp_path):
     assert read_json(tmp_path / "e" / "summary.json")["status"] == "finished"
     sizes = [probed(probe, rank, "subset") for rank in (0, 1)]
     assert len(sizes[0]) == 1 and sizes[0] == sizes[1]
+
+
+@pytest.mark.slow
+@linux_only
+def test_bad_input_under_torchrun_is_one_line_per_rank_and_exit_2_once_the_group_exists(small_dataset, tmp_path):
+    """The run's name is checked on rank 0 after the process group started: every rank prints rank 0's line and
+    exits 2, and none aborts in gloo's teardown ("terminate called without an active exception")."""
+    proc = torchrun(train_args(small_dataset, tmp_path, "a/b", *tiny_sets()), ok=False)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("slovo train: error:")]
+    assert len(lines) == 2 and "a run name is a single folder name" in lines[0]
+    assert "terminate called" not in proc.stderr and "exitcode: 2" in proc.stderr

@@ -67,6 +67,21 @@ def start_group() -> bool:
     return True
 
 
+def exit_in_group(line: str, code: int) -> None:
+    """Under a process group slovo started: print `line` to stderr and leave at once with `code` (the group ended,
+    the interpreter's teardown skipped: gloo's threads can abort it, see the module's docstring). Else nothing."""
+    if not (_group_started_here and torch.distributed.is_initialized()):
+        return
+    print(line, file=sys.stderr)
+    torch.distributed.destroy_process_group()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def on_rank0(fn: Callable[[], T]) -> T:
     """`fn()` on rank 0 alone once the process group exists; every rank gets its result (or its SlovoError, the
     same one line) when rank 0 is done, so no rank goes on before rank 0's work on shared files is over. Without

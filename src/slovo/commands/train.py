@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -78,6 +79,15 @@ def _overwrite(run_dir: Path) -> None:
 
 
 def run(args) -> int:
+    try:
+        return _run(args)
+    except SlovoError as e:
+        if "slovo.distributed" in sys.modules:  # under torchrun the process group may exist by now
+            sys.modules["slovo.distributed"].exit_in_group(f"slovo train: error: {e}", e.exit_code)
+        raise
+
+
+def _run(args) -> int:
     from slovo.config import load_config, parse_override
     from slovo.distributed import on_rank0
 
