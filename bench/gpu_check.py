@@ -442,6 +442,7 @@ def markdown(results: dict) -> str:
     for name, fig in stages.items():
         if "steps" in fig:
             lines.append(f"| {name} | " + " | ".join(_cell(c, fig.get(c)) for c in TRAIN_COLUMNS) + " |")
+    lines += ["", "MFU goals (issue 29): `small` at least 35%, `base` at least 50%."]
     adamw, muon = stages.get("base_adamw", {}), stages.get("base_muon", {})
     if adamw.get("tokens_per_s") and muon.get("tokens_per_s"):
         lines += ["", f"Muon / AdamW tokens/s on `base`: {muon['tokens_per_s'] / adamw['tokens_per_s']:.2f}"]
