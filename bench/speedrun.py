@@ -425,7 +425,8 @@ def main() -> None:
     Path(args.runs_dir).mkdir(parents=True, exist_ok=True)
     data = ensure_dataset(args)
     out: dict = {"label": args.label, "set": args.set, "processor": processor(), "argv": sys.argv[1:]}
-    out["target"] = target_curve(args, data)
+    if args.phase != "speed":
+        out["target"] = target_curve(args, data)
     if args.phase in ("all", "speed") or (args.phase == "slovo" and args.steps):
         out["speed"] = measure_speed(args, data)
     if args.phase in ("all", "slovo"):
