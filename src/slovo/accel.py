@@ -141,9 +141,10 @@ def _bf16_if_faster(name: str, setting: str, device: str, key: str, measure, wha
 
     if setting != "auto":
         return resolve_dtype(setting, device), f"{name}={setting}"
-    if device_type(device) != "cpu":
-        dtype = resolve_dtype(setting, device)
-        return dtype, f"auto: {dtype} on {device_type(device)}"
+    if device_type(device) != "cpu":  # CUDA: bf16 where the card has it natively, else fp16 (train.dtype) or fp32
+        dtype = resolve_dtype(setting, device, "float16" if name == "train.dtype" else "float32")
+        why = "" if dtype == "bfloat16" or device_type(device) != "cuda" else " (this card has no native bf16)"
+        return dtype, f"auto: {dtype} on {device_type(device)}{why}"
     if not cpu_has_native_bf16():
         return "float32", "auto: float32 (this CPU has no bf16 matrix instructions)"
     matmul = bf16_matmul_speedup()

@@ -137,7 +137,8 @@ class Evaluator:
         with self.clock.measure("final_eval" if final else "eval"):
             extra = self._score_extras(final)  # first: the subset's size needs its time
             if not final and self.subset is None:
-                self.subset = subset_indices(len(data.windows), self._subset_size(state))
+                # every rank measures (collectives); rank 0's size for all: each rank's own timing could differ
+                self.subset = subset_indices(len(data.windows), scoring.dist.broadcast(self._subset_size(state)))
                 self._say_subset()
             metrics = self._score(data.windows if final else data.windows[self.subset])
         if not math.isfinite(metrics["eval/loss"]):
