@@ -146,8 +146,8 @@ class Trainer:
         self.guard.snapshot(self.state)
 
     def fit(self) -> dict:
-        """Train until a budget limit, a callback or Ctrl-C stops the run; then the final eval, the last checkpoint
-        and the summary, which it returns."""
+        """Train until a budget limit, a callback or a stop signal (Ctrl-C, SIGTERM) ends the run; then the final eval,
+        the last checkpoint and the summary, which it returns."""
         state, guard, clock, budget = self.state, self.guard, self.clock, self.budget
         stop = budget.exhausted(state.train_time, state.step, state.tokens)
         try:
