@@ -79,3 +79,14 @@ def test_slovo_has_no_import_cycles():
     assert "slovo.sweep.results" in graph and "slovo.report.page" in graph
     assert "slovo.config" in graph["slovo.train.guard"]  # imported there under `if TYPE_CHECKING:` only
     assert cycles(graph) == []
+
+
+def test_the_training_path_does_not_import_the_run_folder_readers():
+    graph = import_graph(SRC, "slovo")
+    training = [m for m in graph if m.startswith("slovo.train.") or m == "slovo.terminal"]
+    assert "slovo.train.trainer" in training
+    assert {
+        m: sorted(d for d in graph[m] if d.startswith("slovo.runs"))
+        for m in training
+        if any(d.startswith("slovo.runs") for d in graph[m])
+    } == {}
