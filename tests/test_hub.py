@@ -59,6 +59,13 @@ class FakeHub(BaseHTTPRequestHandler):
             return self._reply(200, {"commitUrl": f"{base}/{hub['repo']}/commit/{oid}", "commitOid": oid})
         return self._reply(404, {"error": "not here"})
 
+    def do_GET(self):  # huggingface_hub 0.3x asks whether the repo stores files with Xet before uploading
+        hub = self.server.hub
+        hub["requests"].append((self.path, self.headers.get("Authorization")))
+        if "/revision/" in self.path:
+            return self._reply(200, {"id": hub["repo"], "sha": "0" * 40, "xetEnabled": False, "siblings": []})
+        return self._reply(404, {"error": "not here"})
+
     def log_message(self, *args):
         pass
 

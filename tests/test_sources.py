@@ -174,12 +174,14 @@ def test_a_hub_reached_only_through_a_proxy_is_not_reported_offline(monkeypatch)
     monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")  # .invalid never resolves
     for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
         monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.server_address[1]}")
-    huggingface_hub.close_session()  # its HTTP client reads the proxy settings when it is made
+    # its HTTP client reads the proxy settings when it is made (close_session: huggingface_hub >= 1; before, requests')
+    close_session = getattr(huggingface_hub, "close_session", None) or huggingface_hub.utils.reset_sessions
+    close_session()
     try:
         entry = resolve_source("hf:user/data").describe()[0]
     finally:
         proxy.shutdown()
-        huggingface_hub.close_session()
+        close_session()
     assert entry["revision"] == "0123abcd"
     assert seen and seen[0].startswith("http://hub.invalid/api/datasets/user/data")
 

@@ -131,6 +131,8 @@ def tokenizer_config(cfg: Config) -> dict:
         "unk_token": EOT_TOKEN,
         "pad_token": EOT_TOKEN,
         "model_max_length": cfg.model.seq_len,
+        # no token_type_ids: transformers 4.x returns them otherwise, and Llama's generate() refuses them
+        "model_input_names": ["input_ids", "attention_mask"],
         "clean_up_tokenization_spaces": False,  # byte-level BPE decodes exactly; don't "fix" spaces
     }
 
