@@ -132,6 +132,17 @@ def test_tokenizer_rows_beyond_the_tokenizer_are_unused_pad_tokens(tmp_path):
     assert fields["tokens"][320:] == [f"[PAD{i}]" for i in range(320, 330)] and set(fields["types"][320:]) == {5}
 
 
+def test_a_tokenizer_without_gpt2_pre_tokenization_is_refused_in_one_line(tmp_path):
+    from tokenizers import pre_tokenizers
+
+    from slovo.errors import SlovoError
+
+    _, _, tok = make_checkpointed_run(tmp_path / "run")
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    with pytest.raises(SlovoError, match="GPT-2's pre-tokenizer"):
+        tokenizer_fields(tok, 320)
+
+
 def test_missing_gguf_package_is_one_line_naming_the_extra_and_nothing_is_written(tmp_path, monkeypatch, capsys):
     run, _, _ = make_checkpointed_run(tmp_path / "run")
     monkeypatch.setitem(sys.modules, "gguf", None)  # import gguf now raises ImportError

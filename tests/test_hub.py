@@ -36,7 +36,7 @@ class FakeHub(BaseHTTPRequestHandler):
     def do_POST(self):
         hub = self.server.hub
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        hub["requests"].append((self.path, self.headers.get("Authorization")))
+        hub["requests"].append(("POST", self.path, self.headers.get("Authorization")))
         base = f"http://127.0.0.1:{self.server.server_port}"
         if hub["refuse"]:
             return self._reply(403, {"error": "You don't have the rights to create a model under this namespace"})
@@ -61,7 +61,7 @@ class FakeHub(BaseHTTPRequestHandler):
 
     def do_GET(self):  # huggingface_hub 0.3x asks whether the repo stores files with Xet before uploading
         hub = self.server.hub
-        hub["requests"].append((self.path, self.headers.get("Authorization")))
+        hub["requests"].append(("GET", self.path, self.headers.get("Authorization")))
         if "/revision/" in self.path:
             return self._reply(200, {"id": hub["repo"], "sha": "0" * 40, "xetEnabled": False, "siblings": []})
         return self._reply(404, {"error": "not here"})
@@ -89,7 +89,8 @@ def test_push_to_hub_uploads_every_exported_file_to_a_private_repo(tmp_path, fak
     assert main(["export", str(run), str(out), "--gguf", "--push-to-hub", "someone/tiny", "--private"]) == 0
     assert fake_hub["create"]["name"] == "tiny" and fake_hub["create"]["organization"] == "someone"
     assert fake_hub["create"].get("visibility") == "private" or fake_hub["create"].get("private") is True
-    assert all(auth == "Bearer hf_fake_token_for_tests" for _, auth in fake_hub["requests"])
+    posts = [auth for method, _, auth in fake_hub["requests"] if method == "POST"]
+    assert len(posts) >= 3 and all(auth == "Bearer hf_fake_token_for_tests" for auth in posts)
     local = {p.name: p.read_bytes() for p in out.iterdir()}
     assert fake_hub["files"] == local and "model-f32.gguf" in local
     meta = yaml.safe_load(fake_hub["card"].split("---")[1])  # the metadata the Hub validated

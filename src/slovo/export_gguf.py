@@ -107,8 +107,13 @@ def tokenizer_fields(tokenizer, vocab_size: int) -> dict:
     """tokens, token types and merges from a byte-level BPE `tokenizers.Tokenizer`, padded to `vocab_size`."""
     spec = json.loads(tokenizer.to_str())
     model = spec.get("model") or {}
-    if model.get("type") != "BPE":
-        raise SlovoError(f"tokenizer: a {model.get('type')} model; GGUF export writes byte-level BPE tokenizers")
+    pre = spec.get("pre_tokenizer") or {}
+    if model.get("type") != "BPE" or pre.get("type") != "ByteLevel" or not pre.get("use_regex", True):
+        # llama.cpp would read the file as GPT-2's byte-level BPE and tokenise differently from the run
+        raise SlovoError(
+            f"tokenizer: {model.get('type')} with a {pre.get('type')} pre-tokenizer; GGUF export writes byte-level "
+            "BPE tokenizers with GPT-2's pre-tokenizer (what slovo prepare trains)"
+        )
     vocab = dict(model["vocab"])
     special = {t["content"]: t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
     vocab.update(special)
