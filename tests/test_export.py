@@ -136,3 +136,17 @@ def test_export_refuses_a_non_empty_folder_without_force_and_keeps_it(tmp_path, 
     assert not (out / "precious.txt").exists() and (out / "config.json").exists()
     assert main(["export", str(tmp_path / "nope"), str(tmp_path / "hf2")]) == 2
     assert not (tmp_path / "hf2").exists()
+
+
+def test_the_card_names_the_hub_datasets_the_run_was_prepared_from_and_those_given(tmp_path):
+    run, _, _ = make_checkpointed_run(tmp_path / "run")
+    dataset = tmp_path / "ds"
+    dataset.mkdir()
+    sources = [{"spec": "hf:user/wiki:20231101.ru"}, {"spec": "a.txt"}]
+    (dataset / "meta.json").write_text(json.dumps({"sources": sources}))
+    (run / "run.json").write_text(json.dumps({"dataset": {"path": str(dataset)}}))
+    card = {"language": "uk", "license": "cc-by-4.0", "datasets": ["me/extra"]}
+    out = export_run(run, tmp_path / "hf", card=card)
+    meta = yaml.safe_load((out / "README.md").read_text(encoding="utf-8").split("---")[1])
+    assert meta["datasets"] == ["user/wiki", "me/extra"]
+    assert meta["language"] == ["uk"] and meta["license"] == "cc-by-4.0"
