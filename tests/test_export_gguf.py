@@ -1,7 +1,9 @@
 """`slovo export --gguf`: the file read back with gguf's own reader (llama.cpp's Python package) holds the run's
 tokenizer and, after undoing llama.cpp's Q/K permutation, the model's weights (exactly in f32, within the
-rounding of bf16 and q8_0); the permutation makes llama.cpp's interleaved RoPE give slovo's attention scores.
-llama.cpp itself runs the file in bench/gguf_check.py (bench/results/gguf_llama_cpp.md)."""
+rounding of bf16 and q8_0); the permutation makes llama.cpp's interleaved RoPE give slovo's attention scores; and
+llama.cpp's graph written out over the file's tensors and metadata alone gives slovo's logits (which a swapped
+tensor name would break, though the round trip would not see it). llama.cpp itself runs the file in
+bench/gguf_check.py (bench/results/gguf_llama_cpp.md)."""
 
 from __future__ import annotations
 
@@ -124,6 +126,47 @@ def test_permuted_q_k_under_llama_cpp_rope_give_slovo_attention_scores():
     torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-4)  # slovo's cos/sin tables are float32
     assert not torch.allclose(interleaved_rope((x @ wq.T).view(T, heads, head_dim).transpose(0, 1), 1e4), q)
     np.testing.assert_array_equal(unpermute_qk(permute_qk(wq.numpy(), heads), heads), wq.numpy())
+
+
+def llama_cpp_forward(fields: dict, tensors: dict, ids: list[int]) -> torch.Tensor:
+    """llama.cpp's `llama` graph written out from the GGUF alone (its names, its metadata, its interleaved RoPE),
+    float64: what llama.cpp computes from the file, for a check without llama.cpp."""
+    t = {name: torch.from_numpy(np.array(w, dtype=np.float64)) for name, (w, _) in tensors.items()}
+    heads, kv_heads = fields["llama.attention.head_count"], fields["llama.attention.head_count_kv"]
+    eps, theta = fields["llama.attention.layer_norm_rms_epsilon"], fields["llama.rope.freq_base"]
+    T = len(ids)
+
+    def norm(x, w):
+        return w * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+    x = t["token_embd.weight"][ids]
+    mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)
+    for i in range(fields["llama.block_count"]):
+        p = f"blk.{i}."
+        h = norm(x, t[p + "attn_norm.weight"])
+        q = interleaved_rope((h @ t[p + "attn_q.weight"].T).view(T, heads, -1).transpose(0, 1), theta)
+        k = interleaved_rope((h @ t[p + "attn_k.weight"].T).view(T, kv_heads, -1).transpose(0, 1), theta)
+        v = (h @ t[p + "attn_v.weight"].T).view(T, kv_heads, -1).transpose(0, 1)
+        rep = heads // kv_heads
+        k, v = k.repeat_interleave(rep, dim=0), v.repeat_interleave(rep, dim=0)
+        att = torch.softmax(q @ k.transpose(1, 2) / q.shape[-1] ** 0.5 + mask, dim=-1)
+        x = x + (att @ v).transpose(0, 1).reshape(T, -1) @ t[p + "attn_output.weight"].T
+        h = norm(x, t[p + "ffn_norm.weight"])
+        gate, up = h @ t[p + "ffn_gate.weight"].T, h @ t[p + "ffn_up.weight"].T
+        x = x + (torch.nn.functional.silu(gate) * up) @ t[p + "ffn_down.weight"].T
+    out = t.get("output.weight", t["token_embd.weight"])  # llama.cpp ties the head when output.weight is absent
+    return norm(x, t["output_norm.weight"]) @ out.T
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_llama_cpps_graph_over_the_gguf_gives_slovos_logits(tmp_path, tied):
+    run, model, tok = make_checkpointed_run(tmp_path / "run", tie_embeddings=tied, n_kv_head=2)
+    out = export_run(run, tmp_path / "hf", gguf_type="f32")
+    fields, tensors = read_gguf(out / "model-f32.gguf")
+    ids = [0] + tok.encode("В начале было слово, и слово было у Бога").ids
+    with torch.no_grad():
+        ours = model(torch.tensor([ids]))[0][0].double()
+    torch.testing.assert_close(llama_cpp_forward(fields, tensors, ids), ours, rtol=1e-4, atol=1e-4)
 
 
 def test_tokenizer_rows_beyond_the_tokenizer_are_unused_pad_tokens(tmp_path):
