@@ -20,7 +20,7 @@ COMMANDS = {
     "train": "train a model under a time/step/token budget (or --resume a run)",
     "eval": "loss, perplexity and bits per byte of a run on a dataset or text source",
     "generate": "sample text from a run",
-    "export": "write a run as a transformers-loadable model folder",
+    "export": "write a run as a transformers model folder (with --gguf also for llama.cpp; --push-to-hub)",
     "sweep": "run a hyperparameter sweep (wandb sweep YAML, Optuna engine)",
     "compare": "train configs over the same seeds and say whether one is better, by how much, how sure",
     "tune": "find the model size, batch and lr that make the most of a total time on this machine, and train it",
