@@ -141,7 +141,7 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    from slovo.checkpoint import load_for_inference
+    from slovo.train.checkpoint import load_for_inference
     from slovo.config import DEFAULT_PROMPT
     from slovo.generate import encode_prompt, generate
 
