@@ -141,9 +141,9 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    from slovo.train.checkpoint import load_for_inference
     from slovo.config import DEFAULT_PROMPT
     from slovo.generate import encode_prompt, generate
+    from slovo.train.checkpoint import load_for_inference
 
     model, cfg, tok = load_for_inference(args.run, "cpu")
     model = model.float().eval()

@@ -77,8 +77,8 @@ def _lm_eval_command() -> str:
 def slovo_logprobs(run: str, suite, indices) -> tuple[np.ndarray, np.ndarray, bool]:
     """slovo's own scorer on the same pairs: (good, bad) summed log-probs, and whether any sentence is longer
     than the context (slovo scores it in windows; lm-eval cuts it from the left)."""
-    from slovo.train.checkpoint import load_for_inference
     from slovo.suites.scoring import encode_pairs, sentence_logprobs
+    from slovo.train.checkpoint import load_for_inference
 
     model, cfg, tokenizer = load_for_inference(run, "cpu")
     pairs = encode_pairs(suite, tokenizer, indices)
