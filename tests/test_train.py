@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from slovo import window_losses
 from slovo.callbacks import Callback
 from slovo.cli import main
 from slovo.train import train
@@ -45,6 +46,9 @@ def test_run_folder_holds_config_metrics_samples_summary_and_checkpoint(tiny_con
     samples = read_jsonl(run / "samples.jsonl")
     assert samples and samples[0]["prompt"] == "В начале было слово" and "train/global_step" in samples[0]
     assert summary == on_disk
+    # the final eval's per-window losses, for comparisons paired window by window: they give its bpb
+    windows = window_losses.load(run, on_disk["eval/bpb"])
+    assert windows is not None and windows.step == 6 and windows.nats.size == on_disk["eval/windows"]
 
 
 @pytest.mark.parametrize("abrupt", [False, True], ids=["ctrl-c", "killed-between-checkpoints"])

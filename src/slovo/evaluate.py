@@ -12,8 +12,10 @@ Special tokens are left out: a position whose target is a special token (`<|endo
     loss          = the same nats / the number of text tokens (`eval/tokens`)
 
 Unlike loss, bits per byte does not depend on the tokenizer, so runs with different vocabularies compare.
-`eval/bpb_se` is its standard error over the windows scored (windows as independent units, the ratio
-estimator's delta method, `slovo.stats.ratio_se`): how much another sample of text could move it, not another seed.
+`eval/bpb_se` is its standard error over the windows scored, from differences of neighbouring windows
+(`slovo.stats.neighbour_se`: the windows are an evenly spread sample of adjacent text from a few long works, so
+they are not independent): how far another evenly spread set of windows of the same validation text could move
+it. Not another corpus, not another seed.
 
 Evals during training may score a fixed subset of the windows (`subset_indices`, sized by
 `in_training_windows` so that eval time stays near `eval.max_fraction` of training time); the final eval
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slovo.stats import ratio_se_from_sums
+from slovo.stats import neighbour_se_from_sums
 
 
 def eval_windows(tokens: np.ndarray, seq_len: int, max_tokens: int) -> np.ndarray:
@@ -126,9 +128,10 @@ def evaluate(
     model.eval()
     start = time.perf_counter()
     total_nats, total_tokens, total_bytes = 0.0, 0, 0
-    # per-window sums of squares for the standard error of bpb (slovo.stats.ratio_se_from_sums); they add up
-    # across ranks like the totals
+    # sums over neighbouring windows' differences for the standard error of bpb (slovo.stats.neighbour_se_from_sums);
+    # a rank's windows are in text order, and the sums add up across ranks like the totals
     sum_nn = sum_nb = sum_bb = 0.0
+    previous: tuple[np.ndarray, np.ndarray] | None = None  # the last window's nats and bytes, across batches
     window_nats: list[np.ndarray] = []
     window_bytes: list[np.ndarray] = []
     byte_table = torch.as_tensor(token_bytes, dtype=torch.int64)
@@ -142,18 +145,20 @@ def evaluate(
         total_nats += float(nats.sum())
         total_tokens += int(text.sum())
         total_bytes += int(target_bytes.sum())
-        n_w, b_w = nats.double(), target_bytes.sum(dim=1).double()
-        sum_nn += float((n_w * n_w).sum())
-        sum_nb += float((n_w * b_w).sum())
-        sum_bb += float((b_w * b_w).sum())
+        n_w, b_w = nats.double().numpy(), target_bytes.sum(dim=1).double().numpy()
+        if previous is not None:
+            n_w, b_w = np.concatenate([previous[0], n_w]), np.concatenate([previous[1], b_w])
+        dn, db = np.diff(n_w), np.diff(b_w)
+        sum_nn, sum_nb, sum_bb = sum_nn + (dn * dn).sum(), sum_nb + (dn * db).sum(), sum_bb + (db * db).sum()
+        previous = (n_w[-1:], b_w[-1:])
         if per_window:
-            window_nats.append(n_w.numpy())
+            window_nats.append(nats.double().numpy())
             window_bytes.append(target_bytes.sum(dim=1).numpy())
     model.train(was_training)
-    n_windows = len(windows)
+    n_windows, pairs = len(windows), max(len(windows) - 1, 0)
     if reduce is not None:
-        summed = reduce([total_nats, total_tokens, total_bytes, n_windows, sum_nn, sum_nb, sum_bb])
-        total_nats, total_tokens, total_bytes, n_windows, sum_nn, sum_nb, sum_bb = summed
+        summed = reduce([total_nats, total_tokens, total_bytes, n_windows, sum_nn, sum_nb, sum_bb, pairs])
+        total_nats, total_tokens, total_bytes, n_windows, sum_nn, sum_nb, sum_bb, pairs = summed
         total_tokens, total_bytes, n_windows = int(total_tokens), int(total_bytes), int(n_windows)
     loss = total_nats / max(total_tokens, 1)
     metrics = {
@@ -162,7 +167,7 @@ def evaluate(
         "eval/bpb": total_nats / math.log(2) / max(total_bytes, 1),
         # standard error of eval/bpb over the windows scored (eval-sample noise, not seed noise); None for 1 window
         "eval/bpb_se": _finite_or_none(
-            ratio_se_from_sums(total_nats, total_bytes, sum_nn, sum_nb, sum_bb, n_windows) / math.log(2)
+            neighbour_se_from_sums(total_nats, total_bytes, sum_nn, sum_nb, sum_bb, n_windows, pairs) / math.log(2)
         ),
         "eval/tokens": total_tokens,
         "eval/bytes": total_bytes,

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from slovo import window_losses
 from slovo.callbacks import Control
 from slovo.evaluate import evaluate, in_training_windows, probe_window_seconds, subset_indices
 from slovo.extra_evals import prepare_eval_extras, suite_metrics
@@ -78,6 +79,9 @@ class Evaluator:
                 self.subset = subset_indices(len(run.windows), self._subset_size(state))
                 self._say_subset()
             metrics = self._score(run.windows if final else run.windows[self.subset])
+            per_window = metrics.pop("per_window_nats"), metrics.pop("per_window_bytes")
+            if metrics["eval/windows"] == len(run.windows):
+                self._save_window_losses(state, *per_window)
         if not math.isfinite(metrics["eval/loss"]):
             raise Diverged(f"eval loss became {metrics['eval/loss']} at step {state.step} (try a lower optim.lr)")
         self._keep(state, metrics)
@@ -99,7 +103,21 @@ class Evaluator:
         run, dist = self.run, self.run.dist
         reduce = (lambda v: dist.sum(v, run.device)) if dist.enabled else None
         mine = windows[dist.rank :: dist.world]
-        return evaluate(run.eval_model, mine, run.token_bytes, self.batch, run.device, run.autocast, reduce=reduce)
+        return evaluate(
+            run.eval_model, mine, run.token_bytes, self.batch, run.device, run.autocast, reduce=reduce, per_window=True
+        )
+
+    def _save_window_losses(self, state: TrainState, nats: np.ndarray, n_bytes: np.ndarray) -> None:
+        """An eval of every window: its per-window losses in the run folder (`slovo.window_losses`), in window
+        order, for comparisons paired window by window; each rank scored every world-th window."""
+        run, dist, n = self.run, self.run.dist, len(self.run.windows)
+        both = np.zeros(2 * n)
+        both[dist.rank : n : dist.world] = nats
+        both[n + dist.rank :: dist.world] = n_bytes
+        if dist.enabled:
+            both = np.asarray(dist.sum(both.tolist(), run.device))
+        if dist.is_main:
+            window_losses.save(self.folder.dir, both[:n], both[n:], state.step)
 
     def _score_extras(self, final: bool) -> dict:
         """eval.extra's bpb and eval.suites' accuracy (`extra_evals.suite_metrics`); every rank scores the same."""
