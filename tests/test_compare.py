@@ -31,6 +31,8 @@ def _compare(dataset, out, *extra):
             "lr",
             "--seeds",
             "2",
+            "--seed",
+            "7",
             "--max-steps",
             "3",
             "--variant",
@@ -54,13 +56,13 @@ def test_compare_trains_each_config_on_paired_seeds_prints_the_verdict_and_resum
     for t in trials:
         cfg = yaml.safe_load((folder / "trials" / t / "config.yaml").read_text())
         seeds.setdefault(cfg["optim"]["lr"], []).append(cfg["train"]["seed"])
-    assert sorted(seeds[0.002]) == sorted(seeds[0.03]) and len(set(seeds[0.002])) == 2  # the same two seeds
+    assert sorted(seeds[0.002]) == sorted(seeds[0.03]) == [7, 8]  # the same two seeds, from --seed
     result = read_json(folder / "verdict.json")
     assert [r["name"] for r in result["rows"]] == ["optim.lr=0.002", "optim.lr=0.03"]
     assert all(r["seeds"] == 2 and r["eval_se"] > 0 for r in result["rows"])  # the loop records eval/bpb_se
     (pair,) = result["pairs"]
     assert pair["n"] == 2 and pair["low"] <= pair["diff"] <= pair["high"]
-    assert pair["line"] in printed
+    assert pair["line"] in printed and "paired seeds (train.seed 7, 8)" in printed
     assert "lower than" in pair["line"] or pair["line"].startswith("no difference detectable with 2 seeds")
     assert (folder / "verdict.md").read_text().count("| optim.lr=") == 2
 

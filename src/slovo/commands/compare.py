@@ -91,11 +91,13 @@ def run(args) -> int:
     if spec_path.exists() and spec_path.read_text(encoding="utf-8") != text:
         raise SlovoError(f"{folder}: holds another comparison; choose another --name")
     atomic_write_text(spec_path, text)
-    check_comparable(load_sweep(spec_path))
+    spec = load_sweep(spec_path)
+    check_comparable(spec)
     results = run_sweep(spec_path, sweeps_dir=args.out, workers=args.workers, storage=args.storage, print_table=False)
     order = [c.name for c in candidates]
     outcome = verdict(group_results(results["runs"]), order)
-    title = f"compare {doc['name']}: eval/bpb over {args.seeds} paired seeds"
+    seeds = ", ".join(str(spec.base_seed + i) for i in range(args.seeds))
+    title = f"compare {doc['name']}: eval/bpb over {args.seeds} paired seeds (train.seed {seeds})"
     write_verdict(outcome, folder, title)
     print_verdict(outcome, title)
     print(f"verdict: {folder / 'verdict.md'}; rerun the same command to resume")
