@@ -135,7 +135,7 @@ def _run_suite(args) -> int:
     from slovo.suites import load_suite
     from slovo.suites.rublimp import select_pairs
     from slovo.suites.scoring import encode_pairs, score_pairs
-    from slovo.utils import atomic_write_json
+    from slovo.utils import atomic_write_json, command_line
 
     if args.suite is None:
         raise SlovoError("--pairs: only with --suite NAME (e.g. --suite rublimp --pairs 20)")
@@ -158,7 +158,7 @@ def _run_suite(args) -> int:
             "pairs_per_phenomenon": args.pairs or None,
             "device": device,
             "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": "slovo " + " ".join(sys.argv[1:]),
+            "command": "slovo " + command_line(sys.argv[1:]),
         }
     )
     out = run_dir / "evals" / f"{suite.name}.json"
