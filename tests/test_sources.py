@@ -278,3 +278,11 @@ def test_parquet_is_read_in_row_batches_with_the_same_documents(tmp_path, monkey
     monkeypatch.setattr(src, "PARQUET_BATCH_ROWS", 3)
     docs, stats = read([tmp_path / "w.parquet"])
     assert [t for _, t in docs] == texts and [i for i, _ in docs] == [str(i) for i in range(25)]
+
+
+def test_a_malformed_hub_id_is_named_as_such_not_as_an_unreachable_hub(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # were it asked, the hub would be out of reach
+    with pytest.raises(SlovoError) as e:
+        read(["hf:./x"], max_bytes=1000)
+    msg = str(e.value)
+    assert "\n" not in msg and "hub dataset id" in msg and "reach" not in msg

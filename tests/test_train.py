@@ -175,6 +175,13 @@ def test_cli_trains_and_eval_reports_bpb(small_dataset, tmp_path, capsys):
     assert main(["eval", str(tmp_path / "c"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["eval/bpb"] == pytest.approx(read_json(tmp_path / "c" / "summary.json")["eval/bpb"], rel=1e-5)
+    # a negative batch scored no window and printed bpb 0.0000, perplexity 1.00, exit 0
+    before = sorted(p.name for p in (tmp_path / "c").rglob("*"))
+    for flag in ("--batch-size", "--pairs"):
+        assert main(["eval", str(tmp_path / "c"), flag, "-1"]) == 2
+        err = capsys.readouterr().err
+        assert flag in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "c").rglob("*")) == before  # nothing written
 
 
 def test_usage_errors_are_one_line_too(capsys):

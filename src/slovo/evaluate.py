@@ -124,6 +124,8 @@ def evaluate(
     [nats, tokens, bytes, windows] over the ranks, so every rank returns the figures of the whole set.
     `per_window=True` adds "per_window_nats" and "per_window_bytes" (this rank's windows, for spread estimates).
     """
+    if batch_size < 1:
+        raise ValueError(f"evaluate: batch_size must be positive, got {batch_size}")
     was_training = model.training
     model.eval()
     start = time.perf_counter()

@@ -50,6 +50,9 @@ def run(args) -> int:
     from slovo.extra_evals import source_windows
     from slovo.format import format_bpb
 
+    for flag, value in (("--batch-size", args.batch_size), ("--pairs", args.pairs)):
+        if value < 0:  # 0 = the default; a negative batch scored no window at all and printed bpb 0
+            raise SlovoError(f"{flag}: must be positive (or 0 for the default), got {value}")
     if args.suite is not None or args.pairs:
         return _run_suite(args)
     device = pick_device(args.device)
