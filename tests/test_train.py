@@ -313,6 +313,24 @@ def test_extending_a_wsd_run_goes_back_to_where_the_decay_began_and_decays_again
     assert _checkpoint_tags(run)[28] == "decay_start"  # where a further extension would continue from
 
 
+def test_an_extension_deletes_the_checkpoints_of_the_old_decay_it_went_back_from(tiny_config, tmp_path):
+    # the old final checkpoint (step 20) outranked the extension's own: pruning deleted them, and a kill, generate
+    # or export took the stale model
+    run = tmp_path / "run"
+    over = {
+        "schedule.name": "wsd",
+        "schedule.decay_fraction": 0.3,
+        "schedule.warmup": 1,
+        "checkpoint.every_steps": 4,
+        "checkpoint.keep_last": 0,
+        "eval.every": 4,
+    }
+    train(tiny_config(**over, **{"budget.max_steps": 20}), run, quiet=True)
+    assert _checkpoint_tags(run) == {14: "decay_start", 20: None}
+    train(tiny_config(**over, **{"budget.max_steps": 40}), run, resume=True, callbacks=[StopAt(17)], quiet=True)
+    assert _checkpoint_tags(run) == {14: "decay_start", 17: None}  # the step the extension reached, kept
+
+
 def test_resuming_an_interrupted_wsd_run_with_the_same_budget_continues_from_its_newest_checkpoint(
     tiny_config, tmp_path
 ):

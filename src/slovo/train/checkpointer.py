@@ -141,6 +141,7 @@ class Checkpointer:
             self.say(line)
             if ckpt is not None:
                 saved = self._load(ckpt)
+                self._drop_superseded(saved["loop"]["step"])
         if "optimizer" in saved:  # a sharded checkpoint's optimizer was loaded with the weights
             run.optimizer.load_state_dict(saved["optimizer"])
         for group, peak in zip(run.optimizer.param_groups, peak_lrs, strict=True):
@@ -188,6 +189,15 @@ class Checkpointer:
         saved = load_sharded(ckpt, self.run.trained, self.run.optimizer)
         self.run.gather_weights()
         return saved
+
+    def _drop_superseded(self, step: int) -> None:
+        """An extension went back to `step`: the checkpoints after it (the old decay, the old final one) hold steps
+        the run now trains again. Deleted as after a rollback, so they never outrank the new ones in pruning, a
+        resume after a kill, `generate` or `export`."""
+        dropped = drop_checkpoints_after(self.dir, step) if self.run.dist.is_main else []
+        self.run.dist.barrier()
+        if dropped:
+            self.say(f"  extending: deleted {len(dropped)} checkpoint(s) of the old decay, saved after step {step}")
 
     def _extension_start(self, loop: dict, budget: Budget) -> tuple[Path | None, str] | None:
         """(checkpoint, line) when a run whose lr had begun to decay is resumed with a larger budget: the checkpoint
