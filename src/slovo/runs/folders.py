@@ -13,6 +13,7 @@ as `stale`: its last checkpoint can be continued with `slovo train --resume RUN_
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -75,14 +76,17 @@ def split_evals(records: list[dict], key: str) -> tuple[list[dict], dict | None]
     subset of windows, the last full eval's record or None when every eval scored the same windows).
 
     Joined in one curve the last point would jump for no training reason: the full set scores other text than
-    the subset (bug 11). `eval/windows` in each record says which set it scored."""
+    the subset (bug 11). `eval/windows` in each record says which set it scored; for a suite's accuracy
+    (`eval/<suite>_acc...`) `eval/<suite>_pairs` does (the final eval scores `eval.suite_final_pairs`)."""
+    suite = re.fullmatch(r"(eval/[^/]+)_acc(?:_se|_mean)?", key)
+    size = f"{suite.group(1)}_pairs" if suite else "eval/windows"
     evals = [r for r in records if r.get(key) is not None]
-    windows = [r.get("eval/windows") for r in evals]
-    full = max((w for w in windows if isinstance(w, (int, float))), default=None)
-    if full is None or all(w == full for w in windows):
+    sizes = [r.get(size) for r in evals]
+    full = max((w for w in sizes if isinstance(w, (int, float))), default=None)
+    if full is None or all(w == full for w in sizes):
         return evals, None
-    subset = [r for r in evals if r.get("eval/windows") != full]
-    return subset, next(r for r in reversed(evals) if r.get("eval/windows") == full)
+    subset = [r for r in evals if r.get(size) != full]
+    return subset, next(r for r in reversed(evals) if r.get(size) == full)
 
 
 @dataclass

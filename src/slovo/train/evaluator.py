@@ -85,7 +85,7 @@ class Evaluator:
         if not math.isfinite(metrics["eval/loss"]):
             raise Diverged(f"eval loss became {metrics['eval/loss']} at step {state.step} (try a lower optim.lr)")
         self._keep(state, metrics)
-        state.last_eval.update({k: v for k, v in extra.items() if k.endswith(("_acc", "_acc_se", "/bpb"))})
+        state.last_eval.update({k: v for k, v in extra.items() if k.endswith(("_acc", "_acc_se", "_pairs", "/bpb"))})
         metrics.update(extra)
         full = self.folder.record(state, {k: metrics[k] for k in RECORD_KEYS} | extra)
         self.display.eval_line(state, self.clock, metrics)
