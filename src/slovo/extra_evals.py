@@ -84,7 +84,8 @@ def suite_metrics(
     """The figures one eval adds to its record: `eval/NAME/bpb`, `eval/NAME/loss` per extra set and
     `eval/<suite>_acc`, `_acc_se`, ... per suite (the subset; the final eval `eval.suite_final_pairs` per
     phenomenon, 0 = the whole suite). `autocast` applies to the extra sets (as to the main eval), not to
-    the suites. Scores on this process alone (rank 0 under torchrun)."""
+    the suites. Every rank scores all of them alike (under torchrun each rank computes the same figures; rank 0
+    records them)."""
     from slovo.evaluate import evaluate
     from slovo.suites.rublimp import select_pairs
     from slovo.suites.scoring import encode_pairs, suite_subset_metrics
