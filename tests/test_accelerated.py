@@ -8,7 +8,6 @@ import pytest
 from slovo.train import train
 from tests.helpers import StopAt, train_losses
 
-
 STEADY = {
     "budget.max_steps": 8,
     "checkpoint.every_steps": 0,
