@@ -6,8 +6,20 @@ BIN     := $(VENV)/bin
 # for that CUDA version), both from download.pytorch.org; or pypi (pip's own index as configured: on Linux PyPI's
 # torch is a CUDA build, several GB with its nvidia wheels). Where that host is unreachable (these machines), pip
 # takes the local wheel its find-links name. Changing either reinstalls torch.
+# Unset, it follows the machine: where `nvidia-smi` works, the newest of those CUDA builds its driver can run (the
+# "CUDA Version" nvidia-smi prints is the newest the driver supports), else cpu. `make print-torch-index` shows it.
 TORCH       ?= torch==2.13.0
-TORCH_INDEX ?= cpu
+CUDA_BUILDS := 130 128 126
+ifeq ($(origin TORCH_INDEX),undefined)
+DRIVER_CUDA := $(shell nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9][0-9]*\.[0-9]\).*/\1/p' | head -n 1)
+TORCH_INDEX := $(if $(DRIVER_CUDA),$(firstword $(foreach v,$(CUDA_BUILDS),$(if $(shell [ $(subst .,,$(DRIVER_CUDA)) -ge $(v) ] && echo y),cu$(v)))),)
+ifeq ($(TORCH_INDEX),)
+TORCH_INDEX := cpu
+ifneq ($(DRIVER_CUDA),)
+$(info nvidia-smi: this driver supports CUDA up to $(DRIVER_CUDA), older than torch's CUDA builds (cu126 and later): installing the CPU build; update the driver, or set TORCH_INDEX)
+endif
+endif
+endif
 TORCH_INDEX_ARGS := $(if $(filter pypi,$(TORCH_INDEX)),,--index-url https://download.pytorch.org/whl/$(TORCH_INDEX))
 # The corpus: the full one beside the checkout where present, else the small public-domain sample in data/sample/.
 SHARED_CORPUS := ../shared/corpora/ruslit.jsonl.gz
@@ -19,7 +31,7 @@ TIME    ?= 3m
 RUN     ?= demo
 PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo check-data test install install-test chromium postgresql lint format clean
+.PHONY: demo check-data print-torch-index test install install-test chromium postgresql lint format clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -51,6 +63,10 @@ $(VENV)/.installed: $(VENV)/.venv-ok pyproject.toml
 $(VENV)/.installed-test: $(VENV)/.venv-ok pyproject.toml
 	$(PIP) -e ".[test]"
 	touch $@ $(VENV)/.installed
+
+# Which torch build `make install` takes here (TORCH_INDEX), without installing anything.
+print-torch-index:
+	@echo $(TORCH_INDEX)
 
 # prepare the corpus (reused when already prepared), train the preset for TIME, sample from it.
 demo: check-data install

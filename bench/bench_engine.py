@@ -3,9 +3,10 @@
 Both sides train the same maths for the same number of optimizer steps: slovo's GPT, and a transformers
 `LlamaForCausalLM` built from the config `slovo export` writes for it (src/slovo/export.py: RMSNorm, rotate-half
 RoPE, SwiGLU, no biases, tied head). Same batch x accumulation, peak lr, AdamW betas / eps / weight decay,
-grad clip, precision (float32, or bf16 autocast on both with --precision bf16), torch threads, and the same
-training windows in the same order (HF reads the batches of slovo's own BatchLoader with the same seed).
-Neither side evaluates, samples or checkpoints while timed.
+grad clip, precision (float32, or bf16 / fp16 autocast on both with --precision), torch threads, device (--device:
+the GPU where there is one, else the CPU; both sides on it, bench/peer.py), and the same training windows in the
+same order (HF reads the batches of slovo's own BatchLoader with the same seed). Neither side evaluates, samples
+or checkpoints while timed. Each side records its device and precision; rounds from different devices are refused.
 
 Throughput is tokens/s between the end of warm-up step W and the end of the last step, on the wall clock:
 slovo's metrics.jsonl `wall_time` of those steps, and a Trainer callback's time.perf_counter at on_step_end.
@@ -31,7 +32,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from peer import bench_device, hf_device_args, refuse_mixed_devices, side_facts  # noqa: E402 - puts src/ on the path
+
 REPO = Path(__file__).resolve().parents[1]
+PRECISIONS = {"float32": ("float32", "fp32"), "bf16": ("bfloat16", "bf16"), "fp16": ("float16", "fp16")}
 DEFAULT_DATASET = REPO / "data" / "ruslit-8k"
 DEFAULT_RUNS = REPO / "runs" / "bench"
 
@@ -47,7 +51,8 @@ def slovo_config(args):
         "train.log_every": 1,
         "train.num_threads": args.threads,
         "train.compile": "false",
-        "train.dtype": "bfloat16" if args.precision == "bf16" else "float32",
+        "train.dtype": PRECISIONS[args.precision][0],
+        "train.device": args.device,
         "optim.name": "adamw",  # the HF side runs AdamW: the same maths whatever optimizer the preset chose
         "eval.every": 0,
         "eval.tokens": 1,
@@ -79,6 +84,8 @@ def run_slovo(args) -> dict:
     tokens_per_step = records[0]["tokens"]
     times = [r["wall_time"] for r in records]
     return {
+        "side": "slovo",
+        **side_facts(args.device, cfg.train.dtype),
         "tokens_per_second": tokens_per_second(times, tokens_per_step, args.warmup),
         "steps": len(records),
         "params": summary["params"],
@@ -143,16 +150,21 @@ def run_hf(args) -> dict:
             save_strategy="no",
             logging_strategy="no",
             report_to=[],
-            use_cpu=True,
+            # the same device as slovo's side; bf16 / fp16: torch.autocast around forward, as slovo's train.dtype
+            **hf_device_args(PRECISIONS[args.precision][1], args.device),
             dataloader_pin_memory=False,
             disable_tqdm=True,
             seed=t.seed,
-            bf16=args.precision == "bf16",  # torch.autocast(bfloat16) around forward, as slovo's train.dtype
         )
         times = StepTimes()
         trainer = Trainer(model=model, args=training_args, train_dataset=SlovoBatches(), callbacks=[times])
         out = trainer.train()
+    device = str(next(model.parameters()).device)  # where Trainer trained it
+    if device.split(":")[0] != args.device.split(":")[0]:
+        sys.exit(f"HF Trainer trained on {device}, not on --device {args.device}")
     return {
+        "side": "hf",
+        **side_facts(device, PRECISIONS[args.precision][1]),
         "tokens_per_second": tokens_per_second(times.times, batch * accum * seq_len, args.warmup),
         "steps": len(times.times),
         "params": model.num_parameters(),
@@ -185,6 +197,8 @@ def spawn(side: str, args) -> dict:
         str(args.threads),
         "--precision",
         args.precision,
+        "--device",
+        args.device,
         *[f"--slovo-set={o}" for o in args.slovo_set],
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -212,10 +226,11 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here (default: runs/bench/bench-engine-<time>.json)")
     parser.add_argument(
         "--precision",
-        choices=("float32", "bf16"),
+        choices=tuple(PRECISIONS),
         default="float32",
-        help="both sides: float32, or bf16 autocast (slovo train.dtype=bfloat16, HF TrainingArguments bf16=True)",
+        help="both sides: float32, or bf16 / fp16 autocast (slovo train.dtype, HF TrainingArguments bf16 / fp16)",
     )
+    parser.add_argument("--device", default="auto", help="both sides: auto (the GPU where there is one), cuda, cpu")
     parser.add_argument(
         "--slovo-set",
         action="append",
@@ -225,6 +240,7 @@ def main() -> None:
     )
     parser.add_argument("--side", choices=("slovo", "hf"), help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
+    args.device = bench_device(args.device)
     if args.side:
         one_side(args)
         return
@@ -237,6 +253,7 @@ def main() -> None:
     for r in range(args.rounds):
         order = ("slovo", "hf") if r % 2 == 0 else ("hf", "slovo")
         got = {side: spawn(side, args) for side in order}
+        refuse_mixed_devices([got["slovo"], got["hf"], *[r[side] for r in rounds for side in ("slovo", "hf")]])
         ratio = got["slovo"]["tokens_per_second"] / got["hf"]["tokens_per_second"]
         rounds.append({"order": list(order), **got, "ratio": ratio})
         print(
@@ -245,7 +262,9 @@ def main() -> None:
             flush=True,
         )
     s, h = rounds[0]["slovo"], rounds[0]["hf"]
-    print(f"\nboth sides: {args.precision}; slovo settings: {' '.join(args.slovo_set) or 'eager'}")
+    print(
+        f"\nboth sides: {args.precision} on {s['device_name']}; slovo settings: {' '.join(args.slovo_set) or 'eager'}"
+    )
     print(
         f"{args.preset} preset: slovo GPT {s['params']:,} params, LlamaForCausalLM {h['params']:,} params; "
         f"{args.steps} steps, tokens/s over steps {args.warmup + 1}-{args.steps}"
@@ -271,6 +290,8 @@ def main() -> None:
             "warmup": args.warmup,
             "threads": args.threads,
             "precision": args.precision,
+            "device": args.device,
+            "device_name": s["device_name"],
             "slovo_set": args.slovo_set,
             "dataset": str(Path(args.data).resolve()),
             "rounds": rounds,

@@ -1,28 +1,34 @@
 """Time to quality, recipe against recipe: slovo's tiny preset against HF Trainer + GPT-2 with the user's settings.
 
-Both train for the same training-time budget (--time, default 300 s) on the same prepared dataset, with several
-seeds each (--seeds, default 3), alternating (slovo first for the first seed, HF first for the next, ...), each
-run in its own subprocess. Both are scored on exactly the same validation windows: slovo's eval set (windows
-spread evenly over the whole validation split, `eval.tokens` of the tiny preset, every window, special targets
-left out), by slovo's own `evaluate`.
+Both train for the same training-time budget (--time, default 300 s) on the same prepared dataset and the same
+device (--device, default: the GPU where there is one, else the CPU; bench/peer.py), with several seeds each
+(--seeds, default 3), alternating (slovo first for the first seed, HF first for the next, ...), each run in its own
+subprocess. Both final models are scored the same way: on exactly the same validation windows (slovo's eval set:
+windows spread evenly over the whole validation split, `eval.tokens` of the tiny preset, every window, special
+targets left out), by slovo's own `evaluate`, in true float32 on that device, whatever precision each trained in.
+Each run records its device and precision; results from different devices are refused.
 
 - slovo: `slovo.train.train` on the tiny preset as shipped, except what does not touch training: evals at 20
   points (`eval.every=20`, --eval-points) on the full eval set (`eval.max_fraction=0`) so the curve can be
   read, no samples, no periodic checkpoints, no HTML report. Its figures come from its summary.json and metrics.jsonl.
 - HF: `transformers.Trainer` on a `GPT2LMHeadModel` of the tiny preset's depth, width and heads, with the
   settings the user trained with: batch 6 x accumulation 6, lr 5e-4, constant after a linear warmup
-  (--hf-warmup-steps, default 10), Trainer's other defaults (AdamW, grad clip 1.0, GPT-2's dropout 0.1), fed
+  (--hf-warmup-steps, default 10), in --hf-precision (auto: bf16 on a GPU with native bf16, fp16 on an older
+  one, float32 on the CPU), Trainer's other defaults (AdamW, grad clip 1.0, GPT-2's dropout 0.1), fed
   random 256-token windows of train.bin; a callback stops it after the optimizer step at which its training
   time reaches the budget (clock started at on_train_begin).
 
 It prints, per run, the training time each side reported and the same time on an outside clock (see
 `outside_*` below), whether the run stopped within one step of the budget, and the final bpb; then each side's
 median bpb with its min-max, and the training time slovo needed to reach HF's median final bpb (read from
-slovo's eval curve, linear between eval points). Nothing is compared with figures from elsewhere.
+slovo's eval curve, linear between eval points; the curve's evals are slovo's own, in its training precision, so
+the target moves by the difference between slovo's own final eval and its float32 score).
+Nothing is compared with figures from elsewhere.
 
     .venv/bin/python bench/bench_train.py                             # 300 s x 3 seeds x 2 sides (~40 min)
     .venv/bin/python bench/bench_train.py --time 20s --seeds 1        # a quick check that everything runs
     .venv/bin/python bench/bench_train.py --only hf --data data/ruslit-8k --threads 2
+    python bench/bench_train.py --preset small --time 2m --seeds 1 --hf-precision bf16   # on a GPU
 """
 
 from __future__ import annotations
@@ -37,6 +43,16 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+
+from peer import (  # noqa: E402 - bench/peer.py puts the checkout's src/ on the path
+    HF_PRECISIONS,
+    bench_device,
+    hf_device_args,
+    hf_precision,
+    refuse_mixed_devices,
+    score_float32,
+    side_facts,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "ruslit.jsonl.gz"
@@ -131,6 +147,7 @@ def run_slovo(args, data: Path) -> dict:
         "checkpoint.every_seconds": 0,
         "tracking.report": False,
         "train.log_every": 1,
+        "train.device": args.device,
     }
     if args.threads:
         overrides["train.num_threads"] = args.threads
@@ -138,6 +155,7 @@ def run_slovo(args, data: Path) -> dict:
     run_dir = Path(args.runs_dir) / f"bench-slovo-{args.stamp}-seed{args.seed}"
     clock = StepClock()
     summary = train(cfg, run_dir, callbacks=[clock], clock=CompileOnTheClock(), quiet=True)
+    final = rescore_final(run_dir, args)
     records = read_jsonl(run_dir / "metrics.jsonl")
     train_recs = [r for r in records if "train/loss" in r]
     curve = [(r["train_runtime"], r["eval/bpb"]) for r in records if "eval/bpb" in r]
@@ -171,12 +189,30 @@ def run_slovo(args, data: Path) -> dict:
         "seconds_per_step": summary["train_runtime"] / steps if steps else None,
         "tokens": summary["tokens"],
         "tokens_per_second": summary["train_tokens_per_second"],
-        "eval_bpb": summary["eval/bpb"],
-        "eval_loss": summary["eval/loss"],
-        "eval_windows": summary["eval/windows"],
-        "eval_tokens": summary["eval/tokens"],
+        **final,
+        "own_eval_bpb": summary["eval/bpb"],  # slovo's own final eval, in its training precision
         "curve": curve,
         "ledger": summary["ledger"],
+    }
+
+
+def rescore_final(run_dir: Path, args) -> dict:
+    """slovo's final checkpoint scored as HF's final model is (bench/peer.py), with where and how it trained."""
+    from slovo.checkpoint import load_for_inference
+    from slovo.utils import read_json
+
+    model, cfg, _ = load_for_inference(run_dir, device=args.device)
+    windows, token_bytes = eval_set(Path(args.data), args.preset)
+    m = score_float32(
+        model, windows, token_bytes, cfg.eval.batch_size or cfg.train.per_device_train_batch_size, args.device
+    )
+    precision = read_json(run_dir / "run.json").get("dtype")
+    return {
+        **side_facts(args.device, precision),
+        "eval_bpb": m["eval/bpb"],
+        "eval_loss": m["eval/loss"],
+        "eval_windows": m["eval/windows"],
+        "eval_tokens": m["eval/tokens"],
     }
 
 
@@ -192,7 +228,6 @@ def run_hf(args, data: Path) -> dict:
 
     from slovo.config import load_config
     from slovo.data import load_dataset
-    from slovo.evaluate import evaluate
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -226,6 +261,7 @@ def run_hf(args, data: Path) -> dict:
             if self.elapsed >= self.seconds:
                 control.should_training_stop = True
 
+    precision = hf_precision(args.hf_precision, args.device)
     transformers.set_seed(args.seed)
     model = GPT2LMHeadModel(
         GPT2Config(
@@ -251,7 +287,7 @@ def run_hf(args, data: Path) -> dict:
         save_strategy="no",
         logging_steps=args.hf_logging_steps,
         report_to=[],
-        use_cpu=True,
+        **hf_device_args(precision, args.device),  # the same device as slovo's side, in --hf-precision
         dataloader_pin_memory=False,
         disable_tqdm=True,
         seed=args.seed,
@@ -273,10 +309,11 @@ def run_hf(args, data: Path) -> dict:
             return self.inner(input_ids=idx).logits, None
 
     windows, token_bytes = eval_set(data, args.preset)
-    device = str(next(model.parameters()).device)  # where Trainer left it: the GPU on a CUDA machine
-    metrics = evaluate(
-        LogitsOnly(model), windows, token_bytes, cfg.eval.batch_size or cfg.train.per_device_train_batch_size, device
-    )
+    device = str(next(model.parameters()).device)  # where Trainer trained it
+    if device.split(":")[0] != args.device.split(":")[0]:
+        sys.exit(f"HF Trainer trained on {device}, not on --device {args.device}")
+    batch = cfg.eval.batch_size or cfg.train.per_device_train_batch_size
+    metrics = score_float32(LogitsOnly(model), windows, token_bytes, batch, device)
     tokens = stopper.steps * HF_BATCH * HF_ACCUM * seq_len
     return {
         "side": "hf",
@@ -290,6 +327,7 @@ def run_hf(args, data: Path) -> dict:
         "seconds_per_step": stopper.elapsed / stopper.steps if stopper.steps else None,
         "tokens": tokens,
         "tokens_per_second": tokens / stopper.elapsed if stopper.elapsed else None,
+        **side_facts(device, precision),
         "eval_bpb": metrics["eval/bpb"],
         "eval_loss": metrics["eval/loss"],
         "eval_windows": metrics["eval/windows"],
@@ -335,6 +373,10 @@ def spawn(side: str, seed: int, args, data: Path) -> dict:
         str(args.hf_warmup_steps),
         "--hf-logging-steps",
         str(args.hf_logging_steps),
+        "--device",
+        args.device,
+        "--hf-precision",
+        args.hf_precision,
     ]
     print(f"\n[{side} seed {seed}] $ {' '.join(cmd)}", flush=True)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
@@ -366,6 +408,12 @@ def median_spread(values: list[float], spec: str) -> str:
 def report(runs: list[dict], seconds: float) -> dict:
     from slovo.stats import paired, spread, verdict
 
+    refuse_mixed_devices(runs)
+    for side in ("slovo", "hf"):
+        facts = {(r["device_name"], r["train_precision"]) for r in runs if r["side"] == side}
+        for name, precision in sorted(facts):
+            print(f"{side:6} trained on {name} in {precision}; scored in float32 (TF32 off)")
+
     print(
         f"\n{'side':6} {'seed':>5} {'train s':>8} {'outside s':>9} {'s/step':>7} {'steps':>6} {'tokens/s':>9} "
         f"{'stop check':>11} {'eval bpb':>9}"
@@ -395,7 +443,9 @@ def report(runs: list[dict], seconds: float) -> dict:
             )
     if sides["slovo"] and sides["hf"]:
         target = summary["hf"]["bpb_median"]
-        reach = [time_to_reach(r["curve"], target) for r in sides["slovo"]]
+        # slovo's curve is its own evals, in its training precision: each run's target moves by what that
+        # precision added to its final bpb against the float32 score both sides' finals got
+        reach = [time_to_reach(r["curve"], target + r["own_eval_bpb"] - r["eval_bpb"]) for r in sides["slovo"]]
         reached = [t for t in reach if t is not None]
         summary["slovo_seconds_to_hf_median_bpb"] = reach
         text = ", ".join("not reached" if t is None else f"{t:.0f} s" for t in reach)
@@ -435,6 +485,15 @@ def main() -> None:
     parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="folder for the runs' outputs")
     parser.add_argument("--hf-warmup-steps", type=int, default=10, help="HF linear warmup steps (default 10)")
     parser.add_argument("--hf-logging-steps", type=int, default=25, help="HF Trainer's logging_steps")
+    parser.add_argument(
+        "--device", default="auto", help="both sides' device: auto (the GPU where there is one), cuda or cpu"
+    )
+    parser.add_argument(
+        "--hf-precision",
+        choices=HF_PRECISIONS,
+        default="auto",
+        help="HF Trainer's precision: auto (bf16 on a GPU with native bf16, fp16 on an older one, fp32 on the CPU)",
+    )
     parser.add_argument("--json", help="write the results here (default: RUNS_DIR/bench-train-<time>.json)")
     parser.add_argument("--side", choices=("slovo", "hf"), help=argparse.SUPPRESS)  # child process
     parser.add_argument("--stamp", help=argparse.SUPPRESS)
@@ -447,6 +506,7 @@ def main() -> None:
         args.seconds = parse_duration(args.time, "--time")
     except SlovoError as e:
         sys.exit(str(e))
+    args.device = bench_device(args.device)
     if args.side:  # child: one run, its figures as one JSON line
         result = (run_slovo if args.side == "slovo" else run_hf)(args, Path(args.data))
         print("RESULT " + json.dumps(result), flush=True)
@@ -477,6 +537,8 @@ def main() -> None:
             "time_s": args.seconds,
             "dataset": str(Path(data).resolve()),
             "preset": args.preset,
+            "device": args.device,
+            "hf_precision": args.hf_precision,
             "machine": {
                 "platform": platform.platform(),
                 "cpus": os.cpu_count(),

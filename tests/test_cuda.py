@@ -1,12 +1,19 @@
 """What only a CUDA machine can check: compile, bf16 autocast, fused AdamW, flash attention through SDPA,
-generation and export on the GPU. Skipped without CUDA; `bench/gpu_check.py` runs them on a GPU machine."""
+generation and export on the GPU; training in the card's own precision (bf16, or fp16 through the GradScaler), a
+guard rollback and suite scoring there. Skipped without CUDA; `bench/gpu_check.py` runs them on a GPU machine.
+
+tests/conftest.py's TINY_RUN trains in float32 (CPU results must not depend on the machine); these tests opt out
+with `on_card(...)`, which leaves train.dtype to the card unless a test names it."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from slovo.train import train
+from slovo.utils import read_jsonl
 from tests.helpers import StopAt, train_losses
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -93,3 +100,93 @@ def test_export_from_a_cuda_run_loads_in_transformers_with_the_same_logits(tiny_
     idx = torch.randint(0, 300, (2, 16), device="cuda")
     with torch.no_grad():
         assert torch.allclose(hf(idx).logits.float(), model(idx)[0].float(), atol=1e-4)
+
+
+def on_card(tiny_config, **over):
+    """The tiny run on the card, in the precision train.dtype=auto picks there unless `over` names one; eager (the
+    first test compiles), so the file fits bench/gpu_check.py's share of a short GPU slot."""
+    return tiny_config(**{"train.device": "cuda", "train.dtype": "auto", "train.compile": "false", **over})
+
+
+def _run_json(run_dir):
+    import json
+
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def test_auto_precision_trains_in_the_cards_native_half_precision(tiny_config, tmp_path):
+    from slovo.device import cuda_has_native_bf16
+
+    summary = train(on_card(tiny_config, **{"budget.max_steps": 12}), tmp_path / "run", quiet=True)
+    losses = train_losses(tmp_path / "run")
+    assert summary["status"] == "finished" and losses[-1] < losses[0]
+    assert _run_json(tmp_path / "run")["dtype"] == ("bfloat16" if cuda_has_native_bf16() else "float16")
+
+
+def test_fp16_trains_through_the_grad_scaler_and_resumes_with_its_scale(tiny_config, tmp_path):
+    over = {"train.dtype": "float16", "budget.max_steps": 12}
+    train(on_card(tiny_config, **over), tmp_path / "run", callbacks=[StopAt(6)], quiet=True)
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "step_0000006" / "state.pt", weights_only=True)
+    assert saved["scaler"]["scale"] > 0  # the GradScaler's state is part of the checkpoint
+    summary = train(on_card(tiny_config, **over), tmp_path / "run", resume=True, quiet=True)
+    losses = train_losses(tmp_path / "run")
+    assert summary["status"] == "finished" and all(math.isfinite(x) for x in losses)
+    assert _run_json(tmp_path / "run")["dtype"] == "float16" and losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_the_guard_rolls_back_a_spike_on_the_card(tiny_config, tmp_path, dtype):
+    over = {
+        "train.dtype": dtype,
+        "budget.max_steps": 40,
+        "guard.spike_window": 10,
+        "debug.lr_spike.at": 0.5,
+        "debug.lr_spike.factor": 1000,
+    }
+    summary = train(on_card(tiny_config, **over), tmp_path / "run", quiet=True)
+    assert summary["status"] == "finished" and summary["rollbacks"] >= 1
+
+
+def test_suite_accuracy_in_training_is_what_slovo_eval_scores_afterwards(tiny_config, tmp_path, capsys):
+    """Training scores suites with TF32 off, as `slovo eval --suite` does in its own process: the same pairs
+    give the same accuracy."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_suites import write_suite
+
+    from slovo.cli import main
+
+    suite = write_suite(tmp_path / "rublimp")
+    over = {"budget.max_steps": 8, "eval.suites": [f"rublimp:{suite}"], "eval.suite_final_pairs": 0}
+    summary = train(on_card(tiny_config, **over), tmp_path / "run", quiet=True)
+    assert summary["status"] == "finished"
+    during = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "eval/rublimp_acc" in r][-1]
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run"), "--suite", f"rublimp:{suite}", "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["overall"]["sum"]["acc"] == during["eval/rublimp_acc"]
+
+
+@pytest.mark.parametrize(("ns_dtype", "tol"), [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
+def test_muon_batched_on_the_card_gives_the_one_by_one_update(ns_dtype, tol):
+    from slovo.muon import Muon
+
+    def steps(batched):
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        shapes = [(64, 128)] * 4 + [(128, 64)] * 2
+        params = [torch.randn(s, generator=gen, device="cuda").requires_grad_() for s in shapes]
+        start = [p.detach().clone() for p in params]
+        opt = Muon(params, lr=0.02, weight_decay=0.1, ns_dtype=ns_dtype, batched=batched)
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen, device="cuda")
+            opt.step()
+        return [p.detach() for p in params], start
+
+    one_by_one, start = steps(False)
+    batched, _ = steps(None)  # None: batched, on CUDA
+    for a, b, w in zip(one_by_one, batched, start):
+        assert (a - b).norm() <= tol * (a - w).norm()

@@ -33,8 +33,12 @@ def torchrun(
     slow: str | None = None,
     nproc: int = 2,
     slow_save: str | None = None,
+    slow_start: str | None = None,
+    fast_compile: str | None = None,
+    slow_suite: str | None = None,
+    ok: bool = True,
 ):
-    """`torchrun --nproc_per_node 2 -m slovo ARGS`; returns the finished process (asserting it exited 0)."""
+    """`torchrun --nproc_per_node 2 -m slovo ARGS`; returns the finished process (asserting it exited 0 if `ok`)."""
     torchrun_bin = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
     if probe_dir is not None:
@@ -45,9 +49,15 @@ def torchrun(
             env["SLOVO_PROBE_SLOW"] = slow
         if slow_save:
             env["SLOVO_PROBE_SLOW_SAVE"] = slow_save
+        if slow_start:
+            env["SLOVO_PROBE_SLOW_START"] = slow_start
+        if fast_compile:
+            env["SLOVO_PROBE_FAST_COMPILE"] = fast_compile
+        if slow_suite:
+            env["SLOVO_PROBE_SLOW_SUITE"] = slow_suite
     cmd = [torchrun_bin, "--standalone", "--nproc_per_node", str(nproc), "-m", "slovo", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0 or not ok, proc.stderr[-3000:]
     return proc
 
 
@@ -250,3 +260,90 @@ def test_fsdp_in_one_process_trains_the_plain_model_and_saves_a_sharded_checkpoi
         train(cfg, tmp_path / "run", resume=True, quiet=True)
     cfg = tiny_config(**{"distributed.strategy": "fsdp", "budget.max_steps": 5})
     assert train(cfg, tmp_path / "run", resume=True, quiet=True)["train/global_step"] == 5
+
+
+@pytest.mark.slow
+@linux_only
+def test_overwrite_under_torchrun_deletes_the_folder_on_rank_0_once_the_group_exists(small_dataset, tmp_path):
+    old = tmp_path / "ow"
+    old.mkdir()
+    (old / "old.txt").write_text("a previous run")
+    probe = tmp_path / "probe"
+    torchrun(train_args(small_dataset, tmp_path, "ow", "--overwrite", *tiny_sets(), steps=2), probe_dir=probe)
+    assert read_json(old / "summary.json")["status"] == "finished" and not (old / "old.txt").exists()
+    deleted = [[r for r in read_jsonl(probe / f"rank{rank}.jsonl") if r.get("rmtree") == str(old)] for rank in (0, 1)]
+    assert deleted == [[{"rmtree": str(old), "group": True}], []]
+
+
+@pytest.mark.slow
+@linux_only
+def test_the_default_name_is_rank_0s_and_fsdp_records_the_whole_grad_norm(small_dataset, tmp_path):
+    """Rank 1 starts 1.2 s late, so a name from its own clock would differ: one folder holds the run, and it is
+    the one every rank trained in (its sharded checkpoints go through rank 0's staging folder, so this holds
+    also where a rank's name differs). FSDP's grad norm is the whole model's: the same as DDP's on the same
+    batches."""
+    runs = tmp_path / "runs"
+    sets = tiny_sets(**{"distributed.strategy": "fsdp", "checkpoint.every_steps": 2, "sample.enabled": False})
+    args = ["train", "--data", str(small_dataset), "--runs-dir", str(runs), "--max-steps", "3", "--quiet"]
+    torchrun([*args, *sets], probe_dir=tmp_path / "probe", slow_start="1:1.2")
+    (run,) = runs.iterdir()
+    assert run.name.startswith("tiny-") and read_json(run / "summary.json")["status"] == "finished"
+    torchrun(train_args(small_dataset, tmp_path, "ddp", *tiny_sets(**{"sample.enabled": False}), steps=3))
+    norms = [
+        [r["train/grad_norm"] for r in read_jsonl(folder / "metrics.jsonl") if "train/grad_norm" in r]
+        for folder in (run, tmp_path / "ddp")
+    ]
+    assert len(norms[0]) == 3 and norms[0] == pytest.approx(norms[1], rel=1e-4)
+
+
+@pytest.mark.parametrize("how", ["explicit", "auto on an older card"])
+def test_fp16_with_fsdp_is_refused_in_one_line(tiny_config, how):
+    from slovo.distributed import Dist
+    from slovo.errors import SlovoError
+    from slovo.model import GPT
+
+    dtype = "float16" if how == "explicit" else "auto"
+    cfg = tiny_config(**{"distributed.strategy": "fsdp", "train.dtype": dtype, "model.vocab_size": 300})
+    with pytest.raises(SlovoError, match="train.dtype=float16 does not work with distributed.strategy=fsdp"):
+        Dist().shard(GPT(cfg.model), cfg)
+        Dist().check_precision(cfg, "float16")  # what train.dtype=auto resolves to on a card without bf16
+
+
+@pytest.mark.slow
+@linux_only
+def test_train_compile_auto_is_rank_0s_choice_on_every_rank(small_dataset, tmp_path):
+    """Rank 1's speed cache says compiling pays off; rank 0 has no figures and trains eager, so rank 1 must too."""
+    probe = tmp_path / "probe"
+    sets = tiny_sets(**{"train.compile": "auto", "sample.enabled": False})
+    args = ["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "c", "--time", "1s"]
+    torchrun([*args, "--quiet", *sets], probe_dir=probe, fast_compile="1")
+    assert read_json(tmp_path / "c" / "run.json")["compiled"] is False
+    assert probed(probe, 0, "compile") == probed(probe, 1, "compile") == []
+
+
+@pytest.mark.slow
+@linux_only
+def test_the_eval_subset_size_is_rank_0s_on_every_rank(small_dataset, tmp_path):
+    """Rank 1's suite scoring takes a second longer, so sized from its own timing its subset would be smaller."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_suites import write_suite
+
+    suite = write_suite(tmp_path / "rublimp")
+    probe = tmp_path / "probe"
+    sets = tiny_sets(**{"eval.suites": f"[rublimp:{suite}]", "eval.max_fraction": 0.2, "sample.enabled": False})
+    args = ["train", "--data", str(small_dataset), "--runs-dir", str(tmp_path), "--name", "e", "--time", "3s"]
+    torchrun([*args, "--quiet", *sets], probe_dir=probe, slow_suite="1:1.0")
+    assert read_json(tmp_path / "e" / "summary.json")["status"] == "finished"
+    sizes = [probed(probe, rank, "subset") for rank in (0, 1)]
+    assert len(sizes[0]) == 1 and sizes[0] == sizes[1]
+
+
+@pytest.mark.slow
+@linux_only
+def test_bad_input_under_torchrun_is_one_line_per_rank_and_exit_2_once_the_group_exists(small_dataset, tmp_path):
+    """The run's name is checked on rank 0 after the process group started: every rank prints rank 0's line and
+    exits 2, and none aborts in gloo's teardown ("terminate called without an active exception")."""
+    proc = torchrun(train_args(small_dataset, tmp_path, "a/b", *tiny_sets()), ok=False)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("slovo train: error:")]
+    assert len(lines) == 2 and "a run name is a single folder name" in lines[0]
+    assert "terminate called" not in proc.stderr and "exitcode: 2" in proc.stderr

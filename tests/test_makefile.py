@@ -4,6 +4,7 @@ a stand-in interpreter fails the way pip does, and the Makefile is run from a co
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,8 +15,21 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 
 
-def make(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+def make(cwd: Path, *args: str, driver_cuda: str | None = None) -> subprocess.CompletedProcess:
+    """make in `cwd` with a stand-in `nvidia-smi` first on PATH: one that reports a driver supporting CUDA
+    `driver_cuda`, or (None) one that fails as it does on a machine without an NVIDIA driver."""
+    bin_dir = cwd / "fake-bin"
+    bin_dir.mkdir(exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    banner = f"| NVIDIA-SMI 570.86.15    Driver Version: 570.86.15    CUDA Version: {driver_cuda}     |"
+    failing = "echo 'NVIDIA-SMI has failed'\nexit 9"
+    smi.write_text(f"#!/bin/sh\n{f'echo {banner!r}' if driver_cuda else failing}\n")
+    smi.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("TORCH_INDEX", None)
+    return subprocess.run(
+        ["make", "--no-print-directory", *args], cwd=cwd, capture_output=True, text=True, timeout=60, env=env
+    )
 
 
 @pytest.fixture
@@ -89,3 +103,35 @@ def test_another_torch_index_reinstalls_torch_and_the_venv_records_which_build_i
     assert "--force-reinstall --no-deps --index-url https://download.pytorch.org/whl/cu128 torch==2.13.0" in asked
     assert "-e ." in asked  # slovo itself is installed again over the new torch
     assert (venv / ".venv-ok").read_text().strip() == "torch==2.13.0 cu128"
+
+
+@pytest.mark.parametrize(
+    ("driver_cuda", "index"),
+    [(None, "cpu"), ("12.8", "cu128"), ("13.0", "cu130"), ("12.9", "cu128"), ("12.6", "cu126")],
+)
+def test_the_torch_build_follows_the_driver_nvidia_smi_reports(checkout, driver_cuda, index):
+    shown = make(checkout, "print-torch-index", driver_cuda=driver_cuda)
+    assert shown.returncode == 0 and shown.stdout.split() == [index]
+
+
+def test_a_driver_too_old_for_the_cuda_builds_takes_the_cpu_build_and_says_why(checkout):
+    shown = make(checkout, "print-torch-index", driver_cuda="11.8")
+    assert shown.stdout.splitlines()[-1] == "cpu"
+    assert "supports CUDA up to 11.8" in shown.stdout and "TORCH_INDEX" in shown.stdout
+
+
+def test_torch_index_given_overrides_the_driver(checkout):
+    assert make(checkout, "print-torch-index", "TORCH_INDEX=cpu", driver_cuda="12.8").stdout.split() == ["cpu"]
+
+
+def test_make_demo_on_a_gpu_machine_installs_the_cuda_build(checkout):
+    """A dry run of `make demo` where nvidia-smi reports CUDA 12.8: the torch wheel comes from the cu128 index."""
+    venv = checkout / "venv"
+    (venv / "bin").mkdir(parents=True)
+    calls = checkout / "pip-calls.txt"  # a stand-in pip that succeeds and notes what it was asked
+    (venv / "bin" / "python").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexit 0\n')
+    (venv / "bin" / "python").chmod(0o755)
+    done = make(checkout, "-n", "demo", "VENV=venv", driver_cuda="12.8")
+    assert done.returncode == 0, done.stderr
+    assert "--index-url https://download.pytorch.org/whl/cu128 torch==2.13.0" in calls.read_text()
+    assert "echo 'torch==2.13.0 cu128' > venv/.venv-ok" in done.stdout

@@ -209,7 +209,11 @@ def test_eval_on_another_text_source_uses_the_runs_tokenizer(small_dataset, tmp_
 
 
 @pytest.mark.slow
-def test_real_ctrl_c_stops_after_the_step_with_a_resumable_checkpoint(small_dataset, tmp_path):
+@pytest.mark.parametrize(("signame", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_real_ctrl_c_or_sigterm_stops_after_the_step_with_a_resumable_checkpoint(
+    small_dataset, tmp_path, signame, status
+):
+    """Ctrl-C, and SIGTERM (SLURM preemption, docker stop, torchrun's teardown): save, then exit 128 + signal."""
     import os
     import signal
     import subprocess
@@ -240,9 +244,9 @@ def test_real_ctrl_c_stops_after_the_step_with_a_resumable_checkpoint(small_data
     deadline = time.time() + 60
     while time.time() < deadline and len(read_jsonl(metrics)) < 5:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err  # the shell's convention: `slovo train ... && slovo generate ...` stops
+    assert proc.returncode == status, err  # the shell's convention: `slovo train ... && slovo generate ...` stops
     summary = read_json(tmp_path / "c" / "summary.json")
     assert summary["status"] == "interrupted" and summary["train_runtime"] < 120
     step = summary["train/global_step"]

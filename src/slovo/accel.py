@@ -25,9 +25,11 @@ from pathlib import Path
 from slovo.utils import atomic_write_json, read_json
 
 # Stand-ins until this machine has measured a shape: (compile seconds, speed-up of a compiled step).
-# CUDA: bench/results/gpu_check_h200.md (base preset: 22 s of compiling, 2.13x the eager step rate);
-# CPU: the tiny preset on 2 cores (47 s, 1.17x).
-DEFAULT_COMPILE = {"cuda": (25.0, 2.0), "cpu": (47.0, 1.17), "mps": (60.0, 1.0)}
+# CUDA: bench/results/gpu_check_h200.md (base preset: 22 s of compiling, 2.13x the eager step rate). On a CPU
+# compiling has been measured to pay on one processor and to cost on another (bench/results/speedrun.md), so
+# it promises nothing there until this processor has timed both ways: `train.compile=true` records the
+# compiled step, an eager run the eager one.
+DEFAULT_COMPILE = {"cuda": (25.0, 2.0), "cpu": (47.0, 1.0), "mps": (60.0, 1.0)}
 CACHE_FORMAT = "slovo-speed/2"
 # bf16 must beat float32 by this much before an `auto` takes it on a CPU (the probe's own noise)
 CPU_BF16_MIN_SPEEDUP = 1.1
@@ -71,7 +73,7 @@ def shape_key(cfg, device_name: str, dtype: str | None = None) -> str:
 
     m, t = cfg.model, cfg.train
     return (
-        f"{device_name}|{m.n_layer}x{m.n_embd}/{m.n_head}h/{m.seq_len}|"
+        f"{device_name}|{m.n_layer}x{m.n_embd}/{m.n_head}h/{m.seq_len}/v{m.vocab_size}|"
         f"b{t.per_device_train_batch_size}x{t.gradient_accumulation_steps}|{dtype or t.dtype}|{cfg.optim.name}|"
         f"threads {torch.get_num_threads()}"
     )
@@ -151,9 +153,10 @@ def _bf16_if_faster(name: str, setting: str, device: str, key: str, measure, wha
 
     if setting != "auto":
         return resolve_dtype(setting, device), f"{name}={setting}"
-    if device_type(device) != "cpu":
-        dtype = resolve_dtype(setting, device)
-        return dtype, f"auto: {dtype} on {device_type(device)}"
+    if device_type(device) != "cpu":  # CUDA: bf16 where the card has it natively, else fp16 (train.dtype) or fp32
+        dtype = resolve_dtype(setting, device, "float16" if name == "train.dtype" else "float32")
+        why = "" if dtype == "bfloat16" or device_type(device) != "cuda" else " (this card has no native bf16)"
+        return dtype, f"auto: {dtype} on {device_type(device)}{why}"
     if not cpu_has_native_bf16():
         return "float32", "auto: float32 (this CPU has no bf16 matrix instructions)"
     matmul = bf16_matmul_speedup()
@@ -227,6 +230,13 @@ def choose_compile(setting: str, device: str, budget_s: float | None, key: str) 
     if budget_s is None:
         use = kind == "cuda"
         return use, f"auto: no time budget, {'compiling on CUDA' if use else 'eager off CUDA'}"
+    if speedup <= 1.0:
+        if source == "measured on this machine":
+            return False, f"auto: not compiling: a compiled step is {speedup - 1:+.0%} the speed of an eager one here"
+        return (
+            False,
+            f"auto: not compiling: no compiled step of this shape timed on this {kind} yet (compile=true times one)",
+        )
     won_back = budget_s * (speedup - 1.0)
     use = won_back > compile_s
     verdict = "compiling" if use else "not compiling"

@@ -7,6 +7,8 @@ an unknown card (and every CPU) has no peak and its MFU is reported as null.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 # Peak dense (no sparsity) bf16 tensor-core FLOP/s, from the vendors' datasheets, keyed by
 # torch.cuda.get_device_name(). Add a card here when you have measured slovo on it.
 PEAK_BF16_FLOPS = {
@@ -42,17 +44,70 @@ def pick_device(name: str = "auto") -> str:
     return "cpu"
 
 
+def nvidia_driver_present() -> bool:
+    """Whether this machine has an NVIDIA driver: `nvidia-smi` on PATH or the kernel module's /proc folder."""
+    import os
+    import shutil
+
+    return shutil.which("nvidia-smi") is not None or os.path.isdir("/proc/driver/nvidia")
+
+
+def unused_gpu_notice() -> str | None:
+    """One line when an NVIDIA driver is here but this torch cannot use CUDA (a CPU build, or a CUDA build the
+    driver is too old for): train.device=auto would then train on the CPU beside an idle GPU. None otherwise."""
+    import torch
+
+    if torch.cuda.is_available() or not nvidia_driver_present():
+        return None
+    if torch.version.cuda is None:
+        why = f"torch {torch.__version__} is a CPU build"
+    else:
+        why = f"torch {torch.__version__} (CUDA {torch.version.cuda}) cannot use this machine's driver"
+    return (
+        f"an NVIDIA driver is present but {why}: training runs on the CPU. Install a CUDA build: "
+        "`make install` (it picks one from nvidia-smi) or pip install torch --index-url "
+        "https://download.pytorch.org/whl/cu128"
+    )
+
+
+def warn_unused_gpu(command: str) -> None:
+    """`slovo train` / `tune` with train.device=auto: the unused-GPU line on stderr, once (rank 0 under torchrun)."""
+    import os
+    import sys
+
+    notice = unused_gpu_notice() if os.environ.get("RANK", "0") == "0" else None
+    if notice:
+        print(f"slovo {command}: {notice}", file=sys.stderr)
+
+
 def device_type(device: str) -> str:
     """'cuda:1' -> 'cuda'."""
     return device.split(":")[0]
 
 
-def resolve_dtype(dtype: str, device: str) -> str:
-    """train.dtype 'auto' -> bf16 autocast on CUDA, float32 elsewhere. Training decides a CPU's 'auto' by
-    measuring (slovo.accel.choose_dtype); this is the answer for everything that does not measure."""
+def resolve_dtype(dtype: str, device: str, no_bf16: str = "float16") -> str:
+    """train.dtype 'auto' -> bf16 autocast on a CUDA card with native bf16 (compute capability 8.0 and later),
+    `no_bf16` on older cards (T4, V100: bf16 is emulated there and slow; fp16 autocast with the GradScaler, or
+    float32 for Muon's Newton-Schulz), float32 elsewhere. Training decides a CPU's 'auto' by measuring
+    (slovo.accel.choose_dtype); this is the answer for everything that does not measure."""
     if dtype == "auto":
-        return "bfloat16" if device.startswith("cuda") else "float32"
+        if not device.startswith("cuda"):
+            return "float32"
+        return "bfloat16" if cuda_has_native_bf16(device) else no_bf16
     return dtype
+
+
+def cuda_has_native_bf16(device: str = "cuda") -> bool:
+    """Whether this CUDA card computes bf16 in hardware (Ampere, compute capability 8.0, and later). With no card
+    to ask (a decision about CUDA made on a machine without one), a current card is assumed: yes."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return True
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # a torch before the argument existed
+        return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def cpu_bf16_instructions() -> list[str]:
@@ -100,6 +155,20 @@ def set_threads(n: int) -> None:
 
     if n:
         torch.set_num_threads(n)
+
+
+@contextmanager
+def true_float32():
+    """float32 matmuls and convolutions in full precision inside (TF32 off), as they were after: suite scoring
+    during training then ranks close pairs as `slovo eval --suite` does afterwards, in a process without TF32."""
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def enable_fast_matmul(device: str) -> None:

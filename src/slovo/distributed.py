@@ -17,6 +17,10 @@ Two strategies (`distributed.strategy`):
   add the sharded weights and optimizer in `dcp/` (torch.distributed.checkpoint, slovo.sharded), which any
   number of ranks, one included, can load.
 
+Before training, `on_rank0` runs what one process must do for all (the default run name, the existence check,
+`--overwrite`'s deletion) on rank 0 alone, once the process group exists, the others waiting for its answer.
+Choices a rank could make from its own measurements (compile, the eval subset's size) are rank 0's, broadcast.
+
 Leaving: gloo's worker threads outlive `destroy_process_group` (DDP keeps the process group alive) and may
 drop their last reference to a finished collective's tensors after Python began to finalize; the thread then
 asks for the GIL, CPython 3.11 ends it with pthread_exit, and the forced unwind through a C++ destructor calls
@@ -29,14 +33,82 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from slovo.errors import SlovoError
 
 STRATEGIES = ("ddp", "fsdp")
+T = TypeVar("T")
+_group_started_here = False  # slovo started the process group that exists now (so its Dist may end the process)
+
+
+def start_group() -> bool:
+    """Under torchrun (WORLD_SIZE > 1): start the process group once, NCCL bound to this rank's GPU (`device_id`,
+    which also makes the rank's GPU the current one) or gloo without CUDA. Returns whether there are several
+    ranks."""
+    global _group_started_here
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(local)
+            dist.init_process_group("nccl", device_id=local)
+        else:
+            dist.init_process_group("gloo")
+        _group_started_here = True
+    return True
+
+
+def exit_in_group(line: str, code: int) -> None:
+    """Under a process group slovo started: print `line` to stderr and leave at once with `code` (the group ended,
+    the interpreter's teardown skipped: gloo's threads can abort it, see the module's docstring). Else nothing."""
+    if not (_group_started_here and torch.distributed.is_initialized()):
+        return
+    print(line, file=sys.stderr)
+    torch.distributed.destroy_process_group()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def on_rank0(fn: Callable[[], T]) -> T:
+    """`fn()` on rank 0 alone once the process group exists; every rank gets its result (or its SlovoError, the
+    same one line) when rank 0 is done, so no rank goes on before rank 0's work on shared files is over. Without
+    torchrun: `fn()`."""
+    if not start_group():
+        return fn()
+    import torch.distributed as dist
+
+    box: list = [None]
+    if dist.get_rank() == 0:
+        try:
+            box = [("ok", fn())]
+        except SlovoError as e:
+            box = [("error", str(e))]
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "error":
+        raise SlovoError(value)
+    return value
+
+
+# fp16's GradScaler skips a step when its own gradients overflowed; under FSDP each rank sees only its shards',
+# so ranks could disagree on skipping and their weights part ways
+FP16_FSDP = (
+    "train.dtype=float16 does not work with distributed.strategy=fsdp (the GradScaler's overflow check sees "
+    "only each rank's shards); use train.dtype=bfloat16 or float32, or distributed.strategy=ddp"
+)
 
 
 @dataclass
@@ -55,13 +127,12 @@ class Dist:
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.enabled = self.world > 1
-        self.owns_group = False  # this object started the process group (so it may end the process)
+        self.owns_group = False  # slovo started the process group (so this object may end the process)
         if self.enabled:
             import torch.distributed as dist
 
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-                self.owns_group = True
+            start_group()
+            self.owns_group = _group_started_here
             self._dist = dist
 
     @property
@@ -89,6 +160,8 @@ class Dist:
                 "whole matrices, FSDP gives each rank a shard); use distributed.strategy=ddp or "
                 "optim.name=adamw"
             )
+        if strategy == "fsdp" and cfg.train.dtype == "float16":
+            raise SlovoError(FP16_FSDP)
         if strategy != "fsdp" or not self.enabled:
             return None
         import copy
@@ -100,6 +173,11 @@ class Dist:
             fully_shard(block)
         fully_shard(sharded)
         return sharded
+
+    def check_precision(self, cfg, dtype: str) -> None:
+        """The precision chosen for the run (train.dtype=auto may be fp16 on an older card) against the strategy."""
+        if cfg.distributed.strategy == "fsdp" and dtype == "float16":
+            raise SlovoError(FP16_FSDP)
 
     def wrap(
         self, model: torch.nn.Module, device: str, sharded: torch.nn.Module | None = None, compiled: bool = False

@@ -86,6 +86,7 @@ def suite_metrics(
     phenomenon, 0 = the whole suite). `autocast` applies to the extra sets (as to the main eval), not to
     the suites. Every rank scores all of them alike (under torchrun each rank computes the same figures; rank 0
     records them)."""
+    from slovo.device import true_float32
     from slovo.evaluate import evaluate
     from slovo.suites.rublimp import select_pairs
     from slovo.suites.scoring import encode_pairs, suite_subset_metrics
@@ -101,5 +102,6 @@ def suite_metrics(
             pairs = encode_pairs(suite, tokenizer, select_pairs(suite, extras.final_pairs))
         # float32 whatever train.dtype: the two sentences differ by a word, and bf16 logits (3 significant digits)
         # would decide close pairs by rounding. Sentences are short, so 4x the training batch fits its memory
-        metrics.update(suite_subset_metrics(model, pairs, cfg.model.seq_len, 4 * batch, device))
+        with true_float32():  # as `slovo eval --suite` scores, in a process where training turned TF32 on
+            metrics.update(suite_subset_metrics(model, pairs, cfg.model.seq_len, 4 * batch, device))
     return metrics

@@ -5,6 +5,13 @@ weight decay, torch's per-shape lr adjustment), with one thing torch fixes and s
 iteration runs in. torch always runs it in bfloat16, which is fast on GPUs and on CPUs with bf16 matrix
 instructions, and several times slower than float32 on a CPU without them (bench/results/muon_ns_cpu.md).
 `ns_dtype` picks it; `slovo.accel.choose_muon_ns_dtype` measures which is faster on the machine.
+
+On CUDA the step is batched: the matrices of one shape go through the Newton-Schulz iteration together, one
+`baddbmm` chain per shape (a model has a handful of shapes, each repeated once per block), and the momentum and
+the update are `torch._foreach_*` calls over the shape's matrices; one-by-one, each matrix costs ~25 small kernel
+launches, which left the card idle for much of a small model's step. On the CPU the one-by-one loop stays the
+default (its bf16 steps are bitwise torch.optim.Muon's); `batched=True` takes the batched path anywhere, the same
+update within float rounding.
 """
 
 from __future__ import annotations
@@ -32,6 +39,21 @@ def orthogonalise(update: torch.Tensor, steps: int, dtype: torch.dtype) -> torch
     return x.T if tall else x
 
 
+def orthogonalise_batched(updates: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor:
+    """`orthogonalise` of every matrix of a (batch, rows, cols) stack at once: the same iteration as batched
+    matrix products, each matrix normalised by its own norm."""
+    a, b, c = NS_COEFFICIENTS
+    x = updates.to(dtype)
+    tall = updates.size(-2) > updates.size(-1)
+    if tall:
+        x = x.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=NS_EPS)
+    for _ in range(steps):
+        gram = x @ x.mT
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.mT if tall else x
+
+
 def adjusted_lr(lr: float, adjust_lr_fn: str, shape: torch.Size) -> float:
     """torch.optim.Muon's per-shape lr: 'original' scales by sqrt(max(1, rows/cols)), 'match_rms_adamw' by
     0.2 sqrt(max(rows, cols))."""
@@ -54,6 +76,7 @@ class Muon(torch.optim.Optimizer):
         ns_steps: int = 5,
         adjust_lr_fn: str = "original",
         ns_dtype: torch.dtype = torch.bfloat16,
+        batched: bool | None = None,
     ):
         defaults = dict(
             lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
@@ -61,6 +84,7 @@ class Muon(torch.optim.Optimizer):
         )  # fmt: skip
         super().__init__(params, defaults)
         self.ns_dtype = ns_dtype  # not in the groups: a machine's choice, not part of the saved state
+        self.batched = batched  # None: batched on CUDA, one by one elsewhere
         for group in self.param_groups:
             for p in group["params"]:
                 if p.ndim != 2:
@@ -69,16 +93,45 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
-            lr, momentum = group["lr"], group["momentum"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p.grad)
-                buf = state["momentum_buffer"]
-                buf.lerp_(p.grad, 1 - momentum)
-                update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
-                update = orthogonalise(update, group["ns_steps"], self.ns_dtype)
-                p.mul_(1 - lr * group["weight_decay"])
-                p.add_(update, alpha=-adjusted_lr(lr, group["adjust_lr_fn"], p.shape))
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
+                if "momentum_buffer" not in self.state[p]:
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p.grad)
+            if self.batched or (self.batched is None and params[0].is_cuda):
+                for same_shape in _by_shape(params):
+                    self._step_batched(group, same_shape)
+            else:
+                for p in params:
+                    self._step_one(group, p)
+
+    def _step_one(self, group: dict, p: torch.Tensor) -> None:
+        lr, momentum = group["lr"], group["momentum"]
+        buf = self.state[p]["momentum_buffer"]
+        buf.lerp_(p.grad, 1 - momentum)
+        update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
+        update = orthogonalise(update, group["ns_steps"], self.ns_dtype)
+        p.mul_(1 - lr * group["weight_decay"])
+        p.add_(update, alpha=-adjusted_lr(lr, group["adjust_lr_fn"], p.shape))
+
+    def _step_batched(self, group: dict, params: list[torch.Tensor]) -> None:
+        """`_step_one` for matrices of one shape, dtype and device, together."""
+        lr, momentum = group["lr"], group["momentum"]
+        grads = [p.grad for p in params]
+        bufs = [self.state[p]["momentum_buffer"] for p in params]
+        torch._foreach_lerp_(bufs, grads, 1 - momentum)
+        updates = torch._foreach_lerp(grads, bufs, momentum) if group["nesterov"] else bufs
+        ortho = orthogonalise_batched(torch.stack(updates), group["ns_steps"], self.ns_dtype)
+        torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+        # in the parameters' dtype first, as add_ promotes a one-by-one update before scaling it
+        steps = list(ortho.to(params[0].dtype).unbind(0))
+        torch._foreach_add_(params, steps, alpha=-adjusted_lr(lr, group["adjust_lr_fn"], params[0].shape))
+
+
+def _by_shape(params: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """The parameters grouped by shape, dtype and device (what one stacked Newton-Schulz can take), in order."""
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for p in params:
+        groups.setdefault((tuple(p.shape), p.dtype, p.device), []).append(p)
+    return list(groups.values())

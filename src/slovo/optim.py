@@ -181,6 +181,6 @@ def build_muon(model: torch.nn.Module, cfg: OptimConfig, device: str) -> Optimiz
         nesterov=True,
         ns_steps=cfg.muon_ns_steps,
         adjust_lr_fn=cfg.muon_adjust_lr,
-        ns_dtype=getattr(torch, resolve_dtype(cfg.muon_ns_dtype, device)),
+        ns_dtype=getattr(torch, resolve_dtype(cfg.muon_ns_dtype, device, no_bf16="float32")),
     )
     return OptimizerGroup(muon=muon, adamw=adamw)

@@ -6,7 +6,15 @@ In a torchrun worker (RANK set) with SLOVO_PROBE_DIR set, it records to SLOVO_PR
                    (FSDP shards are gathered): ranks that train one model agree on every step's hash
 and SLOVO_PROBE_SLOW="R:SECONDS" makes rank R sleep that long inside every optimizer step, so its training clock
 runs ahead of the others', and SLOVO_PROBE_SLOW_SAVE="R:SECONDS" makes rank R sleep that long in every checkpoint
-save (in safetensors' save_model, which every checkpoint's weights go through). It wraps functions every slovo
+save (in safetensors' save_model, which every checkpoint's weights go through), and
+SLOVO_PROBE_SLOW_START="R:SECONDS" makes rank R start that much later (its clock reads later from the start).
+  {"rmtree": path, "group": bool}  each shutil.rmtree, and whether the process group existed then
+  {"compile": true}                each torch.compile call
+  {"subset": n}                    the size of the eval subset a rank chose (slovo.evaluate.subset_indices)
+and SLOVO_PROBE_FAST_COMPILE="R" gives rank R a speed cache in which compiling pays off at once (train.compile=auto
+would compile there, from its own figures), and SLOVO_PROBE_SLOW_SUITE="R:SECONDS" makes rank R's suite scoring
+take that much longer (slovo.suites.scoring.suite_subset_metrics).
+It wraps functions every slovo
 version calls (cross_entropy, clip_grad_norm_, save_model), so the same test runs against older code.
 """
 
@@ -61,6 +69,54 @@ if os.environ.get("SLOVO_PROBE_DIR") and "RANK" in os.environ:
             return _save_model(*args, **kwargs)
 
         safetensors.torch.save_model = _slow_save_model
+
+    import shutil
+
+    _rmtree = shutil.rmtree
+
+    def _probed_rmtree(path, *args, **kwargs):
+        import torch.distributed as dist
+
+        _record(rmtree=str(path), group=dist.is_available() and dist.is_initialized())
+        return _rmtree(path, *args, **kwargs)
+
+    shutil.rmtree = _probed_rmtree
+    _start_rank, _, _start_s = os.environ.get("SLOVO_PROBE_SLOW_START", "-1:0").partition(":")
+    if int(_start_rank) == _rank:
+        time.sleep(float(_start_s))
+
+    _compile = torch.compile
+
+    def _probed_compile(*args, **kwargs):
+        _record(compile=True)
+        return _compile(*args, **kwargs)
+
+    torch.compile = _probed_compile
+    if os.environ.get("SLOVO_PROBE_FAST_COMPILE") == str(_rank):
+        import slovo.accel
+
+        slovo.accel.measured = lambda key: {"compile_s": 0.01, "eager_step_s": 1.0, "compiled_step_s": 0.1}
+
+    import slovo.evaluate
+
+    _subset_indices = slovo.evaluate.subset_indices
+
+    def _probed_subset_indices(n_windows, n_subset):
+        _record(subset=int(n_subset))
+        return _subset_indices(n_windows, n_subset)
+
+    slovo.evaluate.subset_indices = _probed_subset_indices
+    _suite_rank, _, _suite_s = os.environ.get("SLOVO_PROBE_SLOW_SUITE", "-1:0").partition(":")
+    if int(_suite_rank) == _rank:
+        import slovo.suites.scoring
+
+        _suite_metrics = slovo.suites.scoring.suite_subset_metrics
+
+        def _slow_suite_metrics(*args, **kwargs):
+            time.sleep(float(_suite_s))
+            return _suite_metrics(*args, **kwargs)
+
+        slovo.suites.scoring.suite_subset_metrics = _slow_suite_metrics
 
     F.cross_entropy = _probed_cross_entropy
     torch.nn.utils.clip_grad_norm_ = _probed_clip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -51,8 +52,44 @@ def _budget_overrides(args) -> dict:
     return out
 
 
+def _new_run_dir(args, cfg) -> Path:
+    """The new run's folder: --name or preset-and-time, refused when it holds a run and --overwrite is not given."""
+    name = args.name or f"{cfg.preset or Path(args.config).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    if "/" in name or name in (".", ".."):
+        raise SlovoError(f"--name {name!r}: a run name is a single folder name")
+    run_dir = Path(args.runs_dir) / name
+    if run_dir.exists() and any(run_dir.iterdir()) and not args.overwrite:
+        raise SlovoError(f"{run_dir}: already exists; use --resume {run_dir}, another --name, or --overwrite")
+    return run_dir
+
+
+def _overwrite(run_dir: Path) -> None:
+    """--overwrite: delete the old run folder, unless a live process trains in it."""
+    from slovo.runlock import describe_holder, lock_holder
+
+    if not run_dir.exists():
+        return
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        raise SlovoError(
+            f"{run_dir}: cannot --overwrite: another slovo process is training in it ({describe_holder(holder)}); "
+            "wait for it or stop it"
+        )
+    shutil.rmtree(run_dir)
+
+
 def run(args) -> int:
+    try:
+        return _run(args)
+    except SlovoError as e:
+        if "slovo.distributed" in sys.modules:  # under torchrun the process group may exist by now
+            sys.modules["slovo.distributed"].exit_in_group(f"slovo train: error: {e}", e.exit_code)
+        raise
+
+
+def _run(args) -> int:
     from slovo.config import load_config, parse_override
+    from slovo.distributed import on_rank0
 
     overrides = dict(parse_override(o) for o in args.overrides)
     overrides.update(_budget_overrides(args))
@@ -78,13 +115,8 @@ def run(args) -> int:
             args.preset = "tiny"
         overrides["data.path"] = args.data
         cfg = load_config(preset=args.preset, config_file=args.config, overrides=overrides)
-        name = args.name or f"{cfg.preset or Path(args.config).stem}-{datetime.now():%Y%m%d-%H%M%S}"
-        if "/" in name or name in (".", ".."):
-            raise SlovoError(f"--name {name!r}: a run name is a single folder name")
-        run_dir = Path(args.runs_dir) / name
-        if run_dir.exists() and any(run_dir.iterdir()):
-            if not args.overwrite:
-                raise SlovoError(f"{run_dir}: already exists; use --resume {run_dir}, another --name, or --overwrite")
+        # under torchrun rank 0 names the run and checks the folder: a timestamp per rank could differ
+        run_dir = on_rank0(lambda: _new_run_dir(args, cfg))
         resume = False
 
     from slovo.config import require_budget
@@ -92,21 +124,20 @@ def run(args) -> int:
 
     require_budget(cfg)
     load_dataset(cfg.data.path)  # a bad dataset path fails here, before an old run folder is replaced
-    if not resume and run_dir.exists() and args.overwrite:
-        from slovo.runlock import describe_holder, lock_holder
+    if not resume and args.overwrite:
+        on_rank0(lambda: _overwrite(run_dir))  # one rank deletes, the others wait for it
 
-        holder = lock_holder(run_dir)
-        if holder is not None:
-            raise SlovoError(
-                f"{run_dir}: cannot --overwrite: another slovo process is training in it "
-                f"({describe_holder(holder)}); "
-                "wait for it or stop it"
-            )
-        shutil.rmtree(run_dir)
+    if cfg.train.device == "auto":
+        from slovo.device import warn_unused_gpu
 
+        warn_unused_gpu("train")
     from slovo.train import train
 
     summary = train(cfg, run_dir, resume=resume, quiet=args.quiet)
     if summary["status"] == "interrupted":
-        return 130  # Ctrl-C, after saving: the shell's convention, so `slovo train ... && slovo generate` stops
+        from slovo.callbacks import stop_exit_status
+
+        # after saving: 130 (Ctrl-C) or 143 (SIGTERM), the shell's convention, so `slovo train ... && slovo generate`
+        # stops, and a scheduler sees the run was terminated
+        return stop_exit_status()
     return 0 if summary["status"] in ("finished", "pruned") else 1

@@ -43,7 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from slovo.device import warn_unused_gpu
     from slovo.tune import run_tune
+
+    if not args.dry_run:
+        warn_unused_gpu("tune")
 
     result = run_tune(
         args.data,
@@ -57,5 +61,7 @@ def run(args) -> int:
         seed=args.seed,
     )
     if result.get("status") == "interrupted":
-        return 130  # Ctrl-C, after saving (as `slovo train`)
+        from slovo.callbacks import stop_exit_status
+
+        return stop_exit_status()  # Ctrl-C (130) or SIGTERM (143), after saving (as `slovo train`)
     return 0 if result.get("dry_run") or result.get("status") == "finished" else 1

@@ -3,6 +3,10 @@
 Each micro-batch draws `batch_size` random windows of `seq_len + 1` tokens. The offsets come from a
 generator seeded with (seed, micro-batch index, rank), so the loader's whole state is one integer:
 resuming from a checkpoint at micro-batch N gives exactly the batches an uninterrupted run would.
+
+`prefetch()` builds the next micro-batch ahead (on CUDA its copy to the card is queued behind the work already
+there): the training step calls it while the card still runs the step, before it waits for the step's figures.
+It hands out the same batch `next_batch()` would have; the state counts handed-out batches only.
 """
 
 from __future__ import annotations
@@ -24,10 +28,21 @@ class BatchLoader:
         self.rank = rank
         self.device = device
         self.position = 0  # micro-batches handed out so far
+        self._ahead: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None  # (position, batch) prefetched
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, self.position, self.rank))
+        ahead, self._ahead = self._ahead, None
+        batch = ahead[1] if ahead is not None and ahead[0] == self.position else self._build(self.position)
         self.position += 1
+        return batch
+
+    def prefetch(self) -> None:
+        """Build the next micro-batch now, so `next_batch` finds it ready."""
+        if self._ahead is None or self._ahead[0] != self.position:
+            self._ahead = (self.position, self._build(self.position))
+
+    def _build(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, position, self.rank))
         starts = rng.integers(0, len(self.tokens) - self.seq_len - 1, size=self.batch_size)
         windows = np.stack([np.asarray(self.tokens[s : s + self.seq_len + 1], dtype=np.int64) for s in starts])
         batch = torch.from_numpy(windows)
@@ -42,3 +57,4 @@ class BatchLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.position = int(state["position"])
+        self._ahead = None

@@ -76,7 +76,8 @@ class Evaluator:
         with self.clock.measure("final_eval" if final else "eval"):
             extra = self._score_extras(final)  # first: the subset's size needs its time
             if not final and self.subset is None:
-                self.subset = subset_indices(len(run.windows), self._subset_size(state))
+                # every rank measures (collectives); rank 0's size for all: each rank's own timing could differ
+                self.subset = subset_indices(len(run.windows), run.dist.broadcast(self._subset_size(state)))
                 self._say_subset()
             metrics = self._score(run.windows if final else run.windows[self.subset])
             per_window = metrics.pop("per_window_nats"), metrics.pop("per_window_bytes")

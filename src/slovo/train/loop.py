@@ -61,13 +61,20 @@ def train_step(
     if scaler is not None:
         scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor whose local value is this rank's shards' norm
+        grad_norm = grad_norm.full_tensor()
     if scaler is not None:
         scaler.step(optimizer)  # skips the step when the grads overflowed
         scaler.update()
     else:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(float(loss_sum), float(grad_norm), data_time)  # float() syncs: the step's time is real
+    t = clock.now()
+    loader.prefetch()  # the next step's first batch, while the card still works on this one
+    data_time += clock.now() - t
+    # the step's one wait for the card: both figures in one copy (the step's time is then real)
+    loss, norm = torch.stack([loss_sum.float(), torch.as_tensor(grad_norm, dtype=torch.float32)]).tolist()
+    return StepResult(loss, norm, data_time)
 
 
 def train(

@@ -116,10 +116,13 @@ def build_run(cfg: Config, dist: Dist, budget: Budget) -> Run:
     )
     (dtype, dtype_reason), muon_ns = dist.broadcast(choices)
     muon_ns_dtype, muon_ns_reason = muon_ns or (None, None)
+    dist.check_precision(cfg, dtype)
     optim_cfg = dataclasses.replace(cfg.optim, muon_ns_dtype=muon_ns_dtype or cfg.optim.muon_ns_dtype)
     optimizer = make_optimizer(trained, optim_cfg, device)
     speed_key = shape_key(cfg, device_name(device), dtype)
-    compiled, compile_reason = choose_compile(cfg.train.compile, device, budget.time_s, speed_key)
+    # rank 0 decides for all: ranks reading their own speed caches could choose differently
+    compile_choice = choose_compile(cfg.train.compile, device, budget.time_s, speed_key) if dist.is_main else None
+    compiled, compile_reason = dist.broadcast(compile_choice)
     if compiled and device_type(device) == "cpu":
         _deterministic_cpu_kernels()
     eval_model = torch.compile(model) if compiled else model  # compiled once, for both uses

@@ -206,6 +206,9 @@ class _OneBatch:
     def next_batch(self):
         return self.x, self.y
 
+    def prefetch(self) -> None:
+        """Nothing to build ahead: the batch is always the same (train_step calls it)."""
+
 
 def measure_speed(cfg, device: str, seconds: float, compile_model: bool = False, warm_up: bool = True) -> dict:
     """Tokens/s of full optimizer steps (`slovo.train.train_step`: forward, backward, clip, step) at `cfg`'s shape

@@ -1,0 +1,86 @@
+"""What the peer benchmarks (bench_train.py, bench_engine.py) share so that a comparison means something: both
+sides on one device, both final models scored one way, each side's device and precision recorded, and a
+comparison across devices refused.
+
+- Device: `--device auto` is CUDA where torch sees a card, else the CPU; slovo trains there (`train.device`) and
+  HF Trainer too (`use_cpu` only on the CPU).
+- HF precision (`--hf-precision`): `auto` is bf16 autocast on a CUDA card with native bf16, fp16 (with Trainer's
+  GradScaler) on an older card, float32 on the CPU; or name it: fp32, bf16, fp16.
+- Scoring: each side's final model by slovo's `evaluate` on the same windows, in true float32 (no autocast, TF32
+  off), whatever precision it trained in, so neither side's bpb carries its eval's rounding.
+
+Importing this module puts the checkout's own `src/` first on the path (and on PYTHONPATH for child processes),
+so the scripts run the code beside them without `PYTHONPATH=src` or an install.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
+
+HF_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def bench_device(requested: str = "auto") -> str:
+    """'auto' -> 'cuda' where torch sees a card, else 'cpu'; 'cpu' / 'cuda' as given (a missing card: exit)."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit(f"--device {requested}: torch sees no CUDA device here")
+    return requested
+
+
+def hf_precision(setting: str, device: str) -> str:
+    """The HF side's precision for --hf-precision on `device`: 'auto' as in the module's docstring."""
+    if setting != "auto":
+        return setting
+    if not device.startswith("cuda"):
+        return "fp32"
+    from slovo.device import cuda_has_native_bf16
+
+    return "bf16" if cuda_has_native_bf16(device) else "fp16"
+
+
+def hf_device_args(precision: str, device: str) -> dict:
+    """TrainingArguments for that device and precision."""
+    return {"use_cpu": device == "cpu", "bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def side_facts(device: str, train_precision: str) -> dict:
+    """What each side's result records about where and how it trained, and how it was scored."""
+    from slovo.device import device_name
+
+    return {
+        "device": device.split(":")[0],
+        "device_name": device_name(device),
+        "train_precision": train_precision,
+        "eval_precision": "float32",
+    }
+
+
+def score_float32(model, windows, token_bytes, batch_size: int, device: str) -> dict:
+    """slovo's `evaluate` of `model` (called as model(x) -> (logits, _)) in true float32: no autocast, TF32 off."""
+    import torch
+
+    from slovo.device import true_float32
+    from slovo.evaluate import evaluate
+
+    model = model.float()  # a side that trained in half precision scores its weights in float32 too
+    with true_float32(), torch.no_grad():
+        return evaluate(model, windows, token_bytes, batch_size, device)
+
+
+def refuse_mixed_devices(results: list[dict]) -> None:
+    """Exit with one line when the results came from different devices: such a comparison measures the devices."""
+    seen = sorted({f"{r.get('side', '?')}: {r.get('device_name') or r.get('device')}" for r in results})
+    devices = {r.get("device_name") or r.get("device") for r in results}
+    if len(devices) > 1:
+        sys.exit(f"refusing to compare across devices ({'; '.join(seen)}): run both sides with the same --device")
