@@ -86,6 +86,16 @@ class Run:
         return {**info, "dtype": self.dtype, "compiled": self.compiled, "muon_ns_dtype": self.muon_ns_dtype}
 
 
+def _compile_choice(cfg: Config, dist: Dist, device: str, budget: Budget, speed_key: str) -> tuple[bool, str]:
+    """(compile?, why): rank 0 decides for all (ranks reading their own speed caches could choose differently);
+    a compiled CPU run trains in torch's deterministic mode."""
+    choice = choose_compile(cfg.train.compile, device, budget.time_s, speed_key) if dist.is_main else None
+    compiled, reason = dist.broadcast(choice)
+    if compiled and device_type(device) == "cpu":
+        _deterministic_cpu_kernels()
+    return compiled, reason
+
+
 def _deterministic_cpu_kernels() -> None:
     """A compiled model on a CPU sums the token embedding's gradient with atomic adds from several threads
     (inductor's scatter-add), in an order that varies from run to run: 1-ulp differences that an unbroken run and
@@ -120,11 +130,7 @@ def build_run(cfg: Config, dist: Dist, budget: Budget) -> Run:
     optim_cfg = dataclasses.replace(cfg.optim, muon_ns_dtype=muon_ns_dtype or cfg.optim.muon_ns_dtype)
     optimizer = make_optimizer(trained, optim_cfg, device)
     speed_key = shape_key(cfg, device_name(device), dtype)
-    # rank 0 decides for all: ranks reading their own speed caches could choose differently
-    compile_choice = choose_compile(cfg.train.compile, device, budget.time_s, speed_key) if dist.is_main else None
-    compiled, compile_reason = dist.broadcast(compile_choice)
-    if compiled and device_type(device) == "cpu":
-        _deterministic_cpu_kernels()
+    compiled, compile_reason = _compile_choice(cfg, dist, device, budget, speed_key)
     eval_model = torch.compile(model) if compiled else model  # compiled once, for both uses
     return Run(
         cfg=cfg,
