@@ -31,7 +31,8 @@ TIME    ?= 3m
 RUN     ?= demo
 PIP     := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo check-data print-torch-index test install install-test chromium postgresql lint format clean
+.PHONY: demo check-data print-torch-index test test-lowest constraints install install-test chromium postgresql lint \
+  format clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -60,9 +61,27 @@ $(VENV)/.installed: $(VENV)/.venv-ok pyproject.toml
 	$(PIP) -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.venv-ok pyproject.toml
-	$(PIP) -e ".[test]"
+# Within constraints.txt: the versions the tests were last green with (make constraints rewrites it).
+$(VENV)/.installed-test: $(VENV)/.venv-ok pyproject.toml constraints.txt
+	$(PIP) -e ".[test]" -c constraints.txt
 	touch $@ $(VENV)/.installed
+
+constraints: install-test
+	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | \
+	  grep -vE '^(#|-e |torch==|slovo-lm)'; } > constraints.tmp && mv constraints.tmp constraints.txt
+
+# The lowest versions pyproject.toml declares (uv's lowest-direct resolution, from PyPI), torch as TORCH says, in
+# their own venv: the lower bounds are tested, not only claimed.
+LOWEST_VENV ?= .venv-lowest
+test-lowest:
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps $(TORCH_INDEX_ARGS) "$(TORCH)"
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	echo "$(TORCH)" > $(LOWEST_VENV)/torch.txt
+	$(LOWEST_VENV)/bin/uv pip install --quiet --python $(LOWEST_VENV)/bin/python --resolution lowest-direct \
+	  --override $(LOWEST_VENV)/torch.txt -e ".[test]"
+	$(LOWEST_VENV)/bin/python -m pytest -q -m "not slow"
 
 # Which torch build `make install` takes here (TORCH_INDEX), without installing anything.
 print-torch-index:
@@ -109,4 +128,4 @@ postgresql:
 	  echo "could not install postgresql: the cross-machine sweep tests will skip or fail"
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache $(filter-out data/sample,$(wildcard data/*))
+	rm -rf $(VENV) $(LOWEST_VENV) runs .pytest_cache $(filter-out data/sample,$(wildcard data/*))

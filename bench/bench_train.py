@@ -47,6 +47,8 @@ from pathlib import Path
 from peer import (  # noqa: E402 - bench/peer.py puts the checkout's src/ on the path
     HF_PRECISIONS,
     bench_device,
+    eval_set,
+    first_reach,
     hf_device_args,
     hf_precision,
     refuse_mixed_devices,
@@ -91,18 +93,6 @@ def ensure_dataset(args) -> Path:
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     return out
-
-
-def eval_set(data: Path, preset: str = DEFAULT_PRESET):
-    """slovo's full eval set for the preset on this dataset, and the byte length of every token id."""
-    from slovo.config import load_config
-    from slovo.data import load_dataset, load_tokenizer, token_byte_lengths
-    from slovo.evaluate import eval_windows
-
-    cfg = load_config(preset=preset)
-    ds = load_dataset(data)
-    windows = eval_windows(ds.val, cfg.model.seq_len, cfg.eval.tokens)
-    return windows, token_byte_lengths(load_tokenizer(ds.tokenizer_path))
 
 
 # ---- slovo (child process) ------------------------------------------------------------------------------
@@ -386,18 +376,6 @@ def spawn(side: str, seed: int, args, data: Path) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def time_to_reach(curve: list[list[float]], target: float) -> float | None:
-    """Training seconds at which the eval curve first reaches `target` bpb (linear between eval points)."""
-    prev_t, prev_b = 0.0, math.inf
-    for t, b in curve:
-        if b <= target:
-            if not math.isfinite(prev_b):
-                return t
-            return prev_t + (t - prev_t) * (prev_b - target) / (prev_b - b)
-        prev_t, prev_b = t, b
-    return None
-
-
 def median_spread(values: list[float], spec: str) -> str:
     """'median (min-max)' through slovo.stats, '-' for no values."""
     from slovo.stats import spread
@@ -445,7 +423,7 @@ def report(runs: list[dict], seconds: float) -> dict:
         target = summary["hf"]["bpb_median"]
         # slovo's curve is its own evals, in its training precision: each run's target moves by what that
         # precision added to its final bpb against the float32 score both sides' finals got
-        reach = [time_to_reach(r["curve"], target + r["own_eval_bpb"] - r["eval_bpb"]) for r in sides["slovo"]]
+        reach = [first_reach(r["curve"], target + r["own_eval_bpb"] - r["eval_bpb"]) for r in sides["slovo"]]
         reached = [t for t in reach if t is not None]
         summary["slovo_seconds_to_hf_median_bpb"] = reach
         text = ", ".join("not reached" if t is None else f"{t:.0f} s" for t in reach)

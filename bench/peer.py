@@ -15,6 +15,7 @@ so the scripts run the code beside them without `PYTHONPATH=src` or an install.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -84,3 +85,27 @@ def refuse_mixed_devices(results: list[dict]) -> None:
     devices = {r.get("device_name") or r.get("device") for r in results}
     if len(devices) > 1:
         sys.exit(f"refusing to compare across devices ({'; '.join(seen)}): run both sides with the same --device")
+
+
+def eval_set(data: Path, preset: str):
+    """slovo's full eval set for `preset` on the dataset, and the byte length of every token id."""
+    from slovo.config import load_config
+    from slovo.data import load_dataset, load_tokenizer, token_byte_lengths
+    from slovo.evaluate import eval_windows
+
+    cfg = load_config(preset=preset)
+    ds = load_dataset(data)
+    windows = eval_windows(ds.val, cfg.model.seq_len, cfg.eval.tokens)
+    return windows, token_byte_lengths(load_tokenizer(ds.tokenizer_path))
+
+
+def first_reach(curve, target: float) -> float | None:
+    """x at which the (x, bpb) curve first reaches `target` bpb, linear between points; None if never."""
+    prev_x, prev_b = 0.0, math.inf
+    for x, b in curve:
+        if b <= target:
+            if not math.isfinite(prev_b):
+                return x
+            return prev_x + (x - prev_x) * (prev_b - target) / (prev_b - b)
+        prev_x, prev_b = x, b
+    return None

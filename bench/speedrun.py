@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import subprocess
@@ -40,6 +39,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from peer import bench_device, eval_set, first_reach, hf_device_args  # bench/peer.py puts src/ on the path
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DEFAULT_DATASET = REPO / "data" / "ruslit-8k"
@@ -47,35 +48,7 @@ DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "ruslit.jsonl.gz"
 HF_TARGET_STEPS = 552  # HF Trainer's optimizer steps in 1,800 s on a 2-core AMD EPYC Zen 4 (issue 26)
 HF_BATCH, HF_ACCUM, HF_LR, HF_WARMUP = 6, 6, 5e-4, 10  # the user's settings; the warmup was left unstated
 
-sys.path.insert(0, str(REPO / "src"))  # runs from a fresh clone without an install of the package
-
-
 # ---- shared pieces ---------------------------------------------------------------------------------------
-
-
-def eval_set(data: Path, preset: str):
-    """slovo's full eval set for `preset` on the dataset, and the byte length of every token id."""
-    from slovo.config import load_config
-    from slovo.data import load_dataset, load_tokenizer, token_byte_lengths
-    from slovo.evaluate import eval_windows
-
-    cfg = load_config(preset=preset)
-    ds = load_dataset(data)
-    return eval_windows(ds.val, cfg.model.seq_len, cfg.eval.tokens), token_byte_lengths(
-        load_tokenizer(ds.tokenizer_path)
-    )
-
-
-def first_reach(curve: list[tuple[float, float]], target: float) -> float | None:
-    """x at which the (x, bpb) curve first reaches `target` bpb, linear between points; None if never."""
-    prev_x, prev_b = 0.0, math.inf
-    for x, b in curve:
-        if b <= target:
-            if not math.isfinite(prev_b):
-                return x
-            return prev_x + (x - prev_x) * (prev_b - target) / (prev_b - b)
-        prev_x, prev_b = x, b
-    return None
 
 
 def processor() -> str:
@@ -135,7 +108,7 @@ def hf_trainer(args, data: Path, max_steps: int, callbacks: list):
         save_strategy="no",
         logging_steps=50,
         report_to=[],
-        use_cpu=True,
+        **hf_device_args("fp32", bench_device(args.device)),  # the user's settings: float32 on the CPU
         dataloader_pin_memory=False,
         disable_tqdm=True,
         seed=args.seed,
@@ -166,7 +139,7 @@ def phase_target(args, data: Path) -> dict:
     class EvalAtSteps(TrainerCallback):
         def on_step_end(self, _args, state, control, model=None, **kwargs):
             if state.global_step in at:
-                bpb = evaluate(LogitsOnly(model), windows, token_bytes, 8, "cpu")["eval/bpb"]  # eval() inside
+                bpb = evaluate(LogitsOnly(model), windows, token_bytes, 8, str(model.device))["eval/bpb"]
                 curve.append((state.global_step, bpb))
                 print(f"hf step {state.global_step}: eval bpb {bpb:.4f}", flush=True)
 
@@ -206,6 +179,7 @@ def slovo_config(args, data: Path, overrides: dict):
         "tracking.report": False,
         "train.log_every": 1,
         "train.log_every_seconds": 0,
+        "train.device": bench_device(args.device),
     }
     if args.threads:
         base["train.num_threads"] = args.threads
@@ -273,6 +247,7 @@ PHASES = {"target": phase_target, "hf-speed": phase_hf_speed, "slovo": phase_slo
 def spawn(phase: str, args, data: Path, seed: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", phase, "--data", str(data), "--seed", str(seed or args.seed)]
     cmd += ["--preset", args.preset, "--threads", str(args.threads), "--runs-dir", str(args.runs_dir)]
+    cmd += ["--device", args.device]
     cmd += ["--stamp", args.stamp, "--label", args.label, "--eval-points", str(args.eval_points)]
     cmd += ["--speed-steps", str(args.speed_steps), "--hf-speed-steps", str(args.hf_speed_steps)]
     cmd += ["--hf-eval-every", str(args.hf_eval_every), "--target-steps", str(args.target_steps)]
@@ -410,6 +385,7 @@ def main() -> None:
     p.add_argument("--target-steps", type=int, default=HF_TARGET_STEPS, help="HF's steps to the target (552)")
     p.add_argument("--hf-eval-every", type=int, default=46, help="HF's target curve: steps between evals")
     p.add_argument("--compile", choices=("auto", "true", "false"), help="train.compile for the speed phase")
+    p.add_argument("--device", default="cpu", help="where both sides train: cpu, cuda or auto (default cpu)")
     p.add_argument("--threads", type=int, default=0, help="torch threads for both sides (0: torch's default)")
     p.add_argument("--runs-dir", default=str(REPO / "runs" / "speedrun"))
     p.add_argument("--target-file", help="HF's curve file (default: bench/results/speedrun_hf_curve-...json)")

@@ -28,6 +28,35 @@ def test_a_missing_argument_and_an_unknown_command_point_at_the_right_help(capsy
     assert "(see slovo --help)" in capsys.readouterr().err
 
 
+def test_bare_slovo_is_a_usage_error_with_the_help_on_stderr(capsys):
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "usage: slovo" in err and "export" in err
+
+
+def test_version_names_slovo_torch_cuda_and_python(capsys):
+    import platform
+
+    import torch
+
+    from slovo import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    assert f"slovo {__version__}" in out and f"torch {torch.__version__}" in out and "CUDA" in out
+    assert f"Python {platform.python_version()}" in out
+
+
+@pytest.mark.parametrize("command", ["train", "generate", "eval", "export"])
+def test_a_commands_help_shows_the_examples_of_its_docstring(capsys, command):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out and (f"  slovo {command} runs/" in out or f"  slovo {command} --data" in out)
+
+
 def test_config_keys_prints_every_key_with_its_default_and_comment(capsys):
     assert main(["config", "keys"]) == 0
     lines = capsys.readouterr().out.splitlines()

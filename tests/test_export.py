@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_generate import make_checkpointed_run  # noqa: E402
@@ -109,6 +110,12 @@ def test_export_writes_the_transformers_files_and_a_model_card_with_final_metric
     assert config["bos_token_id"] == config["eos_token_id"] == 0 and config["max_position_embeddings"] == 64
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "# demo-run" in card and "1.456" in card and "812" in card and "n_layer: 2" in card
+    assert config["dtype"] == config["torch_dtype"] == "float32"  # transformers >= 4.56 reads dtype
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["language"] == ["ru"] and meta["pipeline_tag"] == "text-generation" and meta["license"]
+    assert "lm_eval --model hf --model_args pretrained=" in card and "dtype=float32" in card
+    assert "vllm serve" in card and "--dtype float32 --max-model-len 64" in card  # within seq_len
+    assert ".gguf" not in card  # no GGUF was asked for
     gen = transformers.GenerationConfig.from_pretrained(out)
     assert gen.eos_token_id == 0
     hf_tok = transformers.AutoTokenizer.from_pretrained(out)
@@ -129,3 +136,17 @@ def test_export_refuses_a_non_empty_folder_without_force_and_keeps_it(tmp_path, 
     assert not (out / "precious.txt").exists() and (out / "config.json").exists()
     assert main(["export", str(tmp_path / "nope"), str(tmp_path / "hf2")]) == 2
     assert not (tmp_path / "hf2").exists()
+
+
+def test_the_card_names_the_hub_datasets_the_run_was_prepared_from_and_those_given(tmp_path):
+    run, _, _ = make_checkpointed_run(tmp_path / "run")
+    dataset = tmp_path / "ds"
+    dataset.mkdir()
+    sources = [{"spec": "hf:user/wiki:20231101.ru"}, {"spec": "a.txt"}]
+    (dataset / "meta.json").write_text(json.dumps({"sources": sources}))
+    (run / "run.json").write_text(json.dumps({"dataset": {"path": str(dataset)}}))
+    card = {"language": "uk", "license": "cc-by-4.0", "datasets": ["me/extra"]}
+    out = export_run(run, tmp_path / "hf", card=card)
+    meta = yaml.safe_load((out / "README.md").read_text(encoding="utf-8").split("---")[1])
+    assert meta["datasets"] == ["user/wiki", "me/extra"]
+    assert meta["language"] == ["uk"] and meta["license"] == "cc-by-4.0"

@@ -174,12 +174,14 @@ def test_a_hub_reached_only_through_a_proxy_is_not_reported_offline(monkeypatch)
     monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")  # .invalid never resolves
     for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
         monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.server_address[1]}")
-    huggingface_hub.close_session()  # its HTTP client reads the proxy settings when it is made
+    # its HTTP client reads the proxy settings when it is made (close_session: huggingface_hub >= 1; before, requests')
+    close_session = getattr(huggingface_hub, "close_session", None) or huggingface_hub.utils.reset_sessions
+    close_session()
     try:
         entry = resolve_source("hf:user/data").describe()[0]
     finally:
         proxy.shutdown()
-        huggingface_hub.close_session()
+        close_session()
     assert entry["revision"] == "0123abcd"
     assert seen and seen[0].startswith("http://hub.invalid/api/datasets/user/data")
 
@@ -278,6 +280,16 @@ def test_parquet_is_read_in_row_batches_with_the_same_documents(tmp_path, monkey
     monkeypatch.setattr(src, "PARQUET_BATCH_ROWS", 3)
     docs, stats = read([tmp_path / "w.parquet"])
     assert [t for _, t in docs] == texts and [i for i, _ in docs] == [str(i) for i in range(25)]
+
+
+def test_slovo_sample_names_the_corpus_shipped_inside_the_package():
+    from slovo.data.sources import SAMPLE_SPEC
+
+    source = resolve_source(SAMPLE_SPEC)
+    assert [p.name for p in source.files] == ["ruslit-sample.jsonl.gz"] and source.files[0].is_file()
+    assert "site-packages" in str(source.files[0]) or "src/slovo/sample" in str(source.files[0])
+    first = next(iter_documents([source], ReadOptions(max_docs=1), ReadStats()))
+    assert first[0].strip()  # a document's text
 
 
 def test_a_malformed_hub_id_is_named_as_such_not_as_an_unreachable_hub(monkeypatch):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 SPEEDRUN = Path(__file__).resolve().parents[1] / "bench" / "speedrun.py"
+sys.path.insert(0, str(SPEEDRUN.parent))  # speedrun imports bench/peer.py
 
 
 @pytest.fixture(scope="module")

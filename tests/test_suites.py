@@ -171,6 +171,16 @@ def test_subset_takes_n_pairs_of_each_phenomenon_the_same_every_time_and_nested(
     assert len(select_pairs(suite, 100)) == len(suite) == len(select_pairs(suite, 0))
 
 
+def test_first_subset_takes_each_phenomenons_first_pairs_in_file_order(suite_dir):
+    suite = load_csv_folder(suite_dir)
+    first = select_pairs(suite, 2, first=True)
+    expected = []
+    for name in dict.fromkeys(suite.phenomenon):
+        expected += [i for i, p in enumerate(suite.phenomenon) if p == name][:2]
+    assert first.tolist() == sorted(expected)
+    assert len(select_pairs(suite, 100, first=True)) == len(suite)
+
+
 # ---------------------------------------------------------------------------------------------
 # scoring
 
@@ -318,6 +328,8 @@ def test_slovo_eval_suite_prints_both_criteria_and_baselines_and_saves_the_resul
     printed = json.loads(capsys.readouterr().out)
     assert printed["pairs"] == 2 and printed["pairs_per_phenomenon"] == 1
     assert json.loads((run / "evals" / "rublimp.json").read_text())["pairs"] == 2
+    assert main(["eval", str(run), "--suite", f"rublimp:{suite_dir}", "--pairs", "1", "--pairs-select", "first"]) == 0
+    assert json.loads((run / "evals" / "rublimp.json").read_text())["pairs_select"] == "first"
 
 
 @pytest.mark.parametrize(

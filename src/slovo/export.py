@@ -9,9 +9,12 @@ renaming of weight keys plus the config, tokenizer and generation files transfor
   tokenizer.json           the run's byte-level BPE, plus a post-processor that starts every text with
                            <|endoftext|> (BOS), as slovo's own prompts start
   tokenizer_config.json    PreTrainedTokenizerFast with its special tokens
-  README.md                a model card: training config and final metrics
+  README.md                a model card: Hub metadata, usage (transformers, llama.cpp, lm-eval, vLLM),
+                           final metrics, training config
+  model-<type>.gguf        with --gguf: the model and tokenizer for llama.cpp (export_gguf.py)
 
-Nothing here imports transformers: exporting needs only torch, safetensors and tokenizers.
+Nothing here imports transformers: exporting needs only torch, safetensors and tokenizers (and `gguf` for
+--gguf; `slovo.hub` uploads the folder).
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ def llama_config(cfg: Config, eos: int) -> dict:
         "eos_token_id": eos,
         "pad_token_id": eos,
         "use_cache": True,
+        # transformers >= 4.56 reads `dtype`; older versions (and vLLM's checks) read `torch_dtype`.
+        "dtype": "float32",
         "torch_dtype": "float32",
     }
 
@@ -126,6 +131,8 @@ def tokenizer_config(cfg: Config) -> dict:
         "unk_token": EOT_TOKEN,
         "pad_token": EOT_TOKEN,
         "model_max_length": cfg.model.seq_len,
+        # no token_type_ids: transformers 4.x returns them otherwise, and Llama's generate() refuses them
+        "model_input_names": ["input_ids", "attention_mask"],
         "clean_up_tokenization_spaces": False,  # byte-level BPE decodes exactly; don't "fix" spaces
     }
 
@@ -136,8 +143,63 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def model_card(cfg: Config, summary: dict, run_name: str, params: int, eos: int) -> str:
-    """README.md: what the model is, its final metrics (from summary.json) and the training config."""
+def card_metadata(card: dict, gguf_file: str | None) -> str:
+    """The model card's YAML front matter (the Hub's metadata: language, license, datasets, library, task)."""
+    meta = {"language": [card.get("language") or "ru"], "license": card.get("license") or "mit"}
+    if card.get("datasets"):
+        meta["datasets"] = list(card["datasets"])
+    meta |= {"library_name": "transformers", "pipeline_tag": "text-generation"}
+    meta["tags"] = ["slovo", "llama", "causal-lm"] + (["gguf"] if gguf_file else [])
+    return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
+
+
+def usage_section(cfg: Config, gguf_file: str | None) -> str:
+    """How to run the folder in transformers, lm-evaluation-harness, vLLM and (with a GGUF) llama.cpp."""
+    prompt = cfg.sample.prompts[0] if cfg.sample.prompts else ""
+    seq = cfg.model.seq_len
+    gguf = (
+        f"""
+llama.cpp (the GGUF file `{gguf_file}`, its tokenizer included; llama.cpp adds the BOS token itself):
+
+```bash
+llama-cli -m {gguf_file} -p "{prompt}" -n 64 --temp {cfg.sample.temperature} --top-k {cfg.sample.top_k} -c {seq}
+```
+"""
+        if gguf_file
+        else ""
+    )
+    return f"""## Usage
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+tok = AutoTokenizer.from_pretrained("path/to/this/folder")
+model = AutoModelForCausalLM.from_pretrained("path/to/this/folder")
+inputs = tok("{prompt}", return_tensors="pt")  # with the attention mask
+out = model.generate(**inputs, max_new_tokens=64, do_sample=True,
+                     temperature={cfg.sample.temperature}, top_k={cfg.sample.top_k})
+print(tok.decode(out[0], skip_special_tokens=True))
+```
+{gguf}
+lm-evaluation-harness scores it as any causal LM (float32 as trained; a context of at most {seq} tokens):
+
+```bash
+lm_eval --model hf --model_args pretrained=path/to/this/folder,dtype=float32 --tasks TASK
+```
+
+vLLM serves it; say the dtype (vLLM otherwise downcasts float32 weights) and keep the length within the
+context the model was trained on:
+
+```bash
+vllm serve path/to/this/folder --dtype float32 --max-model-len {seq}   # or --dtype bfloat16
+```
+"""
+
+
+def model_card(
+    cfg: Config, summary: dict, run_name: str, params: int, eos: int, card: dict | None = None, gguf_file=None
+) -> str:
+    """README.md: metadata, what the model is, how to run it, its final metrics (summary.json) and the config."""
     rows = [
         ("eval/loss", "held-out cross-entropy (nats/token)"),
         ("eval/bpb", "bits per byte of held-out text"),
@@ -152,9 +214,7 @@ def model_card(cfg: Config, summary: dict, run_name: str, params: int, eos: int)
     metrics = f"| metric | value | what |\n| --- | --- | --- |\n{metrics}" if metrics else "No summary.json was found."
     m = cfg.model
     return f"""---
-library_name: transformers
-pipeline_tag: text-generation
-tags: [slovo, llama, causal-lm]
+{card_metadata(card or {}, gguf_file).rstrip()}
 ---
 
 # {run_name}
@@ -166,18 +226,7 @@ slovo {__version__}{f", preset `{cfg.preset}`" if cfg.preset else ""}.
 The tokenizer starts every text with `{EOT_TOKEN}` (id {eos}, which is BOS, EOS and PAD), because the
 model saw that token before every training document.
 
-## Usage
-
-```python
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
-tok = AutoTokenizer.from_pretrained("path/to/this/folder")
-model = AutoModelForCausalLM.from_pretrained("path/to/this/folder")
-inputs = tok("{cfg.sample.prompts[0] if cfg.sample.prompts else ""}", return_tensors="pt")  # with the attention mask
-out = model.generate(**inputs, max_new_tokens=64, do_sample=True,
-                     temperature={cfg.sample.temperature}, top_k={cfg.sample.top_k})
-print(tok.decode(out[0], skip_special_tokens=True))
-```
+{usage_section(cfg, gguf_file).rstrip()}
 
 ## Final metrics
 
@@ -210,8 +259,22 @@ def _writable_out(out_dir: Path, force: bool) -> None:
         raise SlovoError(f"{out_dir}: folder is not empty; pass --force to replace it")
 
 
-def export_run(path: str | Path, out_dir: str | Path, force: bool = False) -> Path:
-    """Write the run (folder or checkpoint) at `path` as a transformers model folder `out_dir`.
+def hub_datasets(run_dir: Path) -> list[str]:
+    """Hub dataset ids the run's dataset was prepared from (its `hf:NAME[:...]` sources), for the card."""
+    try:
+        meta = read_json(Path(read_json(run_dir / "run.json")["dataset"]["path"]) / "meta.json")
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # the dataset folder moved or was deleted: the card then names none
+    specs = [str(s.get("spec", "")) for s in meta.get("sources", []) if isinstance(s, dict)]
+    return [spec.split(":")[1] for spec in specs if spec.startswith("hf:") and len(spec.split(":")) > 1]
+
+
+def export_run(
+    path: str | Path, out_dir: str | Path, force: bool = False, gguf_type: str | None = None, card: dict | None = None
+) -> Path:
+    """Write the run (folder or checkpoint) at `path` as a transformers model folder `out_dir`; with
+    `gguf_type` (f32, bf16, q8_0) also `model-<type>.gguf` for llama.cpp in it. `card`: the model card's
+    `language`, `license` and `datasets` (added to the run's own hub datasets).
 
     The folder is written under a temporary name beside `out_dir` and renamed into place, so an
     interrupted export never leaves a folder that looks complete. Returns `out_dir`.
@@ -220,26 +283,43 @@ def export_run(path: str | Path, out_dir: str | Path, force: bool = False) -> Pa
 
     out_dir = Path(out_dir)
     _writable_out(out_dir, force)
+    if gguf_type is not None:
+        from slovo.export_gguf import check_gguf_type, import_gguf
+
+        check_gguf_type(gguf_type)
+        import_gguf()  # the missing extra is one line before anything is written
     run_dir, ckpt = resolve_checkpoint(path)
     model, cfg, tokenizer = load_for_inference(path, device="cpu")
     eos = eot_id(tokenizer)
     summary_path = run_dir / "summary.json"
     summary = read_json(summary_path) if summary_path.exists() else {}
+    card = dict(card or {})
+    card["datasets"] = list(dict.fromkeys([*hub_datasets(run_dir), *card.get("datasets", [])]))
+    name = summary.get("name") or run_dir.resolve().name
 
     with staged_dir(out_dir) as tmp:
         write_model_files(model, cfg, eos, tmp)
-        files = {
-            "tokenizer_config.json": tokenizer_config(cfg),
-            "special_tokens_map.json": {k: EOT_TOKEN for k in ("bos_token", "eos_token", "unk_token", "pad_token")},
-        }
-        for name, obj in files.items():
-            _write_json(tmp / name, obj)
-        (tmp / "tokenizer.json").write_text(hf_tokenizer_json(tokenizer), encoding="utf-8")
-        name = summary.get("name") or run_dir.resolve().name
-        card = model_card(cfg, summary, name, model.num_params(), eos)
-        (tmp / "README.md").write_text(card, encoding="utf-8")
+        _write_tokenizer_files(tmp, cfg, tokenizer)
+        gguf_file = None
+        if gguf_type is not None:
+            from slovo.export_gguf import gguf_file_name, write_gguf
+
+            gguf_file = gguf_file_name(gguf_type)
+            write_gguf(model, cfg, tokenizer, tmp / gguf_file, gguf_type, name=name)
+        text = model_card(cfg, summary, name, model.num_params(), eos, card, gguf_file)
+        (tmp / "README.md").write_text(text, encoding="utf-8")
         _write_json(
             tmp / "slovo_export.json",
             {"run_dir": str(run_dir.resolve()), "checkpoint": ckpt.name, "slovo_version": __version__},
         )
     return out_dir
+
+
+def _write_tokenizer_files(folder: Path, cfg: Config, tokenizer) -> None:
+    files = {
+        "tokenizer_config.json": tokenizer_config(cfg),
+        "special_tokens_map.json": {k: EOT_TOKEN for k in ("bos_token", "eos_token", "unk_token", "pad_token")},
+    }
+    for name, obj in files.items():
+        _write_json(folder / name, obj)
+    (folder / "tokenizer.json").write_text(hf_tokenizer_json(tokenizer), encoding="utf-8")

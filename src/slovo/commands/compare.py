@@ -3,6 +3,10 @@ whether one is better, by how much, and how sure (slovo.compare, slovo.stats).
 
 Rerunning the same command resumes the comparison (it is a sweep: finished runs are kept, a killed one resumes
 from its checkpoint); `--workers` and `--storage` spread it as they do a sweep.
+
+examples:
+  slovo compare tiny configs/my.yaml --seeds 3 --time 5m
+  slovo compare --variant optim.lr=0.002 --variant optim.lr=0.004 --seeds 4 --time 5m
 """
 
 from __future__ import annotations

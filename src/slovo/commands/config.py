@@ -3,6 +3,10 @@ default and the comment that slovo/config.py gives it, one line each: `optim.lr 
 
 The comments are read from config.py's source (a field's trailing comment, or the comment lines right above
 it), so the schema stays the one place that says what a key means.
+
+examples:
+  slovo config keys
+  slovo config keys optim.
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
 """`slovo eval RUN`: loss, perplexity and bits per byte of a run's model on a dataset or a text source;
-`slovo eval RUN --suite rublimp[:DIR]`: grammar accuracy on minimal pairs (`slovo.suites`), saved in RUN/evals/."""
+`slovo eval RUN --suite rublimp[:DIR]`: grammar accuracy on minimal pairs (`slovo.suites`), saved in RUN/evals/.
+
+examples:
+  slovo eval runs/demo
+  slovo eval runs/demo --data other-text.jsonl.gz --tokens 200000
+  slovo eval runs/demo --suite rublimp --pairs 100 --pairs-select first
+"""
 
 from __future__ import annotations
 
@@ -39,6 +45,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="with --suite: score a fixed stratified subset of this many pairs per phenomenon (default: all)",
+    )
+    p.add_argument(
+        "--pairs-select",
+        choices=["sample", "first"],
+        default="sample",
+        help="with --pairs N: which N of each phenomenon: sample (a fixed seeded draw, default) or first (its first "
+        "N in file order, as an lm-evaluation-harness task over the first N rows scores)",
     )
 
 
@@ -150,7 +163,7 @@ def _run_suite(args) -> int:
     suite = load_suite(args.suite)  # before the model: a bad suite is one line at once
     device = pick_device(args.device)
     model, cfg, tokenizer = load_for_inference(args.run, device)
-    pairs = encode_pairs(suite, tokenizer, select_pairs(suite, args.pairs))
+    pairs = encode_pairs(suite, tokenizer, select_pairs(suite, args.pairs, first=args.pairs_select == "first"))
     batch = args.batch_size or 4 * (cfg.eval.batch_size or cfg.train.per_device_train_batch_size)
     # float32 whatever train.dtype: the two sentences differ by a word, and bf16 logits would round close pairs
     result = score_pairs(model, pairs, cfg.model.seq_len, batch, device)
@@ -159,6 +172,7 @@ def _run_suite(args) -> int:
             "run": str(run_dir),
             "checkpoint": str(ckpt),
             "pairs_per_phenomenon": args.pairs or None,
+            "pairs_select": args.pairs_select if args.pairs else None,
             "device": device,
             "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "command": "slovo " + command_line(sys.argv[1:]),

@@ -3,6 +3,11 @@
 With one sample the text is printed as it is produced; with several, each sample is printed when it
 is done. Sampling options default to the run's own `sample.*` settings. Speed goes to stderr, so
 stdout holds only the text.
+
+examples:
+  slovo generate runs/demo --prompt "В начале было слово" --max-new-tokens 64
+  slovo generate runs/demo --greedy
+  slovo generate runs/demo --num-samples 4 --temperature 0.9 --top-p 0.95 --seed 1
 """
 
 from __future__ import annotations

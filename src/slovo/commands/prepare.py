@@ -47,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="SOURCE",
         help="text source (repeatable): a .txt/.jsonl[.gz]/.json.gz/.parquet file, a folder, a glob "
-        "in quotes, or hf:NAME[:CONFIG[:SPLIT]] (needs pip install 'slovo-lm[hf]')",
+        "in quotes, hf:NAME[:CONFIG[:SPLIT]] (needs pip install 'slovo-lm[hf]'), or slovo:sample (the public-domain "
+        "sample corpus shipped with slovo)",
     )
     p.add_argument("--out", required=True, metavar="DATASET_DIR", help="dataset folder to write")
     p.add_argument(

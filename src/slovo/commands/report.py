@@ -1,4 +1,9 @@
-"""`slovo report RUN_OR_DIR... -o report.html`: one self-contained HTML page comparing runs (see slovo.report)."""
+"""`slovo report RUN_OR_DIR... -o report.html`: one self-contained HTML page comparing runs (see slovo.report).
+
+examples:
+  slovo report runs/demo -o report.html
+  slovo report runs/a runs/b sweeps/lr -o compare.html
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,10 @@
 Status `stale` means the summary still says `running` but nothing has been written for a while (see
 slovo.runs.SILENT_RUN_STALE_AFTER_S): the process died without closing the run; `slovo train --resume RUN_DIR`
 continues it from its last checkpoint.
+
+examples:
+  slovo runs runs
+  slovo runs sweeps/lr/trials
 """
 
 from __future__ import annotations

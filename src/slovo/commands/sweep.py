@@ -3,6 +3,10 @@
 Rerunning the same command resumes the sweep: finished trials are skipped, trials a killed worker left
 running are retried from their checkpoint. `--workers N` trains N trials at once on this machine; other
 machines join with the same `--storage postgresql://...` URL and the sweep folder on a shared filesystem.
+
+examples:
+  slovo sweep configs/sweeps/tiny_recipe.yaml --time 2h
+  slovo sweep my_sweep.yaml --workers 2
 """
 
 from __future__ import annotations

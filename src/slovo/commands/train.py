@@ -1,4 +1,10 @@
-"""`slovo train`: train a preset or config under a budget, or `--resume` a run folder."""
+"""`slovo train`: train a preset or config under a budget, or `--resume` a run folder.
+
+examples:
+  slovo train --data data/ruslit-8k --preset tiny --time 5m --name demo
+  slovo train --data data/ruslit-8k --config my.yaml --set optim.lr=3e-3 --set model.n_layer=6
+  slovo train --resume runs/demo --time 10m
+"""
 
 from __future__ import annotations
 

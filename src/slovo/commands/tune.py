@@ -1,6 +1,10 @@
 """`slovo tune`: spend a total time on probing this machine and then training the best model it found.
 
 Rerunning the same command continues a killed tune: finished probes are kept, the final run resumes.
+
+examples:
+  slovo tune --data data/ruslit-8k --time 30m --name tuned
+  slovo tune --data data/ruslit-8k --time 30m --dry-run
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ from pathlib import Path
 from slovo.errors import SlovoError, first_line
 
 HUB_PREFIX = "hf:"
+# The public-domain sample corpus shipped inside the package (slovo/sample/), so a pip install can run the demo.
+SAMPLE_SPEC = "slovo:sample"
+SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample" / "ruslit-sample.jsonl.gz"
 READ_BLOCK = 8 << 20  # bytes per read of a text file; bounds memory when a separator splits a huge file
 # A .txt document (a file without --separator, or the text between two separators) longer than this many
 # characters is cut, at a paragraph or line break, into documents of at most this size, so a multi-GB file
@@ -113,6 +116,8 @@ def resolve_source(spec: str) -> Source:
     """Expand one `--data` spec into files (or a hub dataset), checking that they exist."""
     if spec.startswith(HUB_PREFIX):
         return Source(spec=spec, hub=parse_hub_spec(spec))
+    if spec == SAMPLE_SPEC:
+        return Source(spec=spec, files=[SAMPLE_CORPUS])
     if any(ch in spec for ch in "*?["):
         matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True))
         files = [p for p in matches if p.is_file() and _suffix_kind(p)]

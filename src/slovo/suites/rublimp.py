@@ -136,12 +136,13 @@ def _add_row(suite: MinimalPairs, row: dict, where: str) -> None:
     suite.level.append(str(row["level"]))
 
 
-def select_pairs(suite: MinimalPairs, per_phenomenon: int = 0, seed: int = 0) -> np.ndarray:
+def select_pairs(suite: MinimalPairs, per_phenomenon: int = 0, seed: int = 0, first: bool = False) -> np.ndarray:
     """Indices of up to `per_phenomenon` pairs of each phenomenon (0 = all), in the suite's order.
 
     Each phenomenon's pairs are drawn from its own fixed permutation (seeded by `seed` and the phenomenon's
     name), so the subset is the same for every run and every machine, and a smaller subset is part of a
-    larger one.
+    larger one. `first`: each phenomenon's first pairs in the suite's order instead (what another tool, e.g. an
+    lm-evaluation-harness task over the first N rows of each file, scores).
     """
     if per_phenomenon <= 0:
         return np.arange(len(suite))
@@ -149,6 +150,9 @@ def select_pairs(suite: MinimalPairs, per_phenomenon: int = 0, seed: int = 0) ->
     chosen = []
     for name in dict.fromkeys(suite.phenomenon):
         members = np.flatnonzero(names == name)
+        if first:
+            chosen.append(members[:per_phenomenon])
+            continue
         rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
         chosen.append(members[rng.permutation(len(members))[:per_phenomenon]])
     return np.sort(np.concatenate(chosen))

@@ -245,7 +245,7 @@ def importances(study) -> dict[str, float]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return {k: round(float(v), 6) for k, v in optuna.importance.get_param_importances(study).items()}
-    except (ValueError, RuntimeError, ZeroDivisionError):
+    except (ValueError, RuntimeError, ZeroDivisionError, ImportError):  # fANOVA's forest needs scikit-learn
         return {}
 
 
