@@ -384,7 +384,7 @@ def median_spread(values: list[float], spec: str) -> str:
 
 
 def report(runs: list[dict], seconds: float) -> dict:
-    from slovo.stats import paired, spread, verdict
+    from slovo.stats import paired, spread, verdict_line
 
     refuse_mixed_devices(runs)
     for side in ("slovo", "hf"):
@@ -438,7 +438,7 @@ def report(runs: list[dict], seconds: float) -> dict:
         seeds = sorted(set(by_seed["slovo"]) & set(by_seed["hf"]))
         if len(seeds) >= 2:
             result = paired([by_seed["slovo"][k] for k in seeds], [by_seed["hf"][k] for k in seeds])
-            summary["verdict"] = verdict("slovo", "HF", result)
+            summary["verdict"] = verdict_line("slovo", "HF", result)
             print(f"verdict: {summary['verdict']}")
     return summary
 

@@ -8,8 +8,10 @@ stride, and scores them all with the run's model. All are equally valid eval set
   evenly strided eval set of `eval.tokens` tokens is accurate to);
 - bootstrap std: the std over 1000 sets of n windows drawn at random, with replacement, from the windows that
   tile the split (ignores the even spread; the cautious figure);
+- neighbour se / ratio se: the standard error one set gives of itself, from neighbouring windows (what
+  eval/bpb_se records) and taking its windows as independent;
 - with --other RUN2, the shifted std of the difference bpb(RUN) - bpb(RUN2): comparisons of two runs on the
-  same windows, the way runs of a dataset are compared.
+  same windows, the way runs of a dataset are compared; diff se: the paired comparison's standard error.
 
     .venv/bin/python bench/eval_spread.py runs/demo
     .venv/bin/python bench/eval_spread.py runs/a --other runs/b --sizes 64,128,256 --offsets 16 --json spread.json
@@ -22,6 +24,11 @@ import math
 import time
 
 import numpy as np
+
+
+def _median_se(se, nats: np.ndarray, n_bytes: np.ndarray, sets: int) -> float:
+    """The median over the shifted sets of a standard error of bpb (`se`: a slovo.stats estimator of nats)."""
+    return float(np.median([se(nats[k], n_bytes[k]) for k in range(sets)])) / math.log(2)
 
 
 def bpb(nats: np.ndarray, n_bytes: np.ndarray) -> float:
@@ -75,7 +82,7 @@ def main() -> None:
 
     from slovo.data import load_dataset
     from slovo.device import pick_device
-    from slovo.stats import ratio_se
+    from slovo.stats import neighbour_se, ratio_se
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -119,28 +126,31 @@ def main() -> None:
             "shifted_std": float(np.std(per_set[0], ddof=1)),
             "shifted_range": [float(per_set[0].min()), float(per_set[0].max())],
             "bootstrap_std": float(np.std(boot, ddof=1)),
-            # what each eval records as eval/bpb_se: the ratio estimator's standard error over its own windows
-            # (slovo.stats.ratio_se); it should agree with the two empirical spreads
-            "ratio_se": float(np.median([ratio_se(figures[0][0][k], figures[0][1][k]) for k in range(args.offsets)]))
-            / math.log(2),
+            # what each eval records as eval/bpb_se (slovo.stats.neighbour_se, from neighbouring windows): it should
+            # agree with the shifted std; ratio_se takes the windows as independent, as eval/bpb_se once did
+            "neighbour_se": _median_se(neighbour_se, *figures[0], args.offsets),
+            "ratio_se": _median_se(ratio_se, *figures[0], args.offsets),
         }
         if args.other:
             diff = per_set[0] - per_set[1]
             row |= {"difference_mean": float(diff.mean()), "difference_std": float(np.std(diff, ddof=1))}
+            # the paired comparison's se (slovo.stats.paired_windows): neighbour_se of the per-window differences
+            row["difference_se"] = _median_se(neighbour_se, figures[0][0] - figures[1][0], figures[0][1], args.offsets)
         rows.append(row)
 
     print(
         f"\n{'windows':>8} {'tokens':>8} {'sets':>5} {'shifted std':>12} {'shifted min-max':>16} "
-        f"{'bootstrap std':>14} {'ratio se':>9}" + (f" {'diff mean':>10} {'diff std':>9}" if args.other else "")
+        f"{'bootstrap std':>14} {'neighbour se':>13} {'ratio se':>9}"
+        + (f" {'diff mean':>10} {'diff std':>9} {'diff se':>8}" if args.other else "")
     )
     for r in rows:
         lo, hi = r["shifted_range"]
         line = (
             f"{r['windows']:>8} {r['tokens']:>8,} {r['sets']:>5} {r['shifted_std']:>12.4f} {lo:>7.4f}-{hi:<8.4f} "
-            f"{r['bootstrap_std']:>14.4f} {r['ratio_se']:>9.4f}"
+            f"{r['bootstrap_std']:>14.4f} {r['neighbour_se']:>13.4f} {r['ratio_se']:>9.4f}"
         )
         if args.other:
-            line += f" {r['difference_mean']:>+10.4f} {r['difference_std']:>9.4f}"
+            line += f" {r['difference_mean']:>+10.4f} {r['difference_std']:>9.4f} {r['difference_se']:>8.4f}"
         print(line)
     if args.json:
         from slovo.utils import atomic_write_json

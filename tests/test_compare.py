@@ -31,6 +31,8 @@ def _compare(dataset, out, *extra):
             "lr",
             "--seeds",
             "2",
+            "--seed",
+            "7",
             "--max-steps",
             "3",
             "--variant",
@@ -54,13 +56,13 @@ def test_compare_trains_each_config_on_paired_seeds_prints_the_verdict_and_resum
     for t in trials:
         cfg = yaml.safe_load((folder / "trials" / t / "config.yaml").read_text())
         seeds.setdefault(cfg["optim"]["lr"], []).append(cfg["train"]["seed"])
-    assert sorted(seeds[0.002]) == sorted(seeds[0.03]) and len(set(seeds[0.002])) == 2  # the same two seeds
+    assert sorted(seeds[0.002]) == sorted(seeds[0.03]) == [7, 8]  # the same two seeds, from --seed
     result = read_json(folder / "verdict.json")
     assert [r["name"] for r in result["rows"]] == ["optim.lr=0.002", "optim.lr=0.03"]
     assert all(r["seeds"] == 2 and r["eval_se"] > 0 for r in result["rows"])  # the loop records eval/bpb_se
     (pair,) = result["pairs"]
     assert pair["n"] == 2 and pair["low"] <= pair["diff"] <= pair["high"]
-    assert pair["line"] in printed
+    assert pair["line"] in printed and "paired seeds (train.seed 7, 8)" in printed
     assert "lower than" in pair["line"] or pair["line"].startswith("no difference detectable with 2 seeds")
     assert (folder / "verdict.md").read_text().count("| optim.lr=") == 2
 
@@ -171,3 +173,35 @@ def test_an_unknown_key_in_a_variant_is_one_line_naming_it(small_dataset, tmp_pa
     )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "optim.lrr" in err and "did you mean 'optim.lr'" in err
+
+
+@pytest.mark.parametrize("second", [1.0141, 1.0, 1.0 + 1e-15, 1.3])
+def test_two_seeds_give_a_verdict_whatever_their_spread_zero_included(second):
+    # spreads like these made detectable_difference raise (nan power at df = 1) after every run had trained
+    from slovo.compare import verdict
+
+    groups = {
+        "a": {i: {"value": 1.0, "se": 0.01, "run_dir": "x", "eval_set": None} for i in range(2)},
+        "b": {0: {"value": 1.0, "se": 0.01, "run_dir": "y", "eval_set": None}},
+    }
+    groups["b"][1] = {"value": second, "se": 0.01, "run_dir": "y", "eval_set": None}
+    result = verdict(groups, ["a", "b"])
+    (line,) = result["lines"]
+    assert "2 seeds" in line and "nan" not in line
+    json.loads(json.dumps(result, allow_nan=False))
+
+
+def test_more_than_two_configs_are_judged_with_holm_over_every_pair():
+    from slovo.compare import verdict
+
+    values = {"a": [1.000, 1.010, 1.020], "b": [1.004, 1.016, 1.022], "c": [1.004, 1.013, 1.026]}
+    groups = {
+        n: {i: {"value": v, "se": 0.01, "run_dir": n, "eval_set": None} for i, v in enumerate(vs)}
+        for n, vs in values.items()
+    }
+    result = verdict(groups, list(values))
+    assert result["best"] == "a"
+    pairs = {p["b"] if p["a"] == "a" else p["a"]: p for p in result["pairs"]}
+    # a - c alone: p = 0.039 < 0.05; adjusted over the 3 pairs the best could have been picked from, not called
+    assert pairs["c"]["p"] > 0.05 and all(r["indistinguishable_from_best"] for r in result["rows"])
+    assert "Holm-adjusted over 3 pairs" in pairs["c"]["line"]

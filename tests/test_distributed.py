@@ -111,6 +111,11 @@ def test_two_ranks_write_one_run_with_twice_the_tokens_per_step(small_dataset, t
     assert summary["tokens"] == 4 * info["tokens_per_step"]
     # only rank 0 writes: one train record per step, one set of samples per eval
     assert len([r for r in read_jsonl(run / "metrics.jsonl") if "train/loss" in r]) == 4
+    # the final eval's per-window losses, gathered from both ranks' shares in window order: they give its bpb
+    from slovo import window_losses
+
+    windows = window_losses.load(run, summary["eval/bpb"])
+    assert windows is not None and windows.nats.size == summary["eval/windows"] and (windows.bytes > 0).all()
 
 
 @pytest.mark.slow

@@ -78,8 +78,8 @@ class RandomBigram(torch.nn.Module):
         return self.table(idx), None
 
 
-def test_bpb_standard_error_is_the_ratio_estimators_over_windows_and_sums_across_ranks():
-    from slovo.stats import ratio_se
+def test_bpb_standard_error_is_the_neighbour_estimators_over_windows_and_sums_across_ranks():
+    from slovo.stats import neighbour_se, neighbour_se_from_sums
 
     vocab, seq = 16, 8
     tokens = np.random.default_rng(0).integers(0, vocab, 1 + 12 * seq)
@@ -87,12 +87,15 @@ def test_bpb_standard_error_is_the_ratio_estimators_over_windows_and_sums_across
     windows = eval_windows(tokens, seq, 10_000)
     model = RandomBigram(vocab)
     m = evaluate(model, windows, token_bytes, batch_size=5, device="cpu", per_window=True)
-    expected = ratio_se(m["per_window_nats"], m["per_window_bytes"]) / math.log(2)
-    assert m["eval/bpb_se"] == pytest.approx(expected, rel=1e-6)  # float32 nats summed per batch
+    expected = neighbour_se(m["per_window_nats"], m["per_window_bytes"]) / math.log(2)
+    assert m["eval/bpb_se"] == pytest.approx(expected, rel=1e-6)  # neighbours across batches of 5 included
     assert 0 < m["eval/bpb_se"] < m["eval/bpb"]
 
-    # two "ranks", each scoring every other window, summed by `reduce`: the whole set's figures on both
-    halves = [evaluate(model, windows[r::2], token_bytes, batch_size=5, device="cpu") for r in range(2)]
+    # two "ranks", each scoring every other window, summed by `reduce`: the whole set's figures on both, the se
+    # from each rank's own neighbours (near in the text too)
+    halves = [
+        evaluate(model, windows[r::2], token_bytes, batch_size=5, device="cpu", per_window=True) for r in range(2)
+    ]
     captured = []
 
     def fake_reduce(rank):
@@ -106,8 +109,26 @@ def test_bpb_standard_error_is_the_ratio_estimators_over_windows_and_sums_across
     both = evaluate(model, windows[1::2], token_bytes, batch_size=5, device="cpu", reduce=fake_reduce(1))
     assert both["eval/windows"] == len(windows)
     assert both["eval/bpb"] == pytest.approx(m["eval/bpb"])
-    assert both["eval/bpb_se"] == pytest.approx(m["eval/bpb_se"], rel=1e-6)
-    assert halves[0]["eval/bpb_se"] != pytest.approx(m["eval/bpb_se"])  # one rank's share alone would differ
+    n = np.concatenate([h["per_window_nats"] for h in halves])
+    b = np.concatenate([h["per_window_bytes"] for h in halves]).astype(float)
+    dn = [np.diff(h["per_window_nats"]) for h in halves]
+    db = [np.diff(h["per_window_bytes"].astype(float)) for h in halves]
+    sums = [sum(float((x * y).sum()) for x, y in zip(u, v)) for u, v in ((dn, dn), (dn, db), (db, db))]
+    ranks_se = neighbour_se_from_sums(n.sum(), b.sum(), *sums, n.size, sum(len(x) for x in dn)) / math.log(2)
+    assert both["eval/bpb_se"] == pytest.approx(ranks_se, rel=1e-6)
+    assert halves[0]["eval/bpb_se"] != pytest.approx(both["eval/bpb_se"])  # one rank's share alone would differ
+
+
+def test_bpb_standard_error_counts_neighbouring_alike_windows_as_one_piece_of_evidence():
+    from slovo.stats import neighbour_se, ratio_se
+
+    # windows from a few long works: within a work the windows are alike, works differ; an evenly spread sample
+    # hits every work in proportion, so its figure moves far less than independent windows' se says
+    rng = np.random.default_rng(3)
+    per_work = np.repeat(rng.normal(3.0, 0.5, 8), 32)
+    nats = (per_work + rng.normal(0, 0.05, per_work.size)) * 100
+    b = np.full(nats.size, 100.0)
+    assert neighbour_se(nats, b) < ratio_se(nats, b) / 4
 
 
 def test_eval_windows_reach_from_the_start_to_the_end_of_the_split_evenly_and_without_overlap():

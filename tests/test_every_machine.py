@@ -217,3 +217,27 @@ def test_a_run_too_short_for_words_says_so_in_one_line_with_what_to_do():
     assert undertrained_note({**slow, "train/global_step": MIN_STEPS_FOR_WORDS}, "runs/demo") is None
     assert undertrained_note({**slow, "status": "interrupted"}, "runs/demo") is None
     assert undertrained_note({**slow, "budget": {"time_s": None, "max_steps": 12}}, "runs/demo") is None
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        [1, 2],
+        {"k": "fast"},
+        {"k": {"compile_s": 5, "eager_step_s": 0.5, "compiled_step_s": 0}},
+        {"k": {"compile_s": "x", "eager_step_s": 0.5, "compiled_step_s": 0.4}},
+    ],
+    ids=["section-a-list", "entry-a-string", "speed-up-of-zero", "figure-a-string"],
+)
+def test_a_damaged_speed_cache_entry_is_measured_again_not_a_crash(monkeypatch, section):
+    import json
+
+    from slovo import accel
+
+    monkeypatch.setattr(accel, "processor_id", lambda: "this cpu")
+    accel.cache_path().parent.mkdir(parents=True, exist_ok=True)
+    accel.cache_path().write_text(json.dumps({"format": accel.CACHE_FORMAT, "machines": {"this cpu": section}}))
+    _, why = accel.choose_compile("auto", "cpu", 300.0, "k")  # not a ZeroDivisionError or a TypeError
+    assert "measured on this machine" not in why  # the damaged figures are not taken
+    accel.remember("k", eager_step_s=0.5)
+    assert accel.measured("k")["eager_step_s"] == 0.5

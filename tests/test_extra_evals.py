@@ -104,6 +104,7 @@ def test_a_run_with_suites_and_extra_sets_records_them_at_every_eval_within_the_
     assert evals[-1]["eval/rublimp_pairs"] == 9  # the final eval: min(100, all) per phenomenon
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["eval/rublimp_acc"] == evals[-1]["eval/rublimp_acc"] and "eval/rublimp_acc_se" in summary
+    assert summary["eval/rublimp_pairs"] == evals[-1]["eval/rublimp_pairs"]  # what a saved file must match
     assert summary["eval/other/bpb"] == evals[-1]["eval/other/bpb"]
 
 

@@ -202,6 +202,26 @@ def test_the_same_sources_under_new_timestamps_are_reused_once_their_content_mat
     assert rc == 2 and "sources" in err
 
 
+def test_a_run_resumes_on_a_dataset_prepare_reused_after_its_sources_were_touched(tmp_path, capsys):
+    # prepare rightly reused the folder but wrote a fingerprint of the new timestamps, and resume then said the
+    # byte-identical shards "hold other data"
+    from tests.conftest import write_corpus
+    from tests.helpers import tiny_train_args
+
+    src, out = write_corpus(tmp_path / "corpus.jsonl", docs=150), tmp_path / "ds"
+    assert cli(capsys, "--data", src, "--out", out, *SMALL)[0] == 0
+    assert main(tiny_train_args(out, tmp_path / "runs", "t", "--max-steps", "2")) == 0
+    later = src.stat().st_mtime_ns + 5_000_000_000
+    os.utime(src, ns=(later, later))  # `touch corpus.jsonl`
+    rc, _, err = cli(capsys, "--data", src, "--out", out, *SMALL)
+    assert rc == 0 and "same content" in err
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "runs" / "t"), "--max-steps", "3", "--quiet"]) == 0, (
+        capsys.readouterr().err
+    )
+    assert json.loads((tmp_path / "runs" / "t" / "summary.json").read_text())["train/global_step"] == 3
+
+
 def test_killed_prepare_leaves_nothing_that_reads_as_complete(corpus, tmp_path, capsys, monkeypatch):
     # slovo.data.prepare is also the name of the function the package exports, so fetch the module itself
     prep = importlib.import_module("slovo.data.prepare")

@@ -14,6 +14,7 @@ MAX_LINES = 60
 ALLOWED = {
     "data/prepare.py::prepare",
     "sweep/workers.py::run_sweep",
+    "evaluate.py::evaluate",
 }
 
 

@@ -290,3 +290,11 @@ def test_slovo_sample_names_the_corpus_shipped_inside_the_package():
     assert "site-packages" in str(source.files[0]) or "src/slovo/sample" in str(source.files[0])
     first = next(iter_documents([source], ReadOptions(max_docs=1), ReadStats()))
     assert first[0].strip()  # a document's text
+
+
+def test_a_malformed_hub_id_is_named_as_such_not_as_an_unreachable_hub(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # were it asked, the hub would be out of reach
+    with pytest.raises(SlovoError) as e:
+        read(["hf:./x"], max_bytes=1000)
+    msg = str(e.value)
+    assert "\n" not in msg and "hub dataset id" in msg and "reach" not in msg

@@ -83,3 +83,36 @@ def test_report_compares_runs_accuracy_against_the_baselines_and_per_phenomenon(
     assert "add_new_suffix" in section and "91.0% ±2.0" in section and "Per phenomenon" in section
     assert ">none<" not in section  # a run without a score has no row
     assert 'id="rublimp"' not in build_report([load_run(tmp_path / "none")])
+
+
+def test_a_stale_saved_suite_result_does_not_win_over_the_runs_own_final_eval(tmp_path):
+    run = make_fake_run(tmp_path, "a")
+    summary = json.loads((run / "summary.json").read_text())
+    step = summary["train/global_step"]
+    own = {"eval/rublimp_acc": 0.6, "eval/rublimp_acc_se": 0.01, "eval/rublimp_pairs": 2000}
+    atomic_write_json(run / "summary.json", {**summary, **own})
+    (run / "evals").mkdir()
+    save_result(run, 0.63)
+    result = json.loads((run / "evals" / "rublimp.json").read_text())
+
+    def saved(checkpoint_step, pairs):
+        atomic_write_json(
+            run / "evals" / "rublimp.json",
+            {**result, "checkpoint": str(run / "checkpoints" / f"step_{checkpoint_step:07d}"), "pairs": pairs},
+        )
+        return suite_accuracy(load_run(run))
+
+    assert saved(step - 1, 2000) == 0.6  # scored an earlier checkpoint: the run was extended since
+    assert saved(step, 100) == 0.6  # the current model, but fewer pairs than the run's own final eval
+    assert saved(step, 2000) == 0.63
+
+
+def test_the_suite_curve_keeps_the_final_evals_larger_pair_set_apart():
+    # the report joined the final eval's 100-pair accuracy to the 20-pair line of the evals during training
+    from slovo.records import split_evals
+
+    records = [{"eval/rublimp_acc": a, "eval/rublimp_pairs": 20, "eval/windows": 32} for a in (0.55, 0.57, 0.6)]
+    records.append({"eval/rublimp_acc": 0.58, "eval/rublimp_pairs": 100, "eval/windows": 32})
+    line, final = split_evals(records, "eval/rublimp_acc")
+    assert [r["eval/rublimp_acc"] for r in line] == [0.55, 0.57, 0.6] and final["eval/rublimp_acc"] == 0.58
+    assert split_evals(records[:3], "eval/rublimp_acc") == (records[:3], None)

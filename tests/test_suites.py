@@ -215,6 +215,29 @@ def test_batched_padded_windowed_scores_equal_one_sentence_at_a_time(suite_dir):
         assert bad64[i] == pytest.approx(plain_logprob(big, pairs.bad[i]), abs=1e-4)
 
 
+def test_a_windowed_sentence_scores_each_token_with_its_own_window_context(suite_dir):
+    # a later window predicts its tokens from the tokens before them in the sentence: computed here by hand, token
+    # by token, so a context shifted by one (a wrong offset) would not match
+    tok = make_tokenizer()
+    model = make_model(tok.get_vocab_size(), seq_len=16)
+    pairs = encode_pairs(load_csv_folder(suite_dir), tok)
+    i = max(range(len(pairs.good)), key=lambda k: len(pairs.good[k]))
+    ids = pairs.good[i]
+    assert len(ids) > 24  # three windows or more
+    seq, expected, step = [pairs.bos_id, *ids], 0.0, 8
+    for t in range(1, len(seq)):  # target t: the 16 tokens before it up to its window's start
+        start = 0 if t <= 16 else min(len(seq), 17 + ((t - 17) // step + 1) * step) - 17
+        ctx = torch.tensor([seq[start:t]])
+        with torch.no_grad():
+            logits, _ = model(ctx)
+        expected += float(F.log_softmax(logits[0, -1].double(), -1)[seq[t]])
+    good, _ = sentence_logprobs(model, pairs, seq_len=16, batch_size=4)
+    assert good[i] == pytest.approx(expected, abs=1e-3)
+    big = make_model(tok.get_vocab_size(), seq_len=64)
+    big.load_state_dict(model.state_dict())
+    assert good[i] != pytest.approx(plain_logprob(big, ids), abs=1e-3)  # the windows' shorter contexts tell
+
+
 class PlantedModel(torch.nn.Module):
     """Prefers sentences without the given token ids: predicting one costs 30 nats more than any other token."""
 

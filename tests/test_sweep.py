@@ -551,3 +551,25 @@ def test_sqlite_storage_url_holds_the_study(tmp_path, data_dir):
     study = optuna.load_study(study_name="s", storage=url)
     assert len(study.trials) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
     assert not (tmp_path / "sweeps" / "s" / "optuna.journal").exists()
+
+
+def test_seeds_start_from_the_train_seed_the_sweep_file_sets(tmp_path, data_dir):
+    # the base config was built with the default seed already applied, then that seed copied back: every sweep
+    # and comparison trained 1337, 1338, ... whatever train.seed said
+    path = write_sweep(
+        tmp_path, data_dir, seeds=2, parameters={"optim.lr": {"values": [1e-3, 3e-3]}, "train.seed": {"value": 7}}
+    )
+    spec = load_sweep(path)
+    assert [spec.build_config({}, i).train.seed for i in range(2)] == [7, 8]
+
+
+def test_compare_seed_sets_the_first_seed_of_every_config(tmp_path, data_dir):
+    from slovo.compare import build_candidates, sweep_document
+
+    candidates = build_candidates([], ["optim.lr=0.004", "optim.lr=0.006"], "tiny", None)
+    doc = sweep_document(candidates, str(data_dir), 2, {"max_steps": 3}, {"train.seed": 7})
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    spec = load_sweep(path)
+    seeds = {(v, i): spec.build_config({"variant": v}, i).train.seed for v in spec.variants for i in range(2)}
+    assert set(seeds.values()) == {7, 8} and seeds[("optim.lr=0.004", 1)] == seeds[("optim.lr=0.006", 1)] == 8

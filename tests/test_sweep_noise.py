@@ -1,11 +1,16 @@
 """Sweep leaderboards that know their noise: configs indistinguishable from the best are marked, from seeds
-when there are any, else from the eval standard errors; an lr the divergence guard cut shows as trained."""
+when there are any, else window by window on the eval windows every run scored (Holm over every pair); an lr the
+divergence guard cut shows as trained."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import yaml
 
+from slovo import window_losses
 from slovo.sweep import load_sweep
 from slovo.sweep.results import leaderboard, to_csv, to_markdown
 
@@ -21,11 +26,11 @@ def spec(tmp_path):
     return load_sweep(path)
 
 
-def _run(lr, seed, bpb, se=None, lr_scale=None, status="finished"):
+def _run(lr, seed, bpb, se=None, lr_scale=None, status="finished", run_dir="x"):
     return {
         "trial": int(lr * 1e4) * 10 + seed,
         "run": f"lr{lr}-s{seed}",
-        "run_dir": "x",
+        "run_dir": str(run_dir),
         "seed_index": seed,
         "status": status,
         "params": {"optim.lr": lr},
@@ -52,22 +57,43 @@ def test_with_seeds_configs_a_paired_test_cannot_tell_from_the_best_are_marked(s
         (0.004, ""),
     ]
     assert all(r["noise"] == "seeds" for r in rows)
-    assert "paired t-test" in to_markdown(rows, spec)
+    assert "paired t-test" in to_markdown(rows, spec) and "Holm" in to_markdown(rows, spec)
 
 
-def test_without_seeds_the_eval_standard_error_sets_the_noise_floor(spec):
-    runs = [_run(0.001, 0, 1.000, se=0.004), _run(0.002, 0, 1.006, se=0.004), _run(0.004, 0, 1.030, se=0.004)]
+def _single_run(tmp_path, lr, nats, n_bytes):
+    """A finished single run whose final eval left per-window losses; its bpb is theirs."""
+    folder = tmp_path / f"lr{lr}"
+    window_losses.save(folder, nats, n_bytes, step=10)
+    bpb = float(nats.sum() / math.log(2) / n_bytes.sum())
+    return _run(lr, 0, bpb, se=0.011, run_dir=folder)
+
+
+def test_without_seeds_runs_are_compared_window_by_window_on_the_windows_they_share(spec, tmp_path):
+    # windows differ a lot (an se of ~0.011 bpb each), the runs little: 1.96 x the combined se (~0.03) called a
+    # steady 0.02 lead "within noise"; paired window by window it is far outside eval noise
+    rng = np.random.default_rng(0)
+    n_bytes = np.full(256, 1000.0)
+    base = rng.normal(1.0, 0.09, 256) * math.log(2) * 1000  # nats giving bpb ~1.0
+    wobble = 0.002 * math.log(2) * 1000
+    runs = [
+        _single_run(tmp_path, 0.001, base + rng.normal(0, wobble, 256), n_bytes),
+        _single_run(tmp_path, 0.002, base + rng.normal(0, wobble, 256), n_bytes),  # eval noise apart
+        _single_run(tmp_path, 0.004, base + 0.02 * math.log(2) * 1000 + rng.normal(0, wobble, 256), n_bytes),
+    ]
     rows = leaderboard(runs, spec)
-    assert [r["vs_best"] for r in rows] == ["best", "within noise", ""]  # 0.006 < 1.96*0.0057 < 0.030
+    assert rows[2]["eval/bpb"] - rows[0]["eval/bpb"] < 1.96 * math.hypot(0.011, 0.011)  # the old band's "noise"
+    assert [r["vs_best"] for r in rows] == ["best", "within noise", ""]
+    assert all(r["noise"] == "windows" for r in rows)
     csv_text = to_csv(rows, spec)
     assert "eval/bpb_se,vs_best,lr_scale" in csv_text.splitlines()[0]
     assert "within noise" in csv_text
     assert "seed noise too" in to_markdown(rows, spec)
 
 
-def test_no_standard_error_means_no_noise_marks_beyond_the_best(spec):
-    rows = leaderboard([_run(0.001, 0, 1.0), _run(0.002, 0, 1.0001)], spec)
+def test_no_per_window_losses_means_no_noise_marks_beyond_the_best(spec):
+    rows = leaderboard([_run(0.001, 0, 1.0, se=0.01), _run(0.002, 0, 1.0001, se=0.01)], spec)
     assert [r["vs_best"] for r in rows] == ["best", ""]
+    assert "no noise estimate" in to_markdown(rows, spec)
 
 
 def test_an_lr_the_divergence_guard_cut_shows_as_the_lr_it_trained_at(spec):

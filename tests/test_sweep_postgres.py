@@ -382,3 +382,60 @@ def test_bare_postgresql_url_uses_the_installed_psycopg():
     assert _database_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
     assert _database_url("postgres://u@h/db").drivername == "postgresql+psycopg"
     assert _database_url("postgresql+psycopg2://u@h/db").drivername == "postgresql+psycopg2"  # the user's choice
+
+
+def test_the_storage_password_reaches_no_run_folder_and_no_worker_command_line(
+    tmp_path, pg, small_dataset, monkeypatch, capsys
+):
+    """Real trials record the command they ran under (run.json) and `--workers N` starts worker processes: the
+    password in `--storage` reached every trial's run.json and every worker's argv (`ps`)."""
+    from slovo.sweep import workers
+
+    password = "hunter2@zx/q"
+    url = pg.url.replace(f"{ROLE}@", f"{ROLE}:{quote(password, safe='')}@", 1)
+    sweep = tmp_path / "pw.yaml"
+    fixed = {**TINY_MODEL, "optim.name": {"value": "adamw"}}
+    body = {"method": "grid", "preset": "tiny", "data": str(small_dataset), "budget": {"max_steps": 2}}
+    sweep.write_text(yaml.safe_dump({**body, "parameters": {**fixed, "optim.lr": {"values": [1e-3, 2e-3]}}}))
+    argv = ["slovo", "sweep", str(sweep), "--storage", url, "--sweeps-dir", str(tmp_path / "sweeps")]
+    monkeypatch.setattr(sys, "argv", argv)  # what run.json records is the command as typed
+    assert cli_main(argv[1:]) == 0
+    files = [p for p in (tmp_path / "sweeps").rglob("*") if p.is_file()]
+    assert len([p for p in files if p.name == "run.json"]) == 2
+    for form in (password, quote(password, safe=""), "hunter2"):
+        assert not [p for p in files if form.encode() in p.read_bytes()], form
+    assert f"{ROLE}:***@" in json.loads(next(p for p in files if p.name == "run.json").read_text())["command"]
+
+    started = []
+
+    class Proc:
+        def __init__(self, cmd, env):
+            started.append((cmd, env))
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(workers.subprocess, "Popen", Proc)
+    spec = workers.load_sweep(sweep)
+    workers._spawn_workers(spec, tmp_path / "sweeps", url, None, None, 2)
+    assert len(started) == 2
+    for cmd, env in started:
+        assert not any("hunter2" in arg for arg in cmd)
+        assert env["SLOVO_STORAGE"] == url  # the worker reads it from there
+
+    # and the URL may come from the environment alone: the same study, nothing left to run
+    monkeypatch.setenv("SLOVO_STORAGE", url)
+    capsys.readouterr()
+    assert cli_main(["sweep", str(sweep), "--sweeps-dir", str(tmp_path / "sweeps")]) == 0
+    assert "nothing left to run" in capsys.readouterr().out
+
+
+def test_a_recorded_command_line_masks_a_urls_password():
+    from slovo.utils import command_line
+
+    line = command_line(
+        ["slovo", "sweep", "s.yaml", "--storage", "postgresql://u:p%40ss@h/db", "--storage=mysql://a:b@c/d"]
+    )
+    assert "p%40ss" not in line and ":b@" not in line
+    assert "postgresql://u:***@h/db" in line and "--storage=mysql://a:***@c/d" in line
+    assert command_line(["slovo", "train", "--data", "hf://org/name"]) == "slovo train --data hf://org/name"

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from slovo import window_losses
 from slovo.cli import main
 from slovo.train import train
 from slovo.train.callbacks import Callback
@@ -45,6 +46,9 @@ def test_run_folder_holds_config_metrics_samples_summary_and_checkpoint(tiny_con
     samples = read_jsonl(run / "samples.jsonl")
     assert samples and samples[0]["prompt"] == "В начале было слово" and "train/global_step" in samples[0]
     assert summary == on_disk
+    # the final eval's per-window losses, for comparisons paired window by window: they give its bpb
+    windows = window_losses.load(run, on_disk["eval/bpb"])
+    assert windows is not None and windows.step == 6 and windows.nats.size == on_disk["eval/windows"]
 
 
 @pytest.mark.parametrize("abrupt", [False, True], ids=["ctrl-c", "killed-between-checkpoints"])
@@ -171,6 +175,13 @@ def test_cli_trains_and_eval_reports_bpb(small_dataset, tmp_path, capsys):
     assert main(["eval", str(tmp_path / "c"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["eval/bpb"] == pytest.approx(read_json(tmp_path / "c" / "summary.json")["eval/bpb"], rel=1e-5)
+    # a negative batch scored no window and printed bpb 0.0000, perplexity 1.00, exit 0
+    before = sorted(p.name for p in (tmp_path / "c").rglob("*"))
+    for flag in ("--batch-size", "--pairs"):
+        assert main(["eval", str(tmp_path / "c"), flag, "-1"]) == 2
+        err = capsys.readouterr().err
+        assert flag in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "c").rglob("*")) == before  # nothing written
 
 
 def test_usage_errors_are_one_line_too(capsys):
@@ -304,6 +315,24 @@ def test_extending_a_wsd_run_goes_back_to_where_the_decay_began_and_decays_again
     assert [s for s in evals if s > 14] == [20, 30, 40]  # evals at 0.5 and 0.75 of the new budget, and the last
     assert extended["eval/loss"] < short["eval/loss"]
     assert _checkpoint_tags(run)[28] == "decay_start"  # where a further extension would continue from
+
+
+def test_an_extension_deletes_the_checkpoints_of_the_old_decay_it_went_back_from(tiny_config, tmp_path):
+    # the old final checkpoint (step 20) outranked the extension's own: pruning deleted them, and a kill, generate
+    # or export took the stale model
+    run = tmp_path / "run"
+    over = {
+        "schedule.name": "wsd",
+        "schedule.decay_fraction": 0.3,
+        "schedule.warmup": 1,
+        "checkpoint.every_steps": 4,
+        "checkpoint.keep_last": 0,
+        "eval.every": 4,
+    }
+    train(tiny_config(**over, **{"budget.max_steps": 20}), run, quiet=True)
+    assert _checkpoint_tags(run) == {14: "decay_start", 20: None}
+    train(tiny_config(**over, **{"budget.max_steps": 40}), run, resume=True, callbacks=[StopAt(17)], quiet=True)
+    assert _checkpoint_tags(run) == {14: "decay_start", 17: None}  # the step the extension reached, kept
 
 
 def test_resuming_an_interrupted_wsd_run_with_the_same_budget_continues_from_its_newest_checkpoint(

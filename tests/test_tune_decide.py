@@ -20,7 +20,7 @@ def _plan() -> Plan:
     return plan
 
 
-def _row(rank, lr, bpb, vs_best, batch=8, lr_scale=None, noise="eval se"):
+def _row(rank, lr, bpb, vs_best, batch=8, lr_scale=None, noise="windows"):
     return {
         "rank": rank,
         "params": {

@@ -116,15 +116,27 @@ def cache_notice() -> str | None:
 
 
 def measured(key: str) -> dict:
-    return _read_cache()[0].get(key) or {}
+    """This processor's figures for `key`: only positive finite numbers (every figure is a time, a rate or a
+    speed-up), so a hand-edited or damaged entry is measured again rather than crashing or dividing by zero."""
+    figures = _read_cache()[0].get(key)
+    if not isinstance(figures, dict):
+        return {}
+    return {
+        k: float(v)
+        for k, v in figures.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    }
 
 
 def remember(key: str, **figures: float) -> None:
     """Keep this run's measured figures for the next decision (best effort: a read-only home is fine). Figures
     of other processors stay; a corrupt or old-format file is replaced."""
     data = _load_cache_file()[0] or {"format": CACHE_FORMAT, "machines": {}}
-    section = data["machines"].setdefault(processor_id(), {})
-    section[key] = {**(section.get(key) or {}), **{k: round(v, 6) for k, v in figures.items()}}
+    here = processor_id()
+    if not isinstance(data["machines"].get(here), dict):  # a damaged section is replaced
+        data["machines"][here] = {}
+    section = data["machines"][here]
+    section[key] = {**measured(key), **{k: round(v, 6) for k, v in figures.items()}}
     try:
         atomic_write_json(cache_path(), data)
     except OSError:

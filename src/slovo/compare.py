@@ -14,6 +14,7 @@ compare folder is the sweep folder: `compare.yaml` (the sweep file), `trials/`, 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -181,7 +182,8 @@ def _eval_set(run_dir: Path) -> tuple | None:
 
 def verdict(groups: dict[str, dict[int, dict]], order: list[str]) -> dict:
     """The comparison's figures and lines: per config its mean, sd and eval se; with two configs the paired
-    verdict, with more each against the best, and which are indistinguishable from the best."""
+    verdict, with more each against the best (p Holm-adjusted over every pair of configs), and which are
+    indistinguishable from the best."""
     sets = {m["eval_set"] for g in groups.values() for m in g.values() if m["eval_set"] is not None}
     if len(sets) > 1:
         raise SlovoError("compare: the runs scored different datasets or eval sets; their bpb do not compare")
@@ -201,21 +203,26 @@ def verdict(groups: dict[str, dict[int, dict]], order: list[str]) -> dict:
                 "values": {str(k): v["value"] for k, v in sorted(members.items())},
             }
         )
-    values_by_name = {n: {k: v["value"] for k, v in groups.get(n, {}).items()} for n in order}
-    best, tied = stats.indistinguishable_from_best(values_by_name)
+    values = {n: {k: v["value"] for k, v in groups.get(n, {}).items()} for n in order}
+    means = {n: sum(v.values()) / len(v) for n, v in values.items() if v}
+    # every pair tested, Holm over all of them: the best is picked from these same runs
+    best, tied, adjusted = stats.tied_with_best(means, lambda a, b: stats.seed_pvalue(values[a], values[b]))
     for r in rows:
         r["best"] = r["name"] == best
         r["indistinguishable_from_best"] = r["name"] in tied
     lines, pairs = [], []
+    family = len(means) * (len(means) - 1) // 2
     against = [(order[0], order[1])] if len(order) == 2 else [(n, best) for n in order if n != best and best]
     for a, b in against:
-        shared = sorted(set(values_by_name[a]) & set(values_by_name[b]))
+        shared = sorted(set(values[a]) & set(values[b]))
         if len(shared) < MIN_SEEDS:
             lines.append(f"{a} against {b}: {len(shared)} seed(s) finished on both sides; a verdict needs {MIN_SEEDS}")
             continue
-        result = stats.paired([values_by_name[a][s] for s in shared], [values_by_name[b][s] for s in shared])
-        lines.append(stats.verdict_line(a, b, result))
-        pairs.append({"a": a, "b": b, "seeds": shared, **result.__dict__, "line": lines[-1]})
+        result = stats.paired([values[a][s] for s in shared], [values[b][s] for s in shared])
+        if family > 1:  # the p that decides is the Holm-adjusted one; the interval stays the pair's own
+            result = dataclasses.replace(result, p=adjusted.get(a if b == best else b, result.p))
+        lines.append(stats.verdict_line(a, b, result, family=family))
+        pairs.append({"a": a, "b": b, "seeds": shared, **dataclasses.asdict(result), "line": lines[-1]})
     return {"rows": rows, "best": best, "pairs": pairs, "lines": lines}
 
 

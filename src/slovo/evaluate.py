@@ -12,8 +12,10 @@ Special tokens are left out: a position whose target is a special token (`<|endo
     loss          = the same nats / the number of text tokens (`eval/tokens`)
 
 Unlike loss, bits per byte does not depend on the tokenizer, so runs with different vocabularies compare.
-`eval/bpb_se` is its standard error over the windows scored (windows as independent units, the ratio
-estimator's delta method, `slovo.stats.ratio_se`): how much another sample of text could move it, not another seed.
+`eval/bpb_se` is its standard error over the windows scored, from differences of neighbouring windows
+(`slovo.stats.neighbour_se`: the windows are an evenly spread sample of adjacent text from a few long works, so
+they are not independent): how far another evenly spread set of windows of the same validation text could move
+it. Not another corpus, not another seed.
 
 Evals during training may score a fixed subset of the windows (`subset_indices`, sized by
 `in_training_windows` so that eval time stays near `eval.max_fraction` of training time); the final eval
@@ -25,13 +27,12 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slovo.stats import ratio_se_from_sums
+from slovo.stats import neighbour_se_from_sums
 
 
 def eval_windows(tokens: np.ndarray, seq_len: int, max_tokens: int) -> np.ndarray:
@@ -107,48 +108,6 @@ def token_nats(model, x, y, autocast=None):
     )
 
 
-@dataclass
-class _Sums:
-    """What an eval adds up over its windows; the sums add across ranks too. nn, nb, bb: per-window sums of squares
-    and products of nats and bytes, for the standard error of bpb (slovo.stats.ratio_se_from_sums)."""
-
-    nats: float = 0.0
-    tokens: int = 0
-    bytes: int = 0
-    windows: int = 0
-    nn: float = 0.0
-    nb: float = 0.0
-    bb: float = 0.0
-
-    def add(self, n_w: torch.Tensor, b_w: torch.Tensor, text_tokens: int) -> None:
-        """One batch: each window's nats and bytes, and the text tokens scored."""
-        self.nats += float(n_w.float().sum())  # summed as the float32 nats they are
-        self.tokens += text_tokens
-        self.bytes += int(b_w.sum())
-        self.nn += float((n_w * n_w).sum())
-        self.nb += float((n_w * b_w).sum())
-        self.bb += float((b_w * b_w).sum())
-
-    def as_list(self) -> list:
-        return [self.nats, self.tokens, self.bytes, self.windows, self.nn, self.nb, self.bb]
-
-    def metrics(self, seconds: float) -> dict:
-        tokens, n_bytes, windows = int(self.tokens), int(self.bytes), int(self.windows)
-        loss = self.nats / max(tokens, 1)
-        se = ratio_se_from_sums(self.nats, n_bytes, self.nn, self.nb, self.bb, windows) / math.log(2)
-        return {
-            "eval/loss": loss,
-            "eval/perplexity": math.exp(min(loss, 50.0)),
-            "eval/bpb": self.nats / math.log(2) / max(n_bytes, 1),
-            # standard error of eval/bpb over the windows scored (eval-sample noise, not seed noise); None for 1
-            "eval/bpb_se": _finite_or_none(se),
-            "eval/tokens": tokens,
-            "eval/bytes": n_bytes,
-            "eval/windows": windows,
-            "eval/runtime": seconds,
-        }
-
-
 def evaluate(
     model: torch.nn.Module,
     windows: np.ndarray,
@@ -165,10 +124,16 @@ def evaluate(
     [nats, tokens, bytes, windows] over the ranks, so every rank returns the figures of the whole set.
     `per_window=True` adds "per_window_nats" and "per_window_bytes" (this rank's windows, for spread estimates).
     """
+    if batch_size < 1:
+        raise ValueError(f"evaluate: batch_size must be positive, got {batch_size}")
     was_training = model.training
     model.eval()
     start = time.perf_counter()
-    sums = _Sums(windows=len(windows))
+    total_nats, total_tokens, total_bytes = 0.0, 0, 0
+    # sums over neighbouring windows' differences for the standard error of bpb (slovo.stats.neighbour_se_from_sums);
+    # a rank's windows are in text order, and the sums add up across ranks like the totals
+    sum_nn = sum_nb = sum_bb = 0.0
+    previous: tuple[np.ndarray, np.ndarray] | None = None  # the last window's nats and bytes, across batches
     window_nats: list[np.ndarray] = []
     window_bytes: list[np.ndarray] = []
     byte_table = torch.as_tensor(token_bytes, dtype=torch.int64)
@@ -179,14 +144,38 @@ def evaluate(
         target_bytes = byte_table[chunk[:, 1:]]
         text = (target_bytes > 0).to(nats.device)  # special targets (0 bytes) are not text
         nats = (nats * text.reshape(-1)).reshape(y.shape).sum(dim=1).cpu()
-        sums.add(nats.double(), target_bytes.sum(dim=1).double(), int(text.sum()))
+        total_nats += float(nats.sum())
+        total_tokens += int(text.sum())
+        total_bytes += int(target_bytes.sum())
+        n_w, b_w = nats.double().numpy(), target_bytes.sum(dim=1).double().numpy()
+        if previous is not None:
+            n_w, b_w = np.concatenate([previous[0], n_w]), np.concatenate([previous[1], b_w])
+        dn, db = np.diff(n_w), np.diff(b_w)
+        sum_nn, sum_nb, sum_bb = sum_nn + (dn * dn).sum(), sum_nb + (dn * db).sum(), sum_bb + (db * db).sum()
+        previous = (n_w[-1:], b_w[-1:])
         if per_window:
             window_nats.append(nats.double().numpy())
             window_bytes.append(target_bytes.sum(dim=1).numpy())
     model.train(was_training)
+    n_windows, pairs = len(windows), max(len(windows) - 1, 0)
     if reduce is not None:
-        sums = _Sums(*reduce(sums.as_list()))
-    metrics = sums.metrics(time.perf_counter() - start)
+        summed = reduce([total_nats, total_tokens, total_bytes, n_windows, sum_nn, sum_nb, sum_bb, pairs])
+        total_nats, total_tokens, total_bytes, n_windows, sum_nn, sum_nb, sum_bb, pairs = summed
+        total_tokens, total_bytes, n_windows = int(total_tokens), int(total_bytes), int(n_windows)
+    loss = total_nats / max(total_tokens, 1)
+    metrics = {
+        "eval/loss": loss,
+        "eval/perplexity": math.exp(min(loss, 50.0)),
+        "eval/bpb": total_nats / math.log(2) / max(total_bytes, 1),
+        # standard error of eval/bpb over the windows scored (eval-sample noise, not seed noise); None for 1 window
+        "eval/bpb_se": _finite_or_none(
+            neighbour_se_from_sums(total_nats, total_bytes, sum_nn, sum_nb, sum_bb, n_windows, pairs) / math.log(2)
+        ),
+        "eval/tokens": total_tokens,
+        "eval/bytes": total_bytes,
+        "eval/windows": n_windows,
+        "eval/runtime": time.perf_counter() - start,
+    }
     if per_window:
         metrics["per_window_nats"] = np.concatenate(window_nats) if window_nats else np.zeros(0)
         metrics["per_window_bytes"] = np.concatenate(window_bytes) if window_bytes else np.zeros(0, dtype=np.int64)

@@ -84,8 +84,8 @@ def suite_metrics(
     """The figures one eval adds to its record: `eval/NAME/bpb`, `eval/NAME/loss` per extra set and
     `eval/<suite>_acc`, `_acc_se`, ... per suite (the subset; the final eval `eval.suite_final_pairs` per
     phenomenon, 0 = the whole suite). `autocast` applies to the extra sets (as to the main eval), not to
-    the suites. Scores everything on this process: under torchrun every rank scores the same, so the ranks agree
-    without a collective."""
+    the suites. Every rank scores all of them alike (under torchrun each rank computes the same figures; rank 0
+    records them)."""
     from slovo.device import true_float32
     from slovo.evaluate import evaluate
     from slovo.suites.rublimp import select_pairs

@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -189,3 +191,24 @@ def fsync_dir(path: str | Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as typed (`sys.argv` by default) for a file that records it (run.json, evals/), with the
+    password of any URL in it masked: a `--storage postgresql://USER:PASS@HOST/DB` would otherwise reach every
+    trial's run.json."""
+    return " ".join(_mask_url(arg) for arg in (sys.argv if argv is None else argv))
+
+
+def _mask_url(arg: str) -> str:
+    if "://" not in arg or "@" not in arg:
+        return arg
+    flag, sep, url = arg.partition("=") if arg.startswith("-") and "=" in arg.split("://")[0] else ("", "", arg)
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        masked = parsed.render_as_string(hide_password=True) if parsed.password is not None else url
+    except Exception:  # noqa: BLE001 - no SQLAlchemy, or not a URL it parses: mask what sits before the @
+        masked = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return flag + sep + masked

@@ -49,7 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="compares", metavar="DIR", help="folder holding comparisons (default compares)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="runs trained at once on this machine")
     p.add_argument(
-        "--storage", default=None, metavar="URL", help="Optuna storage shared by several machines (as slovo sweep)"
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="Optuna storage shared by several machines (as slovo sweep; default $SLOVO_STORAGE)",
     )
 
 
@@ -70,6 +73,7 @@ def run(args) -> int:
     from slovo.config import parse_override
     from slovo.errors import SlovoError
     from slovo.sweep import load_sweep, run_sweep
+    from slovo.sweep.storage import storage_url
     from slovo.utils import atomic_write_text
 
     if args.seeds < 2:  # before anything is read: the one line the user needs
@@ -95,11 +99,15 @@ def run(args) -> int:
     if spec_path.exists() and spec_path.read_text(encoding="utf-8") != text:
         raise SlovoError(f"{folder}: holds another comparison; choose another --name")
     atomic_write_text(spec_path, text)
-    check_comparable(load_sweep(spec_path))
-    results = run_sweep(spec_path, sweeps_dir=args.out, workers=args.workers, storage=args.storage, print_table=False)
+    spec = load_sweep(spec_path)
+    check_comparable(spec)
+    results = run_sweep(
+        spec_path, sweeps_dir=args.out, workers=args.workers, storage=storage_url(args.storage), print_table=False
+    )
     order = [c.name for c in candidates]
     outcome = verdict(group_results(results["runs"]), order)
-    title = f"compare {doc['name']}: eval/bpb over {args.seeds} paired seeds"
+    seeds = ", ".join(str(spec.base_seed + i) for i in range(args.seeds))
+    title = f"compare {doc['name']}: eval/bpb over {args.seeds} paired seeds (train.seed {seeds})"
     write_verdict(outcome, folder, title)
     print_verdict(outcome, title)
     print(f"verdict: {folder / 'verdict.md'}; rerun the same command to resume")

@@ -56,13 +56,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from slovo.data import load_dataset, token_byte_lengths
+    from slovo.data import token_byte_lengths
     from slovo.device import pick_device
-    from slovo.evaluate import eval_windows, evaluate, whole_split_note
+    from slovo.evaluate import evaluate, whole_split_note
     from slovo.extra_evals import source_windows
     from slovo.format import format_bpb
     from slovo.train.checkpoint import load_for_inference
 
+    for flag, value in (("--batch-size", args.batch_size), ("--pairs", args.pairs)):
+        if value < 0:  # 0 = the default; a negative batch scored no window at all and printed bpb 0
+            raise SlovoError(f"{flag}: must be positive (or 0 for the default), got {value}")
     if args.suite is not None or args.pairs:
         return _run_suite(args)
     device = pick_device(args.device)
@@ -72,21 +75,7 @@ def run(args) -> int:
     if args.tokens is not None and args.tokens <= 0:
         raise SlovoError(f"--tokens: must be positive, got {args.tokens}")
     if Path(source).is_dir() and (Path(source) / "meta.json").exists():
-        ds = load_dataset(source)
-        if ds.meta.get("tokenizer", {}).get("sha256") and _tok_sha(args.run) not in (
-            None,
-            ds.meta["tokenizer"]["sha256"],
-        ):
-            raise SlovoError(
-                f"{source}: prepared with a different tokenizer than the run; pass the text source instead"
-            )
-        tokens = ds.val if args.split == "val" else ds.train
-        n_tokens = len(tokens)
-        what = f"{source} ({args.split})"
-        try:
-            windows = eval_windows(tokens, cfg.model.seq_len, max_tokens)
-        except ValueError as e:
-            raise SlovoError(f"{source}: {e}") from None
+        windows, n_tokens, what = _dataset_windows(args, source, cfg.model.seq_len, max_tokens)
     else:  # the same path as eval.extra's sets during training
         windows, n_tokens = source_windows(source, tokenizer, cfg.model.seq_len, max_tokens, args.text_field)
         what = source
@@ -115,6 +104,22 @@ def run(args) -> int:
             f"bits/byte {format_bpb(metrics['eval/bpb'], metrics.get('eval/bpb_se'))}"
         )
     return 0
+
+
+def _dataset_windows(args, source: str, seq_len: int, max_tokens: int):
+    """(windows, tokens in the split, what was scored) of a dataset folder's split; it must share the run's
+    tokenizer."""
+    from slovo.data import load_dataset
+    from slovo.evaluate import eval_windows
+
+    ds = load_dataset(source)
+    if ds.meta.get("tokenizer", {}).get("sha256") and _tok_sha(args.run) not in (None, ds.meta["tokenizer"]["sha256"]):
+        raise SlovoError(f"{source}: prepared with a different tokenizer than the run; pass the text source instead")
+    tokens = ds.val if args.split == "val" else ds.train
+    try:
+        return eval_windows(tokens, seq_len, max_tokens), len(tokens), f"{source} ({args.split})"
+    except ValueError as e:
+        raise SlovoError(f"{source}: {e}") from None
 
 
 def run_dtype(run: str, setting: str) -> str:
@@ -148,7 +153,7 @@ def _run_suite(args) -> int:
     from slovo.suites.rublimp import select_pairs
     from slovo.suites.scoring import encode_pairs, score_pairs
     from slovo.train.checkpoint import load_for_inference, resolve_checkpoint
-    from slovo.utils import atomic_write_json
+    from slovo.utils import atomic_write_json, command_line
 
     if args.suite is None:
         raise SlovoError("--pairs: only with --suite NAME (e.g. --suite rublimp --pairs 20)")
@@ -172,7 +177,7 @@ def _run_suite(args) -> int:
             "pairs_select": args.pairs_select if args.pairs else None,
             "device": device,
             "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": "slovo " + " ".join(sys.argv[1:]),
+            "command": "slovo " + command_line(sys.argv[1:]),
         }
     )
     out = run_dir / "evals" / f"{suite.name}.json"

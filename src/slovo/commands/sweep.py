@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="Optuna storage URL shared by several machines (postgresql://USER@HOST/DB, "
         "needs pip install 'slovo-lm[postgres]'; the sweep folder must then be on a "
-        "filesystem every machine reaches); default: a journal file in the sweep folder",
+        "filesystem every machine reaches); default: $SLOVO_STORAGE, else a journal file in the sweep folder. "
+        "Keep the password off the command line: PGPASSWORD or ~/.pgpass, or the URL in $SLOVO_STORAGE",
     )
     parser.add_argument(
         "--time",
@@ -60,6 +61,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from slovo.sweep import describe, load_sweep, run_sweep, run_worker
+    from slovo.sweep.storage import storage_url
 
     if args.dry_run:
         print(describe(load_sweep(args.sweep, data=args.data, name=args.name)))
@@ -71,7 +73,7 @@ def run(args) -> int:
             Path(args.sweeps_dir or "sweeps") / spec.name,
             name=spec.name,
             data=args.data,
-            storage=args.storage,
+            storage=storage_url(args.storage),
             deadline=args.deadline,
             worker_index=args.worker_index,
             worker_count=args.worker_count,
@@ -83,7 +85,7 @@ def run(args) -> int:
         sweeps_dir=args.sweeps_dir,
         name=args.name,
         workers=args.workers,
-        storage=args.storage,
+        storage=storage_url(args.storage),
         time_limit=args.time,
         data=args.data,
     )

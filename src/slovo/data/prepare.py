@@ -166,12 +166,19 @@ def _same_content(old: dict, settings: dict, tokenizer_sha: str | None, source_e
     happens only here, on such a mismatch; a dataset without recorded hashes is not reused."""
     hashes = old.get("source_sha256") or {}
     old_sources = old.get("sources", [])
-    if old.get("fingerprint") != _fingerprint(old_sources, settings, tokenizer_sha):
+    if _stamp(old) != _fingerprint(old_sources, settings, tokenizer_sha):
         return False  # something besides the sources differs (settings, tokenizer, format, split rule)
     if _without_mtimes(old_sources) != _without_mtimes(source_entries):
         return False
     files = [f["path"] for f in _file_entries(source_entries)]
     return bool(files) and all(hashes.get(f) == sha256_file(f) for f in files)
+
+
+def _stamp(meta: dict) -> str | None:
+    """The fingerprint of the sources as last seen (paths, sizes, mtimes): prepare's quick reuse check. It starts as
+    the dataset's `fingerprint` and follows new timestamps of the same content (`sources_stamp`), while
+    `fingerprint` stays what the data was built from, the identity runs record and resume against."""
+    return meta.get("sources_stamp") or meta.get("fingerprint")
 
 
 def _older_split_rule(old: dict, settings: dict, source_entries: list[dict]) -> bool:
@@ -380,7 +387,7 @@ def prepare(
     meta_path = out / "meta.json"
     if meta_path.is_file():
         old = read_json_dict(meta_path)
-        if old.get("fingerprint") == fingerprint and not force:
+        if _stamp(old) == fingerprint and not force:
             try:
                 existing = load_dataset(out)
                 log(f"reusing {out}: already prepared from the same sources and settings (pass --force to rebuild)")
@@ -388,8 +395,9 @@ def prepare(
             except SlovoError as e:
                 log(f"{out} is damaged ({e}); rebuilding it")
         elif not force and _same_content(old, settings_d, given_sha, source_entries):
-            # same text under new timestamps: record them, so the next run reuses it without hashing
-            atomic_write_json(meta_path, {**old, "sources": source_entries, "fingerprint": fingerprint})
+            # same text under new timestamps: record them, so the next run reuses it without hashing; the
+            # fingerprint stays, since the data is the same (a run trained on it resumes on it)
+            atomic_write_json(meta_path, {**old, "sources": source_entries, "sources_stamp": fingerprint})
             existing = load_dataset(out)
             log(f"reusing {out}: the sources have new timestamps but the same content (sha256)")
             return {**existing.meta, "reused": True, "seconds": time.time() - t0}

@@ -407,6 +407,19 @@ def _offline_hint(spec: str) -> str:
     )
 
 
+def _check_hub_id(spec: str, name: str) -> None:
+    """A name that is neither a local dataset folder nor a valid hub id (`hf:./x`) is said to be so, before any
+    network: the hub would refuse it and it would read as an unreachable hub."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError as e:
+        raise SlovoError(
+            f"{spec}: {name!r} is neither a local dataset folder nor a hub dataset id (OWNER/NAME): {first_line(e)}"
+        ) from None
+
+
 def _check_hub_reachable(spec: str, name: str) -> str | None:
     """The dataset repo's commit on the hub (so a changed dump gives a different fingerprint), asked through
     huggingface_hub as `datasets` will ask: HTTPS_PROXY and HF_ENDPOINT count. A hub that cannot be reached is
@@ -433,6 +446,7 @@ def load_hub_dataset(source: Source):
     datasets = _import_datasets()
     local = Path(name).is_dir()
     if not local:
+        _check_hub_id(source.spec, name)
         _check_hub_reachable(source.spec, name)
     try:
         return datasets.load_dataset(name, config, split=split, streaming=True)

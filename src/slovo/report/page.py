@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from slovo import stats, window_losses
 from slovo.format import (
     budget_text,
     format_bpb,
@@ -28,7 +29,6 @@ from slovo.format import (
 from slovo.report.plots import LOSS_PLOTS, OPTIM_PLOTS, palette, plot_importances, plot_metric
 from slovo.runs import RunInfo
 from slovo.runs.suites import format_accuracy, saved_suite_result, suite_accuracy
-from slovo.stats import within_noise
 from slovo.sweep.results import SweepFolder
 
 _e = html.escape
@@ -48,11 +48,18 @@ def _status(status: str) -> str:
     return f'<span class="status {_e(status)}">{_e(status)}</span>'
 
 
-def _within_noise_of(run: RunInfo, best: RunInfo | None) -> bool:
-    """The run's final bpb is within the 95% band of its and the best run's eval standard errors."""
-    if best is None or run is best or None in (run.eval_bpb, run.eval_bpb_se, best.eval_bpb, best.eval_bpb_se):
-        return False
-    return within_noise(run.eval_bpb, run.eval_bpb_se, best.eval_bpb, best.eval_bpb_se)
+def _tied_with_best(runs: list[RunInfo], best: RunInfo | None) -> set[int]:
+    """Indices of the runs a window-by-window test cannot tell from the best run (Holm over every pair): those
+    whose final eval left per-window losses over the same windows as the best's; eval noise only."""
+    if best is None:
+        return set()
+    losses = {i: window_losses.load(r.path, r.eval_bpb) for i, r in enumerate(runs) if r.eval_bpb is not None}
+    mine = losses.get(runs.index(best))
+    if mine is None:
+        return set()
+    same = {str(i): (w.nats, w.bytes) for i, w in losses.items() if w is not None and w.same_windows(mine)}
+    _, tied, _ = stats.windows_tied_with_best(same)
+    return {int(i) for i in tied} - {runs.index(best)}
 
 
 def runs_section(runs: list[RunInfo], colors: list[str]) -> str:
@@ -65,8 +72,9 @@ def runs_section(runs: list[RunInfo], colors: list[str]) -> str:
         "<th>best bpb</th><th>tokens/s</th><th>params</th><th>folder</th></tr>"
     )
     rows = []
+    tied_runs = _tied_with_best(runs, best_run)
     for i, r in enumerate(runs):
-        tied = _within_noise_of(r, best_run)
+        tied = i in tied_runs
         cls = ' class="best"' if best is not None and r.eval_bpb == best and len(runs) > 1 else ""
         cls = ' class="tied"' if tied else cls
         mark = "best" if cls == ' class="best"' else ("within noise" if tied else "")
@@ -94,10 +102,12 @@ def runs_section(runs: list[RunInfo], colors: list[str]) -> str:
     notes = "".join(f'<p class="note">{_e(r.label)} failed: {_e(str(err))}</p>' for r, err in errors)
     return (
         f'<section id="runs"><h2>Runs</h2><div class="scroll"><table>{head}{"".join(rows)}</table></div>'
-        f'{notes}<p class="note">best final eval bpb in bold; "within noise": the difference from the best is '
-        f"under 1.96 x the two runs' eval standard errors combined (eval-sample noise only; seed noise needs "
-        f"repeats: slovo compare). lr: the peak lr trained at, after the divergence guard's cuts. bpb (bits per "
-        f"byte) compares runs with different tokenizers; loss does not.</p></section>"
+        f'{notes}<p class="note">best final eval bpb in bold; ± its standard error over the eval windows (how far '
+        f'another evenly spread set of windows of the same validation text could move it); "within noise": paired '
+        f"window by window with the best on the eval windows both scored, no difference (Holm over every pair of "
+        f"runs; eval noise only, seed noise needs repeats: slovo compare). lr: the peak lr trained at, after the "
+        f"divergence guard's cuts. bpb (bits per byte) compares runs with different tokenizers; loss does not."
+        f"</p></section>"
     )
 
 

@@ -153,7 +153,7 @@ def _curves(runs: list[RunInfo], metric: str, x_key: str) -> tuple[list, dict]:
             records, full = split_evals(run.metrics, metric)
             fx, fy = _series([full] if full else [], metric, x_key)
             if fx:
-                se = full.get("eval/bpb_se") if metric == "eval/bpb" else None
+                se = full.get("eval/bpb_se" if metric == "eval/bpb" else f"{metric}_se")
                 finals[i] = (fx[0], fy[0], float(se) if isinstance(se, (int, float)) else None)
         data.append((i, *_series(records, metric, x_key)))
     return [d for d in data if d[1] or d[0] in finals], finals

@@ -1,12 +1,16 @@
 """A run's minimal-pair suite accuracy for `slovo runs` and the report.
 
-Where it comes from, first found wins: `RUN/evals/<suite>.json` (written by `slovo eval RUN --suite`, the whole
-suite or the `--pairs` subset it names), else the run's own evals (`eval/<suite>_acc` and `_acc_se` in
-summary.json, else the newest metrics.jsonl record that has them). The accuracy is the primary criterion's
+Where it comes from: `RUN/evals/<suite>.json` (written by `slovo eval RUN --suite`, the whole suite or the
+`--pairs` subset it names) when it scored the run's current final checkpoint and at least as many pairs as the
+run's own last suite eval; else the run's own evals (`eval/<suite>_acc` and `_acc_se` in summary.json, else the
+newest metrics.jsonl record that has them). A file that scored an earlier checkpoint (the run was extended since)
+or fewer pairs than the run's own final eval is stale and not shown. The accuracy is the primary criterion's
 (total log-probability), the mean over phenomena.
 """
 
 from __future__ import annotations
+
+import re
 
 from slovo.runs.folders import RunInfo
 from slovo.utils import read_json_dict
@@ -26,9 +30,20 @@ class Accuracy(float):
 
 
 def saved_suite_result(run: RunInfo, suite: str = "rublimp") -> dict:
-    """RUN/evals/<suite>.json as written by `slovo eval --suite` ({} when there is none or it is unreadable)."""
+    """RUN/evals/<suite>.json as written by `slovo eval --suite` ({} when there is none, it is unreadable, or it is
+    stale: it scored another checkpoint than the run's final one, or fewer pairs than the run's own final suite
+    eval of that checkpoint)."""
     data = read_json_dict(run.path / "evals" / f"{suite}.json")
-    return data if isinstance(data.get("overall"), dict) else {}
+    if not isinstance(data.get("overall"), dict):
+        return {}
+    scored = re.search(r"step_(\d+)", str(data.get("checkpoint") or ""))
+    step = run.summary.get("train/global_step")
+    if scored and isinstance(step, int) and int(scored.group(1)) != step:
+        return {}
+    own_pairs = run.summary.get(f"eval/{suite}_pairs")
+    if isinstance(own_pairs, int) and isinstance(data.get("pairs"), int) and data["pairs"] < own_pairs:
+        return {}
+    return data
 
 
 def suite_accuracy(run: RunInfo, suite: str = "rublimp") -> Accuracy | None:

@@ -7,9 +7,10 @@ mean and standard deviation over its finished seeds. Figures come from each tria
 (`summary.json`), so the leaderboard agrees with `slovo runs` and `slovo report` on the same folders.
 
 Each row says whether it can be told from the best (`vs_best`, slovo.stats): with seeds, by a paired t-test on
-the seeds both share; with single runs, by the eval standard errors (`eval/bpb_se`): a difference under
-1.96 x their combined se is eval noise. That floor leaves out seed noise, which only seeds measure, so a
-single-run leaderboard's marks are a lower bound on what is noise.
+the seeds both share; with single runs, paired window by window on the eval windows every run scored (their
+`eval_windows.npz`, `slovo.window_losses`). Every pair is tested and Holm adjusts over all of them, since the best
+was picked from the same runs. The window test leaves out seed noise, which only seeds measure, so a single-run
+leaderboard's "worse" says the two trained models differ on this text, not that another seed would agree.
 """
 
 from __future__ import annotations
@@ -125,28 +126,42 @@ def leaderboard(runs: list[dict], spec: SweepSpec) -> list[dict]:
 
 def mark_noise(rows: list[dict], spec: SweepSpec) -> None:
     """Set each row's `vs_best`: "best", "within noise" (cannot be told from the best) or "" (worse, or unknown),
-    and `noise` (what decided it: "seeds" or "eval se")."""
+    `noise` (what decided it: "seeds", "windows" or None) and `p_vs_best` (Holm-adjusted over every pair)."""
     finished = [r for r in rows if r["_tier"] == 0 and r["_seed_values"]]
     for r in rows:
-        r["vs_best"], r["noise"] = "", None
+        r["vs_best"], r["noise"], r["p_vs_best"] = "", None, None
     if not finished:
         return
+    minimize = spec.goal == "minimize"
     if any(len(r["_seed_values"]) >= 2 for r in finished):
         groups = {str(i): r["_seed_values"] for i, r in enumerate(finished)}
-        best, tied = stats.indistinguishable_from_best(groups, minimize=spec.goal == "minimize")
-        for i, r in enumerate(finished):
-            r["vs_best"] = "best" if str(i) == best else ("within noise" if str(i) in tied else "")
-            r["noise"] = "seeds"
+        means = {k: stats.spread(list(v.values())).mean for k, v in groups.items()}
+        best, tied, p = stats.tied_with_best(means, lambda a, b: stats.seed_pvalue(groups[a], groups[b]), minimize)
+        _mark(finished, best, tied, p, "seeds")
         return
-    best = finished[0]  # sorted best first
-    best["vs_best"] = "best"
-    if spec.metric != "eval/bpb" or best["eval/bpb_se"] is None:
+    finished[0]["vs_best"] = "best"  # sorted best first
+    losses = _window_losses(finished) if spec.metric == "eval/bpb" else None
+    if losses is None:  # runs from before per-window losses, or another metric: no noise claim
         return
-    for r in finished:
-        r["noise"] = "eval se"
-        if r is not best and r["eval/bpb_se"] is not None:
-            within = stats.within_noise(r["eval/bpb"], r["eval/bpb_se"], best["eval/bpb"], best["eval/bpb_se"])
-            r["vs_best"] = "within noise" if within else ""
+    best, tied, p = stats.windows_tied_with_best({str(i): (w.nats, w.bytes) for i, w in enumerate(losses)}, minimize)
+    _mark(finished, best, tied, p, "windows")
+
+
+def _window_losses(finished: list[dict]) -> list | None:
+    """Each single run's per-window eval losses when all of them have them, over the same windows; else None."""
+    from slovo import window_losses
+
+    losses = [window_losses.load(r["run_dirs"][0], r["eval/bpb"]) for r in finished]
+    if any(w is None for w in losses) or not all(w.same_windows(losses[0]) for w in losses):
+        return None
+    return losses
+
+
+def _mark(finished: list[dict], best: str | None, tied: set[str], p: dict[str, float], basis: str) -> None:
+    for i, r in enumerate(finished):
+        key = str(i)
+        r["vs_best"] = "best" if key == best else ("within noise" if key in tied else "")
+        r["noise"], r["p_vs_best"] = basis, p.get(key)
 
 
 def _param_text(row: dict, name: str) -> str:
@@ -208,13 +223,16 @@ def noise_note(rows: list[dict]) -> str:
     """One line on what `vs best` rests on."""
     basis = next((r["noise"] for r in rows if r.get("noise")), None)
     if basis == "seeds":
-        return "vs best: within noise = a paired t-test over the seeds both share finds no difference (p >= 0.05)"
-    if basis == "eval se":
         return (
-            "vs best: within noise = the difference is under 1.96 x the eval standard errors combined; single "
-            "runs carry seed noise too, which only seeds measure (slovo compare)"
+            "vs best: within noise = a paired t-test over the seeds both share finds no difference, Holm-adjusted "
+            "over every pair of configs (the best was picked from the same runs)"
         )
-    return "vs best: no noise estimate (no seeds, no eval standard error)"
+    if basis == "windows":
+        return (
+            "vs best: within noise = paired window by window on the same eval windows, no difference (Holm over "
+            "every pair); eval noise only: single runs carry seed noise too, which only seeds measure (slovo compare)"
+        )
+    return "vs best: no noise estimate (no seeds, no per-window eval losses)"
 
 
 def importances(study) -> dict[str, float]:

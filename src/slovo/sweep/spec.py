@@ -132,7 +132,7 @@ class SweepSpec:
     run_cap: int | None
     early_terminate: dict | None  # {"min_iter": int, "eta": int}
     target: float | None = None  # wandb's metric.target: no new configuration starts once a run reaches it
-    base_seed: int = 1337
+    base_seed: int | None = None  # the base config's train.seed: seed i of every config trains base_seed + i
     budget_s: float | None = None  # per-run time budget in seconds, when the runs have one
     budget_text: str = ""  # the runs' budget (`format.budget_text`), e.g. "1m00s" or "200 steps"
     eval_every: int = 10
@@ -153,7 +153,8 @@ class SweepSpec:
             else:
                 out[name] = self.param(name).decode(stored)
         out["data.path"] = self.data
-        if self.seeds > 1 or seed_index:
+        # base_seed is None only while load_sweep reads the base config's own train.seed
+        if self.base_seed is not None and (self.seeds > 1 or seed_index):
             out["train.seed"] = self.base_seed + seed_index
         return out
 

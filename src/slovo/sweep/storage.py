@@ -43,6 +43,15 @@ def import_optuna():
     return optuna
 
 
+STORAGE_ENV = "SLOVO_STORAGE"  # the storage URL when --storage is not given; how spawned workers receive it
+
+
+def storage_url(arg: str | None) -> str | None:
+    """--storage, else $SLOVO_STORAGE. A URL with no password in it leaves the password to libpq (PGPASSWORD,
+    ~/.pgpass), so the password need be on no command line: one there is seen by `ps` and recorded by shells."""
+    return arg or os.environ.get(STORAGE_ENV) or None
+
+
 def is_database_url(url: str | None) -> bool:
     return bool(url) and "://" in url
 

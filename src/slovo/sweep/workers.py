@@ -30,6 +30,7 @@ from slovo.format import format_value
 from slovo.sweep.results import print_leaderboard, write_results
 from slovo.sweep.spec import SweepSpec, describe, load_sweep
 from slovo.sweep.storage import (
+    STORAGE_ENV,
     bind_sweep_folder,
     check_sweep_folder,
     find_sweep_dir,
@@ -343,10 +344,11 @@ def _spawn_workers(
             "--worker-count",
             str(workers),
         ]
-        cmd += ["--storage", storage] if storage else []
         cmd += ["--data", data] if data else []
         cmd += ["--deadline", repr(deadline)] if deadline else []
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if storage:  # through the environment: a command line (with a password in the URL) is seen by `ps`
+            env[STORAGE_ENV] = storage
         if threads:  # keeps each worker's OpenMP pool to its share from the first import on
             env["OMP_NUM_THREADS"] = str(threads)
         procs.append(subprocess.Popen(cmd, env=env))

@@ -168,6 +168,7 @@ class Checkpointer:
             self.say(line)
             if ckpt is not None:
                 saved = self._load(ckpt)
+                self._drop_superseded(saved["train"]["step"])
         for name, part in self.states.items():  # a sharded checkpoint's optimizer was loaded with the weights
             if part is not None and name in saved:
                 part.load_state_dict(saved[name])
@@ -196,6 +197,15 @@ class Checkpointer:
         saved = load_sharded(ckpt, self.models.trained, self.optimizer)
         self.models.gather_weights()
         return upgrade_payload(saved)
+
+    def _drop_superseded(self, step: int) -> None:
+        """An extension went back to `step`: the checkpoints after it (the old decay, the old final one) hold steps
+        the run now trains again. Deleted as after a rollback, so they never outrank the new ones in pruning, a
+        resume after a kill, `generate` or `export`."""
+        dropped = drop_checkpoints_after(self.dir, step) if self.dist.is_main else []
+        self.dist.barrier()
+        if dropped:
+            self.say(f"  extending: deleted {len(dropped)} checkpoint(s) of the old decay, saved after step {step}")
 
     def _extension_start(self, saved: dict, budget: Budget) -> tuple[Path | None, str] | None:
         """(checkpoint, line) when a run whose lr had begun to decay is resumed with a larger budget: the checkpoint

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from slovo import window_losses
 from slovo.config import Config
 from slovo.distributed import Dist
 from slovo.evaluate import evaluate, in_training_windows, probe_window_seconds, subset_indices
@@ -141,10 +142,13 @@ class Evaluator:
                 self.subset = subset_indices(len(data.windows), scoring.dist.broadcast(self._subset_size(state)))
                 self._say_subset()
             metrics = self._score(data.windows if final else data.windows[self.subset])
+            per_window = metrics.pop("per_window_nats"), metrics.pop("per_window_bytes")
+            if metrics["eval/windows"] == len(data.windows):
+                self._save_window_losses(state, *per_window)
         if not math.isfinite(metrics["eval/loss"]):
             raise Diverged(f"eval loss became {metrics['eval/loss']} at step {state.step} (try a lower optim.lr)")
         self._keep(state, metrics)
-        self.last_eval.update({k: v for k, v in extra.items() if k.endswith(("_acc", "_acc_se", "/bpb"))})
+        self.last_eval.update({k: v for k, v in extra.items() if k.endswith(("_acc", "_acc_se", "_pairs", "/bpb"))})
         metrics.update(extra)
         full = self.folder.record(state, {k: metrics[k] for k in RECORD_KEYS} | extra)
         self.display.eval_line(state, self.clock, metrics)
@@ -163,8 +167,21 @@ class Evaluator:
         reduce = (lambda v: s.dist.sum(v, s.device)) if s.dist.enabled else None
         mine = windows[s.dist.rank :: s.dist.world]
         return evaluate(
-            s.models.eval_model, mine, self.data.token_bytes, self.batch, s.device, s.autocast, reduce=reduce
-        )
+            s.models.eval_model, mine, self.data.token_bytes, self.batch, s.device, s.autocast, reduce=reduce,
+            per_window=True,
+        )  # fmt: skip
+
+    def _save_window_losses(self, state: TrainState, nats: np.ndarray, n_bytes: np.ndarray) -> None:
+        """An eval of every window: its per-window losses in the run folder (`slovo.window_losses`), in window
+        order, for comparisons paired window by window; each rank scored every world-th window."""
+        dist, n = self.scoring.dist, len(self.data.windows)
+        both = np.zeros(2 * n)
+        both[dist.rank : n : dist.world] = nats
+        both[n + dist.rank :: dist.world] = n_bytes
+        if dist.enabled:
+            both = np.asarray(dist.sum(both.tolist(), self.scoring.device))
+        if dist.is_main:
+            window_losses.save(self.folder.dir, both[:n], both[n:], state.step)
 
     def _score_extras(self, final: bool) -> dict:
         """eval.extra's bpb and eval.suites' accuracy (`extra_evals.suite_metrics`); every rank scores the same."""

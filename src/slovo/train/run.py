@@ -102,6 +102,27 @@ class Run:
         return {**info, "dtype": self.dtype, "compiled": self.compiled, "muon_ns_dtype": self.muon_ns_dtype}
 
 
+def _compile_choice(cfg: Config, dist: Dist, device: str, budget: Budget, speed_key: str) -> tuple[bool, str]:
+    """(compile?, why): rank 0 decides for all (ranks reading their own speed caches could choose differently);
+    a compiled CPU run trains in torch's deterministic mode."""
+    choice = choose_compile(cfg.train.compile, device, budget.time_s, speed_key) if dist.is_main else None
+    compiled, reason = dist.broadcast(choice)
+    if compiled and device_type(device) == "cpu":
+        _deterministic_cpu_kernels()
+    return compiled, reason
+
+
+def _deterministic_cpu_kernels() -> None:
+    """A compiled model on a CPU sums the token embedding's gradient with atomic adds from several threads
+    (inductor's scatter-add), in an order that varies from run to run: 1-ulp differences that an unbroken run and
+    a resumed one amplify into different losses (tiny preset, 12 steps against 6 + 6: 2.7e-4 apart). In torch's
+    deterministic mode inductor leaves that sum to the ordered eager kernel, and they agree exactly. Process-wide
+    (the mode is part of what compiled code is guarded on); warn_only, as the CPU kernels a run uses all have a
+    deterministic form; uninitialised memory is not filled with NaN (a debugging aid that costs every allocation)."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+
+
 def build_run(cfg: Config, dist: Dist, budget: Budget) -> Run:
     """Load the data, build the model and optimizer, choose precision and compilation (rank 0 chooses the dtype
     for all: every rank must train in the same one). Fills in `model.vocab_size` from the dataset when 0."""
@@ -125,9 +146,7 @@ def build_run(cfg: Config, dist: Dist, budget: Budget) -> Run:
     optim_cfg = dataclasses.replace(cfg.optim, muon_ns_dtype=muon_ns_dtype or cfg.optim.muon_ns_dtype)
     optimizer = make_optimizer(trained, optim_cfg, device)
     speed_key = shape_key(cfg, device_name(device), dtype)
-    # rank 0 decides for all: ranks reading their own speed caches could choose differently
-    compile_choice = choose_compile(cfg.train.compile, device, budget.time_s, speed_key) if dist.is_main else None
-    compiled, compile_reason = dist.broadcast(compile_choice)
+    compiled, compile_reason = _compile_choice(cfg, dist, device, budget, speed_key)
     eval_model = torch.compile(model) if compiled else model  # compiled once, for both uses
     return Run(
         cfg=cfg,

@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from slovo.config import Config, save_config, to_dict
-from slovo.utils import atomic_write_json, code_version, read_json_dict
+from slovo.utils import atomic_write_json, code_version, command_line, read_json_dict
 
 
 def now_iso() -> str:
@@ -65,7 +64,7 @@ class RunFolder:
             {
                 "name": self.dir.name,
                 "created": now_iso(),
-                "command": " ".join(sys.argv),
+                "command": command_line(),
                 **info,
                 "config": to_dict(self.cfg),
             },

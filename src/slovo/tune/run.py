@@ -284,9 +284,10 @@ def _prior_distance(plan: Plan, row: dict) -> float:
 def decide(plan: Plan, results: dict) -> tuple[dict, dict]:
     """The probe the final run continues, and how sure the choice is.
 
-    The leaderboard marks the probes that cannot be told from the best (slovo.stats: paired seeds, else the
-    eval standard errors). Among those the rule decides, not the noise: the one nearest the prior (the base lr
-    and batch) is taken, since picking the lowest of tied scores picks whichever probe drew the luckiest noise."""
+    The leaderboard marks the probes that cannot be told from the best (slovo.stats: paired seeds, else paired
+    window by window on the eval windows, Holm over every pair). Among those the rule decides, not the noise: the
+    one nearest the prior (the base lr and batch) is taken, since picking the lowest of tied scores picks
+    whichever probe drew the luckiest noise."""
     rows = [r for r in results["rows"] if r["seeds"] > 0]
     best = results["best"]
     tied = [r for r in rows if r.get("vs_best") in ("best", "within noise")] or [best]
@@ -303,14 +304,15 @@ def decide(plan: Plan, results: dict) -> tuple[dict, dict]:
             f"batch {plan.base_batch}"
         )
     elif basis == "none":
-        note = "how sure: unknown (the probes recorded no eval standard error and ran one seed each)"
+        note = "how sure: unknown (the probes kept no per-window eval losses and ran one seed each)"
     elif runner_up is None:
         note = "how sure: one probe finished; nothing to compare it with"
     else:
         note = (
-            f"sure beyond eval noise: the best probe leads the next by {margin:.4f} bpb, more than the noise "
-            f"({basis}); seed noise is not measured by single probes"
-            if basis == "eval se"
+            f"sure beyond eval noise: the best probe leads the next by {margin:.4f} bpb, a difference found window "
+            f"by window on the eval windows both scored (Holm over every pair of probes); seed noise is not "
+            f"measured by single probes"
+            if basis == "windows"
             else f"sure: the best probe leads the next by {margin:.4f} bpb, a difference the seeds find (p < 0.05)"
         )
     decision = {
