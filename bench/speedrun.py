@@ -390,6 +390,9 @@ def main() -> None:
     p.add_argument("--runs-dir", default=str(REPO / "runs" / "speedrun"))
     p.add_argument("--target-file", help="HF's curve file (default: bench/results/speedrun_hf_curve-...json)")
     p.add_argument("--json", help="write the results here (default: RUNS_DIR/speedrun-LABEL-TIME.json)")
+    p.add_argument("--speed-from", help="take the speed phase's figures from an earlier speedrun JSON")
+    p.add_argument("--runs-from", action="append", default=[], help="slovo runs from earlier logs (RESULT lines)")
+    p.add_argument("--against", help="an earlier speedrun JSON (the previous record): a paired verdict by seed")
     p.add_argument("--child", choices=tuple(PHASES), help=argparse.SUPPRESS)
     p.add_argument("--stamp", default=datetime.now().strftime("%Y%m%d-%H%M%S"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -403,16 +406,53 @@ def main() -> None:
     out: dict = {"label": args.label, "set": args.set, "processor": processor(), "argv": sys.argv[1:]}
     if args.phase != "speed":
         out["target"] = target_curve(args, data)
-    if args.phase in ("all", "speed") or (args.phase == "slovo" and args.steps):
+    if args.speed_from:
+        out["speed"] = json.loads(Path(args.speed_from).read_text())["speed"]
+    elif args.phase in ("all", "speed") or (args.phase == "slovo" and args.steps and not args.runs_from):
         out["speed"] = measure_speed(args, data)
     if args.phase in ("all", "slovo"):
-        runs = [spawn("slovo", args, data, seed=args.seed + i) for i in range(args.seeds)]
+        runs = earlier_runs(args.runs_from) or [
+            spawn("slovo", args, data, seed=args.seed + i) for i in range(args.seeds)
+        ]
         out.update(report(args, out["target"], out.get("speed"), runs))
+        if args.against:
+            out["against"] = against(out, json.loads(Path(args.against).read_text()))
     from slovo.utils import atomic_write_json
 
     path = Path(args.json or Path(args.runs_dir) / f"speedrun-{args.label}-{args.stamp}.json")
     atomic_write_json(path, {**out, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}})
     print(f"results: {path}")
+
+
+def earlier_runs(paths: list[str]) -> list[dict]:
+    """slovo runs from the RESULT lines of earlier `--child slovo` logs (a run resumed elsewhere, or several
+    recipes trained side by side), in the order given."""
+    runs = []
+    for path in paths:
+        lines = [ln for ln in Path(path).read_text().splitlines() if ln.startswith("RESULT ")]
+        if not lines:
+            sys.exit(f"{path}: no RESULT line (not a finished `--child slovo` log)")
+        runs.append(json.loads(lines[-1][len("RESULT ") :]))
+    return runs
+
+
+def against(new: dict, old: dict) -> dict:
+    """This recipe against the previous record, paired by seed (same seed: same init and data order): steps to
+    the target, and the time when both have one. Through slovo.stats, the verdict `slovo compare` prints."""
+    from slovo.stats import paired, verdict
+
+    result = {}
+    for key in ("steps_to_target", "seconds_to_target"):
+        a = {r["seed"]: r[key] for r in new["runs"] if r.get(key) is not None}
+        b = {r["seed"]: r[key] for r in old["runs"] if r.get(key) is not None}
+        seeds = sorted(set(a) & set(b))
+        if len(seeds) < 2:
+            continue
+        test = paired([a[k] for k in seeds], [b[k] for k in seeds])
+        line = verdict(new["label"], old["label"], test, metric=key.split("_")[0], digits=1)
+        result[key] = {"seeds": seeds, "diff": test.diff, "p": test.p, "line": line}
+        print(f"against {old['label']} ({key}, {len(seeds)} seeds): {line}", flush=True)
+    return result
 
 
 def ensure_dataset(args) -> Path:
