@@ -439,7 +439,7 @@ def earlier_runs(paths: list[str]) -> list[dict]:
 def against(new: dict, old: dict) -> dict:
     """This recipe against the previous record, paired by seed (same seed: same init and data order): steps to
     the target, and the time when both have one. Through slovo.stats, the verdict `slovo compare` prints."""
-    from slovo.stats import paired, verdict
+    from slovo.stats import paired, verdict_line
 
     result = {}
     for key in ("steps_to_target", "seconds_to_target"):
@@ -449,7 +449,7 @@ def against(new: dict, old: dict) -> dict:
         if len(seeds) < 2:
             continue
         test = paired([a[k] for k in seeds], [b[k] for k in seeds])
-        line = verdict(new["label"], old["label"], test, metric=key.split("_")[0], digits=1)
+        line = verdict_line(new["label"], old["label"], test, metric=key.split("_")[0], digits=1)
         result[key] = {"seeds": seeds, "diff": test.diff, "p": test.p, "line": line}
         print(f"against {old['label']} ({key}, {len(seeds)} seeds): {line}", flush=True)
     return result
