@@ -49,8 +49,10 @@ from peer import (  # noqa: E402 - bench/peer.py puts the checkout's src/ on the
     bench_device,
     eval_set,
     first_reach,
+    gpt2_like,
     hf_device_args,
     hf_precision,
+    random_windows,
     refuse_mixed_devices,
     score_float32,
     side_facts,
@@ -211,10 +213,9 @@ def rescore_final(run_dir: Path, args) -> dict:
 
 def run_hf(args, data: Path) -> dict:
     """HF Trainer with the user's settings on a same-size GPT-2, stopped after the step that reaches the budget."""
-    import numpy as np
     import torch
     import transformers
-    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from slovo.config import load_config
     from slovo.data import load_dataset
@@ -225,17 +226,6 @@ def run_hf(args, data: Path) -> dict:
     cfg = load_config(preset=args.preset)
     ds = load_dataset(data)
     seq_len = cfg.model.seq_len
-
-    class RandomWindows(torch.utils.data.IterableDataset):
-        """Endless random `seq_len`-token windows of train.bin, as the user's packed-chunk dataset gave."""
-
-        def __iter__(self):
-            rng = np.random.default_rng(args.seed)
-            high = len(ds.train) - seq_len
-            while True:
-                start = int(rng.integers(0, high))
-                ids = torch.from_numpy(np.asarray(ds.train[start : start + seq_len], dtype=np.int64))
-                yield {"input_ids": ids, "labels": ids}  # GPT2LMHeadModel shifts the labels itself
 
     class StopAtTime(TrainerCallback):
         """Stops after the optimizer step at which training time reaches the budget (like slovo's clock)."""
@@ -253,17 +243,7 @@ def run_hf(args, data: Path) -> dict:
 
     precision = hf_precision(args.hf_precision, args.device)
     transformers.set_seed(args.seed)
-    model = GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=ds.vocab_size,
-            n_positions=seq_len,
-            n_embd=cfg.model.n_embd,
-            n_layer=cfg.model.n_layer,
-            n_head=cfg.model.n_head,
-            bos_token_id=ds.eot_id,
-            eos_token_id=ds.eot_id,
-        )
-    )
+    model = gpt2_like(cfg.model, ds)
     out_dir = Path(args.runs_dir) / f"bench-hf-{args.stamp}-seed{args.seed}"
     training_args = TrainingArguments(
         output_dir=str(out_dir),
@@ -283,7 +263,8 @@ def run_hf(args, data: Path) -> dict:
         seed=args.seed,
     )
     stopper = StopAtTime(args.seconds)
-    trainer = Trainer(model=model, args=training_args, train_dataset=RandomWindows(), callbacks=[stopper])
+    windows = random_windows(ds.train, seq_len, args.seed)
+    trainer = Trainer(model=model, args=training_args, train_dataset=windows, callbacks=[stopper])
     t0 = time.perf_counter()
     trainer.train()
     outside = time.perf_counter() - t0  # the outside clock: the whole train() call, nothing else happens in it

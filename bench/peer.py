@@ -109,3 +109,37 @@ def first_reach(curve, target: float) -> float | None:
             return prev_x + (x - prev_x) * (prev_b - target) / (prev_b - b)
         prev_x, prev_b = x, b
     return None
+
+
+def random_windows(train, seq_len: int, seed: int):
+    """HF's training data as the user fed it: endless random `seq_len`-token windows of train.bin (labels = ids:
+    GPT2LMHeadModel shifts them itself)."""
+    import numpy as np
+    import torch
+
+    class RandomWindows(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            rng = np.random.default_rng(seed)
+            high = len(train) - seq_len
+            while True:
+                start = int(rng.integers(0, high))
+                ids = torch.from_numpy(np.asarray(train[start : start + seq_len], dtype=np.int64))
+                yield {"input_ids": ids, "labels": ids}
+
+    return RandomWindows()
+
+
+def gpt2_like(model_cfg, ds):
+    """A GPT2LMHeadModel of the preset's depth, width, heads and context, on the dataset's vocabulary."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    shape = GPT2Config(
+        vocab_size=ds.vocab_size,
+        n_positions=model_cfg.seq_len,
+        n_embd=model_cfg.n_embd,
+        n_layer=model_cfg.n_layer,
+        n_head=model_cfg.n_head,
+        bos_token_id=ds.eot_id,
+        eos_token_id=ds.eot_id,
+    )
+    return GPT2LMHeadModel(shape)

@@ -39,7 +39,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from peer import bench_device, eval_set, first_reach, hf_device_args  # bench/peer.py puts src/ on the path
+from peer import (  # bench/peer.py puts src/ on the path
+    bench_device,
+    eval_set,
+    first_reach,
+    gpt2_like,
+    hf_device_args,
+    random_windows,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -62,10 +69,9 @@ def processor() -> str:
 
 def hf_trainer(args, data: Path, max_steps: int, callbacks: list):
     """A Trainer with the user's settings on a GPT-2 of the preset's shape, fed random windows of train.bin."""
-    import numpy as np
     import torch
     import transformers
-    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+    from transformers import Trainer, TrainingArguments
 
     from slovo.config import load_config
     from slovo.data import load_dataset
@@ -77,25 +83,7 @@ def hf_trainer(args, data: Path, max_steps: int, callbacks: list):
     ds = load_dataset(data)
     seq_len = cfg.model.seq_len
 
-    class RandomWindows(torch.utils.data.IterableDataset):
-        def __iter__(self):
-            rng = np.random.default_rng(args.seed)
-            high = len(ds.train) - seq_len
-            while True:
-                start = int(rng.integers(0, high))
-                ids = torch.from_numpy(np.asarray(ds.train[start : start + seq_len], dtype=np.int64))
-                yield {"input_ids": ids, "labels": ids}  # GPT2LMHeadModel shifts the labels itself
-
     transformers.set_seed(args.seed)
-    shape = GPT2Config(
-        vocab_size=ds.vocab_size,
-        n_positions=seq_len,
-        n_embd=cfg.model.n_embd,
-        n_layer=cfg.model.n_layer,
-        n_head=cfg.model.n_head,
-        bos_token_id=ds.eot_id,
-        eos_token_id=ds.eot_id,
-    )
     training_args = TrainingArguments(
         output_dir=str(Path(args.runs_dir) / f"speedrun-hf-{os.getpid()}"),
         per_device_train_batch_size=HF_BATCH,
@@ -113,8 +101,9 @@ def hf_trainer(args, data: Path, max_steps: int, callbacks: list):
         disable_tqdm=True,
         seed=args.seed,
     )
-    model = GPT2LMHeadModel(shape)
-    return Trainer(model=model, args=training_args, train_dataset=RandomWindows(), callbacks=callbacks), model
+    model = gpt2_like(cfg.model, ds)
+    windows = random_windows(ds.train, seq_len, args.seed)
+    return Trainer(model=model, args=training_args, train_dataset=windows, callbacks=callbacks), model
 
 
 def phase_target(args, data: Path) -> dict:

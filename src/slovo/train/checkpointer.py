@@ -30,7 +30,7 @@ from slovo.train.checkpoint import (
 )
 from slovo.train.run import Models
 from slovo.train.sharded import is_sharded, load_sharded, save_sharded
-from slovo.train.state import Budget, Clock, TrainState
+from slovo.train.state import Budget, Clock, OwnState, TrainState
 from slovo.utils import read_json_dict, sha256_file
 
 # Checkpoints written before the components owned their state kept every loop field in one flat `loop` dict;
@@ -46,7 +46,7 @@ def upgrade_payload(saved: dict) -> dict:
     return saved | {name: loop for name in OLD_LOOP_OWNERS}
 
 
-class Checkpointer:
+class Checkpointer(OwnState):
     """Saves on rank 0 (under distributed.strategy=fsdp every rank writes its shards). A periodic save that fails
     (disk full, permission) is reported once and tried again at the next; the run goes on. The final one's failure
     fails the run."""
@@ -73,14 +73,6 @@ class Checkpointer:
         self.failing = False  # a periodic save failed; said once, not at every try
         self.last_ckpt_train_time = 0.0
         self.decay_ckpt_step = -1  # step of the checkpoint saved where the lr began to decay; -1 none yet
-
-    def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.STATE_FIELDS}
-
-    def load_state_dict(self, d: dict) -> None:
-        for k in self.STATE_FIELDS:
-            if k in d:
-                setattr(self, k, d[k])
 
     # ---- saving ---------------------------------------------------------------------------------------------
 

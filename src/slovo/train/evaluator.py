@@ -20,7 +20,7 @@ from slovo.train.callbacks import Control
 from slovo.train.guard import Diverged
 from slovo.train.run import EvalData, Models
 from slovo.train.run_folder import RunFolder
-from slovo.train.state import Clock, TrainState
+from slovo.train.state import Clock, OwnState, TrainState
 
 LAST_EVAL_KEYS = ("eval/loss", "eval/bpb", "eval/bpb_se", "eval/perplexity", "eval/tokens", "eval/windows")
 RECORD_KEYS = (
@@ -38,7 +38,7 @@ class Scoring:
     dist: Dist
 
 
-class Evaluator:
+class Evaluator(OwnState):
     """Evals score each rank's share of the windows. The final eval scores every window (ledger `final_eval`);
     evals during training score the same evenly spread subset every time (ledger `eval`), sized at the first of
     them from its measured speed so all of them take about `eval.max_fraction` of training time."""
@@ -77,14 +77,6 @@ class Evaluator:
         self.best_eval_bpb = math.inf
         self.best_eval_windows = 0  # how many windows each of those evals scored; 0 none yet
         self.last_eval: dict = {}
-
-    def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.STATE_FIELDS}
-
-    def load_state_dict(self, d: dict) -> None:
-        for k in self.STATE_FIELDS:
-            if k in d:
-                setattr(self, k, d[k])
 
     def summary(self) -> dict:
         """summary.json's eval figures: the last eval and the best."""

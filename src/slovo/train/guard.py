@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from slovo.train.state import RngState
+from slovo.train.state import OwnState, RngState
 
 if TYPE_CHECKING:
     from slovo.config import GuardConfig, LrSpikeConfig
@@ -39,7 +39,7 @@ class Snapshot:
     rng: dict
 
 
-class DivergenceGuard:
+class DivergenceGuard(OwnState):
     """Detects a diverging step and rolls the run back to a snapshot.
 
     Divergence (`check`): a non-finite loss; a non-finite grad norm, except under fp16's GradScaler, where an
@@ -76,14 +76,6 @@ class DivergenceGuard:
         self.lr_scale = 1.0  # multiplies every group's peak lr: guard.lr_factor per rollback
         self.recent_losses: list[float] = []  # agreed losses of the last guard.spike_window healthy steps
         self.lr_spike_left = -1  # debug.lr_spike: -1 not fired yet, then the spiked steps still to come
-
-    def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.STATE_FIELDS}
-
-    def load_state_dict(self, d: dict) -> None:
-        for k in self.STATE_FIELDS:
-            if k in d:
-                setattr(self, k, d[k])
 
     def summary(self) -> dict:
         """summary.json's figures of the guard."""

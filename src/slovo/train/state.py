@@ -27,6 +27,21 @@ ON_THE_CLOCK = ("train", "data")
 LEDGER_KEYS = ("train", "data", "eval", "final_eval", "sample", "checkpoint", "compile", "probe", "guard")
 
 
+class OwnState:
+    """state_dict / load_state_dict over a component's own STATE_FIELDS (the checkpointer's `states=` parts);
+    a field missing from an older checkpoint keeps its fresh value."""
+
+    STATE_FIELDS: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.STATE_FIELDS}
+
+    def load_state_dict(self, d: dict) -> None:
+        for k in self.STATE_FIELDS:
+            if k in d:
+                setattr(self, k, d[k])
+
+
 @dataclass
 class TrainState:
     """Where the run is, as the ranks agreed; saved in every checkpoint. Only the Trainer writes it; the
