@@ -1,4 +1,4 @@
-"""Release hygiene: one version source, the sample corpus as package data, the constraints `make test` installs."""
+"""Release hygiene: one version source, the sample corpus in data/sample, the constraints `make test` installs."""
 
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ def test_the_version_is_written_once_in_slovo_init_and_read_by_the_build():
     assert "## Unreleased" in (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
 
 
-def test_the_sample_corpus_is_package_data_that_data_sample_links_to():
-    meta = pyproject()
-    assert "sample/*" in meta["tool"]["setuptools"]["package-data"]["slovo"]
-    assert (REPO / "src" / "slovo" / "sample" / "ruslit-sample.jsonl.gz").is_file()
-    assert (REPO / "data" / "sample").resolve() == (REPO / "src" / "slovo" / "sample").resolve()
+def test_slovo_sample_names_the_checkouts_data_sample_corpus():
+    from slovo.data.sources import SAMPLE_CORPUS
+
+    assert SAMPLE_CORPUS == REPO / "data" / "sample" / "ruslit-sample.jsonl.gz" and SAMPLE_CORPUS.is_file()
+    assert not (REPO / "src" / "slovo" / "sample").exists()  # no data files inside the package
 
 
 def test_make_test_installs_within_pinned_constraints_that_leave_torch_to_the_makefile():

@@ -31,9 +31,9 @@ from pathlib import Path
 from slovo.errors import SlovoError, first_line
 
 HUB_PREFIX = "hf:"
-# The public-domain sample corpus shipped inside the package (slovo/sample/), so a pip install can run the demo.
+# The public-domain sample corpus in the checkout's data/sample/ (data files stay out of the package).
 SAMPLE_SPEC = "slovo:sample"
-SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "sample" / "ruslit-sample.jsonl.gz"
+SAMPLE_CORPUS = Path(__file__).resolve().parents[3] / "data" / "sample" / "ruslit-sample.jsonl.gz"
 READ_BLOCK = 8 << 20  # bytes per read of a text file; bounds memory when a separator splits a huge file
 # A .txt document (a file without --separator, or the text between two separators) longer than this many
 # characters is cut, at a paragraph or line break, into documents of at most this size, so a multi-GB file
