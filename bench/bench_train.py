@@ -45,17 +45,21 @@ from datetime import datetime
 from pathlib import Path
 
 from peer import (  # noqa: E402 - bench/peer.py puts the checkout's src/ on the path
+    HF_ACCUM,
+    HF_BATCH,
+    HF_LR,
     HF_PRECISIONS,
     bench_device,
     eval_set,
     first_reach,
     gpt2_like,
-    hf_device_args,
     hf_precision,
+    logits_only,
     random_windows,
     refuse_mixed_devices,
     score_float32,
     side_facts,
+    user_training_args,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,9 +68,6 @@ DEFAULT_DATASET = REPO / "data" / "ruslit-8k"
 DEFAULT_RUNS = REPO / "runs" / "bench"
 VOCAB_SIZE = 8192
 DEFAULT_PRESET = "tiny"  # --preset: base and small for bench/gpu_check.py on a GPU
-
-# The HF Trainer settings the user trained with; only the warmup length was left unstated.
-HF_BATCH, HF_ACCUM, HF_LR = 6, 6, 5e-4
 
 
 # ---- the dataset ----------------------------------------------------------------------------------
@@ -215,7 +216,7 @@ def run_hf(args, data: Path) -> dict:
     """HF Trainer with the user's settings on a same-size GPT-2, stopped after the step that reaches the budget."""
     import torch
     import transformers
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainerCallback
 
     from slovo.config import load_config
     from slovo.data import load_dataset
@@ -245,21 +246,13 @@ def run_hf(args, data: Path) -> dict:
     transformers.set_seed(args.seed)
     model = gpt2_like(cfg.model, ds)
     out_dir = Path(args.runs_dir) / f"bench-hf-{args.stamp}-seed{args.seed}"
-    training_args = TrainingArguments(
-        output_dir=str(out_dir),
-        per_device_train_batch_size=HF_BATCH,
-        gradient_accumulation_steps=HF_ACCUM,
-        learning_rate=HF_LR,
-        lr_scheduler_type="constant_with_warmup",
+    training_args = user_training_args(  # the clock stops it; a streaming dataset needs some max_steps
+        out_dir,
         warmup_steps=args.hf_warmup_steps,
-        max_steps=10**7,  # the clock stops it; a streaming dataset needs some max_steps
-        eval_strategy="no",
-        save_strategy="no",
+        max_steps=10**7,
         logging_steps=args.hf_logging_steps,
-        report_to=[],
-        **hf_device_args(precision, args.device),  # the same device as slovo's side, in --hf-precision
-        dataloader_pin_memory=False,
-        disable_tqdm=True,
+        precision=precision,  # the same device as slovo's side, in --hf-precision
+        device=args.device,
         seed=args.seed,
     )
     stopper = StopAtTime(args.seconds)
@@ -269,22 +262,12 @@ def run_hf(args, data: Path) -> dict:
     trainer.train()
     outside = time.perf_counter() - t0  # the outside clock: the whole train() call, nothing else happens in it
 
-    class LogitsOnly(torch.nn.Module):
-        """slovo's `evaluate` calls model(x) -> (logits, loss); GPT-2 returns an output object."""
-
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, idx):
-            return self.inner(input_ids=idx).logits, None
-
     windows, token_bytes = eval_set(data, args.preset)
     device = str(next(model.parameters()).device)  # where Trainer trained it
     if device.split(":")[0] != args.device.split(":")[0]:
         sys.exit(f"HF Trainer trained on {device}, not on --device {args.device}")
     batch = cfg.eval.batch_size or cfg.train.per_device_train_batch_size
-    metrics = score_float32(LogitsOnly(model), windows, token_bytes, batch, device)
+    metrics = score_float32(logits_only(model), windows, token_bytes, batch, device)
     tokens = stopper.steps * HF_BATCH * HF_ACCUM * seq_len
     return {
         "side": "hf",

@@ -26,6 +26,8 @@ if str(SRC) not in sys.path:
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
 
 HF_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# The HF Trainer settings the user trained with; only the warmup length was left unstated.
+HF_BATCH, HF_ACCUM, HF_LR = 6, 6, 5e-4
 
 
 def bench_device(requested: str = "auto") -> str:
@@ -143,3 +145,44 @@ def gpt2_like(model_cfg, ds):
         eos_token_id=ds.eot_id,
     )
     return GPT2LMHeadModel(shape)
+
+
+def user_training_args(
+    output_dir, *, warmup_steps: int, max_steps: int, logging_steps: int, precision: str, device: str, seed: int
+):
+    """TrainingArguments with the user's settings (batch 6 x 6, lr 5e-4 constant after `warmup_steps`), no evals
+    or saves while training, on `device` in `precision`."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=HF_BATCH,
+        gradient_accumulation_steps=HF_ACCUM,
+        learning_rate=HF_LR,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=warmup_steps,
+        max_steps=max_steps,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=logging_steps,
+        report_to=[],
+        **hf_device_args(precision, device),
+        dataloader_pin_memory=False,
+        disable_tqdm=True,
+        seed=seed,
+    )
+
+
+def logits_only(model):
+    """`model` (a transformers causal LM) called as slovo's `evaluate` calls a model: model(x) -> (logits, None)."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, idx):
+            return self.inner(input_ids=idx).logits, None
+
+    return LogitsOnly(model)

@@ -40,12 +40,16 @@ from datetime import datetime
 from pathlib import Path
 
 from peer import (  # bench/peer.py puts src/ on the path
+    HF_ACCUM,
+    HF_BATCH,
+    HF_LR,
     bench_device,
     eval_set,
     first_reach,
     gpt2_like,
-    hf_device_args,
+    logits_only,
     random_windows,
+    user_training_args,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +57,7 @@ RESULTS = REPO / "bench" / "results"
 DEFAULT_DATASET = REPO / "data" / "ruslit-8k"
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "ruslit.jsonl.gz"
 HF_TARGET_STEPS = 552  # HF Trainer's optimizer steps in 1,800 s on a 2-core AMD EPYC Zen 4 (issue 26)
-HF_BATCH, HF_ACCUM, HF_LR, HF_WARMUP = 6, 6, 5e-4, 10  # the user's settings; the warmup was left unstated
+HF_WARMUP = 10  # the user left the warmup unstated; bench_train.py takes 10 too
 
 # ---- shared pieces ---------------------------------------------------------------------------------------
 
@@ -71,7 +75,7 @@ def hf_trainer(args, data: Path, max_steps: int, callbacks: list):
     """A Trainer with the user's settings on a GPT-2 of the preset's shape, fed random windows of train.bin."""
     import torch
     import transformers
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
     from slovo.config import load_config
     from slovo.data import load_dataset
@@ -84,21 +88,13 @@ def hf_trainer(args, data: Path, max_steps: int, callbacks: list):
     seq_len = cfg.model.seq_len
 
     transformers.set_seed(args.seed)
-    training_args = TrainingArguments(
-        output_dir=str(Path(args.runs_dir) / f"speedrun-hf-{os.getpid()}"),
-        per_device_train_batch_size=HF_BATCH,
-        gradient_accumulation_steps=HF_ACCUM,
-        learning_rate=HF_LR,
-        lr_scheduler_type="constant_with_warmup",
+    training_args = user_training_args(
+        Path(args.runs_dir) / f"speedrun-hf-{os.getpid()}",
         warmup_steps=HF_WARMUP,
         max_steps=max_steps,
-        eval_strategy="no",
-        save_strategy="no",
         logging_steps=50,
-        report_to=[],
-        **hf_device_args("fp32", bench_device(args.device)),  # the user's settings: float32 on the CPU
-        dataloader_pin_memory=False,
-        disable_tqdm=True,
+        precision="fp32",  # the user's settings: float32
+        device=bench_device(args.device),
         seed=args.seed,
     )
     model = gpt2_like(cfg.model, ds)
@@ -108,7 +104,6 @@ def hf_trainer(args, data: Path, max_steps: int, callbacks: list):
 
 def phase_target(args, data: Path) -> dict:
     """HF's eval curve by optimizer steps up to --target-steps, on slovo's full eval set."""
-    import torch
     from transformers import TrainerCallback
 
     from slovo.evaluate import evaluate
@@ -117,18 +112,10 @@ def phase_target(args, data: Path) -> dict:
     at = sorted({*range(args.hf_eval_every, args.target_steps, args.hf_eval_every), args.target_steps})
     curve: list[tuple[int, float]] = []
 
-    class LogitsOnly(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, idx):
-            return self.inner(input_ids=idx).logits, None
-
     class EvalAtSteps(TrainerCallback):
         def on_step_end(self, _args, state, control, model=None, **kwargs):
             if state.global_step in at:
-                bpb = evaluate(LogitsOnly(model), windows, token_bytes, 8, str(model.device))["eval/bpb"]
+                bpb = evaluate(logits_only(model), windows, token_bytes, 8, str(model.device))["eval/bpb"]
                 curve.append((state.global_step, bpb))
                 print(f"hf step {state.global_step}: eval bpb {bpb:.4f}", flush=True)
 
