@@ -222,17 +222,18 @@ def choose_compile(setting: str, device: str, budget_s: float | None, key: str) 
         return setting == "true", f"train.compile={setting}"
     kind = device_type(device)
     seen = measured(key)
-    compile_s, speedup = compile_stand_in(device)
-    source = "defaults for " + kind
-    if "compile_s" in seen and "eager_step_s" in seen and "compiled_step_s" in seen:
+    measured_here = {"compile_s", "eager_step_s", "compiled_step_s"} <= seen.keys()
+    if measured_here:
         compile_s, speedup = seen["compile_s"], seen["eager_step_s"] / seen["compiled_step_s"]
-        source = "measured on this machine"
+    else:
+        compile_s, speedup = compile_stand_in(device)
+    source = "measured on this machine" if measured_here else "defaults for " + kind
     if budget_s is None:
         use = kind == "cuda"
         return use, f"auto: no time budget, {'compiling on CUDA' if use else 'eager off CUDA'}"
     if speedup <= 1.0:
-        if source == "measured on this machine":
-            return False, f"auto: not compiling: a compiled step is {speedup - 1:+.0%} the speed of an eager one here"
+        if measured_here:
+            return False, f"auto: not compiling: a compiled step ran at {speedup:.2f}x the eager step rate here"
         return (
             False,
             f"auto: not compiling: no compiled step of this shape timed on this {kind} yet (compile=true times one)",
