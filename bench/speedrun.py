@@ -145,7 +145,7 @@ def phase_hf_speed(args, data: Path) -> dict:
 
 
 def slovo_config(args, data: Path, overrides: dict):
-    from slovo.config import load_config
+    from slovo.config import load_config, parse_override
 
     base = {
         "data.path": str(data),
@@ -159,7 +159,7 @@ def slovo_config(args, data: Path, overrides: dict):
     }
     if args.threads:
         base["train.num_threads"] = args.threads
-    return load_config(preset=args.preset, overrides={**base, **dict(s.split("=", 1) for s in args.set), **overrides})
+    return load_config(preset=args.preset, overrides={**base, **dict(parse_override(s) for s in args.set), **overrides})
 
 
 def phase_slovo(args, data: Path) -> dict:

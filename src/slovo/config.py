@@ -44,6 +44,7 @@ class ModelConfig:
     norm_eps: float = 1e-5  # RMSNorm epsilon
     tie_embeddings: bool = True  # share input embedding and output head weights
     init_std: float = 0.02  # std of the normal init; residual projections get init_std / sqrt(2 * n_layer)
+    zero_init_residual: bool = False  # start the residual projections (o_proj, down_proj) at zero, as modded-nanogpt
 
     def __post_init__(self):
         for name in ("n_layer", "n_head", "n_embd", "seq_len"):

@@ -145,7 +145,7 @@ class GPT(nn.Module):
         resid_std = std / math.sqrt(2 * self.cfg.n_layer)
         for name, p in self.named_parameters():
             if name.endswith(("o_proj.weight", "down_proj.weight")):
-                nn.init.normal_(p, 0.0, resid_std)
+                nn.init.zeros_(p) if self.cfg.zero_init_residual else nn.init.normal_(p, 0.0, resid_std)
             elif p.dim() >= 2:
                 nn.init.normal_(p, 0.0, std)
             else:

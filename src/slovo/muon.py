@@ -23,32 +23,52 @@ import torch
 # the quintic's coefficients and the norm floor, as torch.optim.Muon (from Keller Jordan's Muon post)
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 NS_EPS = 1e-7
+# Polar Express (Amsel et al. 2025): a different quintic per iteration, optimal for singular values in
+# [0.001, 1] after normalising by 1.02 x the Frobenius norm (a margin for bf16 rounding); as modded-nanogpt uses it
+POLAR_EXPRESS = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+POLAR_EXPRESS_MARGIN = 1.02
 
 
-def orthogonalise(update: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor:
+def ns_schedule(steps: int, coefficients: str) -> tuple[list[tuple[float, float, float]], float]:
+    """(the (a, b, c) of each iteration, the margin on the norm) for `coefficients`: quintic or polar_express
+    (whose last pair repeats past its five iterations)."""
+    if coefficients == "polar_express":
+        return [POLAR_EXPRESS[min(i, len(POLAR_EXPRESS) - 1)] for i in range(steps)], POLAR_EXPRESS_MARGIN
+    return [NS_COEFFICIENTS] * steps, 1.0
+
+
+def orthogonalise(update: torch.Tensor, steps: int, dtype: torch.dtype, coefficients: str = "quintic") -> torch.Tensor:
     """Newton-Schulz: something close to U V^T of `update` = U S V^T, computed in `dtype`."""
-    a, b, c = NS_COEFFICIENTS
+    schedule, margin = ns_schedule(steps, coefficients)
     x = update.to(dtype)
     tall = update.size(0) > update.size(1)
     if tall:  # iterate on the wide orientation: the Gram matrix is the smaller one
         x = x.T
-    x = x / x.norm().clamp(min=NS_EPS)  # spectral norm at most 1
-    for _ in range(steps):
+    x = x / (x.norm() * margin).clamp(min=NS_EPS)  # spectral norm at most 1
+    for a, b, c in schedule:
         gram = x @ x.T
         x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return x.T if tall else x
 
 
-def orthogonalise_batched(updates: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor:
+def orthogonalise_batched(
+    updates: torch.Tensor, steps: int, dtype: torch.dtype, coefficients: str = "quintic"
+) -> torch.Tensor:
     """`orthogonalise` of every matrix of a (batch, rows, cols) stack at once: the same iteration as batched
     matrix products, each matrix normalised by its own norm."""
-    a, b, c = NS_COEFFICIENTS
+    schedule, margin = ns_schedule(steps, coefficients)
     x = updates.to(dtype)
     tall = updates.size(-2) > updates.size(-1)
     if tall:
         x = x.mT
-    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=NS_EPS)
-    for _ in range(steps):
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) * margin).clamp(min=NS_EPS)
+    for a, b, c in schedule:
         gram = x @ x.mT
         x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return x.mT if tall else x
@@ -77,10 +97,14 @@ class Muon(torch.optim.Optimizer):
         adjust_lr_fn: str = "original",
         ns_dtype: torch.dtype = torch.bfloat16,
         batched: bool | None = None,
+        ns_coefficients: str = "quintic",
+        momentum_start: float | None = None,
+        momentum_warmup: int = 0,
     ):
         defaults = dict(
             lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
-            adjust_lr_fn=adjust_lr_fn,
+            adjust_lr_fn=adjust_lr_fn, ns_coefficients=ns_coefficients,
+            momentum_start=momentum if momentum_start is None else momentum_start, momentum_warmup=momentum_warmup,
         )  # fmt: skip
         super().__init__(params, defaults)
         self.ns_dtype = ns_dtype  # not in the groups: a machine's choice, not part of the saved state
@@ -99,6 +123,8 @@ class Muon(torch.optim.Optimizer):
             for p in params:
                 if "momentum_buffer" not in self.state[p]:
                     self.state[p]["momentum_buffer"] = torch.zeros_like(p.grad)
+                    self.state[p]["step"] = 0
+                self.state[p]["step"] = self.state[p].get("step", 0) + 1
             if self.batched or (self.batched is None and params[0].is_cuda):
                 for same_shape in _by_shape(params):
                     self._step_batched(group, same_shape)
@@ -106,23 +132,34 @@ class Muon(torch.optim.Optimizer):
                 for p in params:
                     self._step_one(group, p)
 
+    def _momentum(self, group: dict, p: torch.Tensor) -> float:
+        """The group's momentum at this parameter's step: from momentum_start to momentum, linearly over the
+        first momentum_warmup steps (modded-nanogpt's 0.85 -> 0.95)."""
+        end, warmup = group["momentum"], group.get("momentum_warmup", 0)
+        start = group.get("momentum_start", end)
+        if warmup <= 0:
+            return end
+        return start + (end - start) * min(1.0, (self.state[p]["step"] - 1) / warmup)
+
     def _step_one(self, group: dict, p: torch.Tensor) -> None:
-        lr, momentum = group["lr"], group["momentum"]
+        lr, momentum = group["lr"], self._momentum(group, p)
         buf = self.state[p]["momentum_buffer"]
         buf.lerp_(p.grad, 1 - momentum)
         update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
-        update = orthogonalise(update, group["ns_steps"], self.ns_dtype)
+        update = orthogonalise(update, group["ns_steps"], self.ns_dtype, group.get("ns_coefficients", "quintic"))
         p.mul_(1 - lr * group["weight_decay"])
         p.add_(update, alpha=-adjusted_lr(lr, group["adjust_lr_fn"], p.shape))
 
     def _step_batched(self, group: dict, params: list[torch.Tensor]) -> None:
         """`_step_one` for matrices of one shape, dtype and device, together."""
-        lr, momentum = group["lr"], group["momentum"]
+        lr, momentum = group["lr"], self._momentum(group, params[0])
         grads = [p.grad for p in params]
         bufs = [self.state[p]["momentum_buffer"] for p in params]
         torch._foreach_lerp_(bufs, grads, 1 - momentum)
         updates = torch._foreach_lerp(grads, bufs, momentum) if group["nesterov"] else bufs
-        ortho = orthogonalise_batched(torch.stack(updates), group["ns_steps"], self.ns_dtype)
+        ortho = orthogonalise_batched(
+            torch.stack(updates), group["ns_steps"], self.ns_dtype, group.get("ns_coefficients", "quintic")
+        )
         torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
         # in the parameters' dtype first, as add_ promotes a one-by-one update before scaling it
         steps = list(ortho.to(params[0].dtype).unbind(0))
