@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from slovo.config import preset_path, read_yaml
 from slovo.muon import Muon
 from tests.helpers import tiny_train_args
 
@@ -159,7 +160,11 @@ def test_muon_run_records_the_ns_dtype_its_measurement_implies(tiny_config, tmp_
     assert json.loads((tmp_path / "adamw" / "run.json").read_text())["muon_ns_dtype"] is None
 
 
-TINY_RECIPE = {"optim.name": "muon", "optim.muon_lr": 0.015, "optim.lr": 5e-3, "train.dtype": "auto"}
+# the tiny preset's optimizer section as shipped, with both dtypes left to the machine
+TINY_RECIPE = {
+    **{f"optim.{key}": value for key, value in read_yaml(preset_path("tiny"))["optim"].items()},
+    "train.dtype": "auto",
+}
 
 
 def test_tiny_recipe_resumed_ends_as_the_unbroken_run(tiny_config, tmp_path):
