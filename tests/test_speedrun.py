@@ -65,3 +65,11 @@ def test_a_seed_that_never_reaches_the_target_is_counted_but_given_no_time(speed
     assert out["summary"]["reached"] == 1 and out["summary"]["seeds"] == 2
     assert out["runs"][1]["seconds_to_target"] is None
     assert out["runs"][0]["seconds_to_target"] == pytest.approx(0.5 * (100 + 200 * 0.3 / 0.4))  # training clock
+
+
+def test_recipe_overrides_are_read_as_slovo_train_reads_them(speedrun, tmp_path):
+    args = argparse.Namespace(
+        seed=7, threads=0, device="cpu", preset="tiny", set=["model.zero_init_residual=true", "optim.lr=3e-2"]
+    )
+    cfg = speedrun.slovo_config(args, tmp_path, {"budget.max_steps": 5})
+    assert cfg.model.zero_init_residual is True and cfg.optim.lr == 0.03 and cfg.train.seed == 7
