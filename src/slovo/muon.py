@@ -98,13 +98,13 @@ class Muon(torch.optim.Optimizer):
         ns_dtype: torch.dtype = torch.bfloat16,
         batched: bool | None = None,
         ns_coefficients: str = "quintic",
-        momentum_start: float | None = None,
+        momentum_start: float = 0.85,
         momentum_warmup: int = 0,
     ):
         defaults = dict(
             lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
             adjust_lr_fn=adjust_lr_fn, ns_coefficients=ns_coefficients,
-            momentum_start=momentum if momentum_start is None else momentum_start, momentum_warmup=momentum_warmup,
+            momentum_start=momentum_start, momentum_warmup=momentum_warmup,
         )  # fmt: skip
         super().__init__(params, defaults)
         self.ns_dtype = ns_dtype  # not in the groups: a machine's choice, not part of the saved state
@@ -123,8 +123,7 @@ class Muon(torch.optim.Optimizer):
             for p in params:
                 if "momentum_buffer" not in self.state[p]:
                     self.state[p]["momentum_buffer"] = torch.zeros_like(p.grad)
-                    self.state[p]["step"] = 0
-                self.state[p]["step"] = self.state[p].get("step", 0) + 1
+                self.state[p]["step"] = self.state[p].get("step", 0) + 1  # absent in checkpoints before the warm-up
             if self.batched or (self.batched is None and params[0].is_cuda):
                 for same_shape in _by_shape(params):
                     self._step_batched(group, same_shape)
@@ -135,10 +134,10 @@ class Muon(torch.optim.Optimizer):
     def _momentum(self, group: dict, p: torch.Tensor) -> float:
         """The group's momentum at this parameter's step: from momentum_start to momentum, linearly over the
         first momentum_warmup steps (modded-nanogpt's 0.85 -> 0.95)."""
-        end, warmup = group["momentum"], group.get("momentum_warmup", 0)
-        start = group.get("momentum_start", end)
+        end, warmup = group["momentum"], group.get("momentum_warmup", 0)  # absent in older checkpoints' groups
         if warmup <= 0:
             return end
+        start = group["momentum_start"]
         return start + (end - start) * min(1.0, (self.state[p]["step"] - 1) / warmup)
 
     def _step_one(self, group: dict, p: torch.Tensor) -> None:

@@ -41,8 +41,8 @@ class OptimConfig:
     muon_ns_steps: int = 5  # Newton-Schulz iterations that orthogonalise the update
     # the iteration's coefficients: quintic (torch.optim.Muon's, the same each iteration) or polar_express
     muon_ns_coefficients: Literal["quintic", "polar_express"] = "quintic"
-    muon_momentum_start: float = -1.0  # momentum at step 1, rising linearly to muon_momentum; -1 = no warm-up
-    muon_momentum_warmup: int = 0  # optimizer steps of that rise (modded-nanogpt: 0.85 -> 0.95 over 300)
+    muon_momentum_start: float = 0.85  # momentum at step 1 when warming up, rising linearly to muon_momentum
+    muon_momentum_warmup: int = 0  # optimizer steps of that rise; 0 = no warm-up (modded-nanogpt: 300)
     muon_weight_decay: float = 0.0  # decoupled weight decay of the matrices (lr x wd per step)
     muon_adjust_lr: Literal["original", "match_rms_adamw"] = "original"  # torch.optim.Muon's adjust_lr_fn
     # the Newton-Schulz iteration's dtype; auto: bf16 on CUDA, on a CPU whichever measured faster (slovo/accel.py)
@@ -58,10 +58,8 @@ class OptimConfig:
         need(self.muon_lr > 0, f"optim.muon_lr: must be positive, got {self.muon_lr}")
         need(0 <= self.muon_momentum < 1, f"optim.muon_momentum: must be in [0, 1), got {self.muon_momentum}")
         one_of("optim.muon_ns_coefficients", self.muon_ns_coefficients, ("quintic", "polar_express"))
-        need(
-            self.muon_momentum_start == -1.0 or 0 <= self.muon_momentum_start < 1,
-            f"optim.muon_momentum_start: must be in [0, 1) or -1 (no warm-up), got {self.muon_momentum_start}",
-        )
+        start = self.muon_momentum_start
+        need(0 <= start < 1, f"optim.muon_momentum_start: must be in [0, 1), got {start}")
         warmup = self.muon_momentum_warmup
         need(warmup >= 0, f"optim.muon_momentum_warmup: must be 0 or more, got {warmup}")
         need(1 <= self.muon_ns_steps <= 20, f"optim.muon_ns_steps: must be 1 to 20, got {self.muon_ns_steps}")
@@ -190,7 +188,7 @@ def build_muon(model: torch.nn.Module, cfg: OptimConfig, device: str) -> Optimiz
         ns_steps=cfg.muon_ns_steps,
         adjust_lr_fn=cfg.muon_adjust_lr,
         ns_coefficients=cfg.muon_ns_coefficients,
-        momentum_start=None if cfg.muon_momentum_start < 0 else cfg.muon_momentum_start,
+        momentum_start=cfg.muon_momentum_start,
         momentum_warmup=cfg.muon_momentum_warmup,
         ns_dtype=getattr(torch, resolve_dtype(cfg.muon_ns_dtype, device, no_bf16="float32")),
     )
