@@ -43,14 +43,20 @@ def _subset_then_full(run, bpb_se):
     return summary["eval/bpb"]
 
 
-def test_report_shows_intervals_noise_marks_effective_lr_and_the_full_eval_apart(tmp_path):
+def _two_runs_on_the_same_windows(tmp_path, gap: float):
+    """Runs a and b whose final evals score the same 32 windows, b `gap` bpb worse on each, each run's se 0.2 (far
+    above a small gap): (the runs folder, a's folder, a's bpb, b's bpb)."""
     root = tmp_path / "runs"
     a = make_fake_run(root, "a", seed=0, overrides={"optim.name": "adamw", "optim.lr": 0.004})
     b = make_fake_run(root, "b", seed=1, overrides={"optim.name": "adamw", "optim.lr": 0.003})
     base = np.random.default_rng(9).normal(1.5, 0.2, 32)
     _final_windows(a, base, 0.0, 1)
-    _final_windows(b, base, 0.0005, 2)  # eval noise apart
-    bpb_a, bpb_b = _subset_then_full(a, 0.2), _subset_then_full(b, 0.2)  # se far above their gap
+    _final_windows(b, base, gap, 2)
+    return root, a, _subset_then_full(a, 0.2), _subset_then_full(b, 0.2)
+
+
+def test_report_shows_intervals_noise_marks_effective_lr_and_the_full_eval_apart(tmp_path):
+    root, a, bpb_a, bpb_b = _two_runs_on_the_same_windows(tmp_path, gap=0.0005)  # eval noise apart
     summary = json.loads((a / "summary.json").read_text())
     (a / "summary.json").write_text(json.dumps({**summary, "lr_scale": 0.5, "rollbacks": 1}))
     out = tmp_path / "report.html"
@@ -65,13 +71,7 @@ def test_report_shows_intervals_noise_marks_effective_lr_and_the_full_eval_apart
 
 
 def test_a_steady_lead_on_the_same_windows_is_not_within_noise_however_wide_each_runs_se(tmp_path):
-    root = tmp_path / "runs"
-    a = make_fake_run(root, "a", seed=0, overrides={"optim.name": "adamw", "optim.lr": 0.004})
-    b = make_fake_run(root, "b", seed=1, overrides={"optim.name": "adamw", "optim.lr": 0.003})
-    base = np.random.default_rng(9).normal(1.5, 0.2, 32)
-    _final_windows(a, base, 0.0, 1)
-    _final_windows(b, base, 0.02, 2)  # 0.02 bpb worse on every window; each run's se 0.2
-    _subset_then_full(a, 0.2), _subset_then_full(b, 0.2)
+    root, *_ = _two_runs_on_the_same_windows(tmp_path, gap=0.02)  # 0.02 bpb worse on every window
     out = tmp_path / "report.html"
     assert main(["report", str(root), "-o", str(out)]) == 0
     page = out.read_text()

@@ -282,22 +282,25 @@ def test_decay_start_is_where_the_lr_leaves_its_peak_for_good():
     assert decay_start(ScheduleConfig(name="constant")) is None
 
 
+# a WSD run that checkpoints (every one kept) and evaluates every 4 steps: the runs the extension tests extend
+WSD_EVERY_4_STEPS = {
+    "schedule.name": "wsd",
+    "schedule.decay_fraction": 0.3,
+    "schedule.warmup": 1,
+    "checkpoint.every_steps": 4,
+    "checkpoint.keep_last": 0,
+    "eval.every": 4,
+}
+
+
 def test_extending_a_wsd_run_goes_back_to_where_the_decay_began_and_decays_again_at_the_new_end(
     tiny_config, tmp_path, capsys
 ):
     run = tmp_path / "run"
-    over = {
-        "schedule.name": "wsd",
-        "schedule.decay_fraction": 0.3,
-        "schedule.warmup": 1,
-        "checkpoint.every_steps": 4,
-        "checkpoint.keep_last": 0,
-        "eval.every": 4,
-    }
-    short = train(tiny_config(**over, **{"budget.max_steps": 20}), run, quiet=True)
+    short = train(tiny_config(**WSD_EVERY_4_STEPS, **{"budget.max_steps": 20}), run, quiet=True)
     # the decay began at progress 0.7 = step 14: that checkpoint is always saved and pruning keeps it
     assert _checkpoint_tags(run) == {14: "decay_start", 20: None}
-    peak = tiny_config(**over).optim.lr
+    peak = tiny_config(**WSD_EVERY_4_STEPS).optim.lr
 
     assert main(["train", "--resume", str(run), "--max-steps", "40"]) == 0
     said = " ".join(capsys.readouterr().out.split())
@@ -321,17 +324,10 @@ def test_an_extension_deletes_the_checkpoints_of_the_old_decay_it_went_back_from
     # the old final checkpoint (step 20) outranked the extension's own: pruning deleted them, and a kill, generate
     # or export took the stale model
     run = tmp_path / "run"
-    over = {
-        "schedule.name": "wsd",
-        "schedule.decay_fraction": 0.3,
-        "schedule.warmup": 1,
-        "checkpoint.every_steps": 4,
-        "checkpoint.keep_last": 0,
-        "eval.every": 4,
-    }
-    train(tiny_config(**over, **{"budget.max_steps": 20}), run, quiet=True)
+    train(tiny_config(**WSD_EVERY_4_STEPS, **{"budget.max_steps": 20}), run, quiet=True)
     assert _checkpoint_tags(run) == {14: "decay_start", 20: None}
-    train(tiny_config(**over, **{"budget.max_steps": 40}), run, resume=True, callbacks=[StopAt(17)], quiet=True)
+    longer = tiny_config(**WSD_EVERY_4_STEPS, **{"budget.max_steps": 40})
+    train(longer, run, resume=True, callbacks=[StopAt(17)], quiet=True)
     assert _checkpoint_tags(run) == {14: "decay_start", 17: None}  # the step the extension reached, kept
 
 
